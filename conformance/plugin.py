@@ -1,0 +1,1 @@
+"""pytest plugin of the Coze Plus conformance suite (being built)."""

@@ -1,1 +1,389 @@
-"""pytest plugin of the Coze Plus conformance suite (being built)."""
+"""The pytest plugin of the Coze Plus conformance suite.
+
+Loaded in every pytest run of its environment (entry point ``pytest11``), it stays
+inert -- no server, no preflight, no network -- unless the run collects the suite's
+own test modules (``pytest conformance`` or ``pytest --pyargs conformance``).
+
+In a conformance run the controlling process (the only process without xdist, the
+controller with it) resolves the settings before collection, starts the embedded
+reference server when no ``--target-url`` is given, runs the preflight, and hands the
+resolved settings to the xdist workers. Every test judges requirements through the
+``check`` fixture (see ``conformance.outcomes``); the records travel on the test
+reports, so the controller sees every judgement of every worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets as _secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.outcomes import Checks, Outcome, Record, RequirementFailed, format_record, summarise
+from conformance.settings import Settings, SettingsError, add_options, resolve_settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SUITE_DIR = PACKAGE_DIR / "suite"
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+CHECKS_KEY = pytest.StashKey[Checks]()
+LOG_KEY = pytest.StashKey[Any]()
+RECORDS_ATTR = "conformance_records"
+
+
+# --------------------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("list_requirements"):
+        from conformance.catalogue import format_catalogue, load_catalogue
+
+        sys.stdout.write(format_catalogue(load_catalogue(), verbose=config.getoption("verbose") > 0) + "\n")
+        return 0
+    return None
+
+
+# --------------------------------------------------------------------------- is this a conformance run?
+
+
+def _arg_path(config: pytest.Config, arg: str) -> Path | None:
+    target = arg.split("::", 1)[0]
+    if config.getoption("pyargs", False) and not target.endswith(".py") and "/" not in target:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            if spec.submodule_search_locations:
+                return Path(next(iter(spec.submodule_search_locations))).resolve()
+            if spec.origin:
+                return Path(spec.origin).resolve()
+    return (config.invocation_params.dir / target).resolve()
+
+
+def targets_suite(config: pytest.Config) -> bool:
+    """Whether this run collects the suite's own test modules (judged from the args,
+    before collection, so the controller can start the server before xdist workers)."""
+    if hasattr(config, "workerinput"):
+        return "coze_settings" in config.workerinput
+    for arg in config.args:
+        path = _arg_path(config, arg)
+        if path is None:
+            continue
+        if path == SUITE_DIR or SUITE_DIR in path.parents or path in SUITE_DIR.parents:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- configure
+
+
+class _Run:
+    """State of one conformance run, registered as a plugin for its reporting hooks."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.server: Any = None
+        self.records: list[Record] = []
+        self.suite_items = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Under xdist the controller sees the workers' reports here, records included.
+        records = getattr(report, RECORDS_ATTR, None)
+        if records:
+            self.records.extend(Record.from_dict(r) for r in records)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput") or not self.records:
+            return
+        outcomes = summarise(self.records)
+        levels = {r.requirement: r.level for r in self.records}
+        tr = terminalreporter
+        tr.section("conformance: requirements")
+        for rid in sorted(outcomes):
+            if outcomes[rid] is not Outcome.PASS or tr.verbosity > 0:
+                tr.write_line(f"{outcomes[rid]:<5} {rid:<18} {levels[rid]}")
+        counts = {o: sum(1 for v in outcomes.values() if v is o) for o in Outcome}
+        tr.write_line(
+            f"{len(outcomes)} requirements judged: "
+            + ", ".join(f"{counts[o]} {o}" for o in (Outcome.PASS, Outcome.FAIL, Outcome.WARN, Outcome.SKIP))
+        )
+
+
+RUN_KEY = pytest.StashKey[_Run]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "requirement(*ids): the catalogue requirement ids this conformance test judges"
+    )
+    config.addinivalue_line("markers", "ratelimit: a rate-limit test; runs after every other test")
+    if not targets_suite(config):
+        return
+    run = _Run(config)
+    config.stash[RUN_KEY] = run
+    config.pluginmanager.register(run, "conformance-run")
+    if hasattr(config, "workerinput"):
+        config.stash[SETTINGS_KEY] = Settings.from_worker(config.workerinput["coze_settings"])
+        return
+    settings = resolve_settings(config)
+    if not settings.target_url:
+        settings, run.server = _start_embedded(settings)
+    config.stash[SETTINGS_KEY] = settings
+    _preflight(settings)
+
+
+def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
+    """Start the reference server with fresh random credentials for two principals."""
+    from conformance.reference import PrincipalConfig, ReferenceServer, ServerConfig
+
+    keys = {name: _secrets.token_urlsafe(24) for name in ("api_key", "session_key", "api_key_2", "session_key_2")}
+    server = ReferenceServer(
+        ServerConfig(
+            principals=(
+                PrincipalConfig(name="principal-1", api_key=keys["api_key"], session_key=keys["session_key"]),
+                PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
+            )
+        )
+    )
+    server.start()
+    sources = dict(settings.sources, target_url="embedded", **{k: "embedded" for k in keys})
+    return dataclasses.replace(settings, target_url=server.url, embedded=True, sources=sources, **keys), server
+
+
+def _preflight(settings: Settings) -> None:
+    from conformance.preflight import PreflightError, preflight
+
+    client = build_client(settings)
+    try:
+        preflight(client, timeout=10)
+    except PreflightError as exc:
+        pytest.exit(f"conformance preflight: {exc}", returncode=3)
+    finally:
+        client.close()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: pass the resolved settings (embedded URL and keys included)."""
+    settings = node.config.stash.get(SETTINGS_KEY, None)
+    if settings is not None:
+        node.workerinput["coze_settings"] = settings.to_worker()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.server is not None:
+        run.server.stop()
+        run.server = None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    return settings.header_line() if settings is not None else None
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def build_client(settings: Settings, *, second: bool = False, log: Any = None) -> Any:
+    """An ApiClient for principal 1 (or 2), with the other principal for isolation modes."""
+    from conformance.client import ApiClient, Principal
+    from conformance.redact import Redactor
+
+    p1 = Principal("principal-1", settings.api_key, settings.session_key)
+    p2 = Principal("principal-2", settings.api_key_2, settings.session_key_2) if settings.has_principal_2 else None
+    me, other = (p2, p1) if second else (p1, p2)
+    assert me is not None
+    verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
+    return ApiClient(
+        settings.target_url or "",
+        me,
+        other=other,
+        request_timeout=settings.request_timeout,
+        stream_timeout=settings.stream_timeout,
+        extra_headers=dict(settings.headers),
+        verify=verify,
+        log=log,
+        redactor=Redactor(settings.secrets),
+    )
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def _is_suite_item(item: pytest.Item) -> bool:
+    return SUITE_DIR in Path(str(item.path)).resolve().parents
+
+
+def declared_requirements(item: pytest.Item) -> tuple[str, ...]:
+    ids: list[str] = []
+    for mark in item.iter_markers("requirement"):
+        ids.extend(mark.args)
+    return tuple(dict.fromkeys(ids))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    suite_items = [item for item in items if _is_suite_item(item)]
+    if settings is None or not suite_items:
+        return
+    from fnmatch import fnmatchcase
+
+    from conformance.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    problems = []
+    for item in suite_items:
+        ids = declared_requirements(item)
+        if not ids:
+            problems.append(f"{item.nodeid}: no @pytest.mark.requirement(...)")
+        problems.extend(f"{item.nodeid}: unknown requirement id {rid!r}" for rid in ids if rid not in catalogue)
+    if problems:
+        raise pytest.UsageError("conformance collection:\n  " + "\n  ".join(problems))
+    if settings.requirements:
+        keep, drop = [], []
+        for item in items:
+            ids = declared_requirements(item) if _is_suite_item(item) else ()
+            wanted = any(fnmatchcase(rid, pat) for rid in ids for pat in settings.requirements)
+            (keep if wanted or not _is_suite_item(item) else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    # The rate-limit phase runs after every other test (issue 6); keep order stable otherwise.
+    items.sort(key=lambda item: item.get_closest_marker("ratelimit") is not None)
+    config.stash[RUN_KEY].suite_items = len(suite_items)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _settings(request: pytest.FixtureRequest) -> Settings:
+    settings = request.config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        raise pytest.UsageError("conformance fixtures are only available in a conformance run (pytest conformance)")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def conformance_settings(request: pytest.FixtureRequest) -> Settings:
+    """The resolved settings of this run."""
+    return _settings(request)
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Any:
+    from conformance.catalogue import load_catalogue
+
+    return load_catalogue()
+
+
+@pytest.fixture(scope="session")
+def profile(conformance_settings: Settings) -> Any:
+    from conformance.profile import load_profile
+
+    return load_profile(conformance_settings.profile)
+
+
+@pytest.fixture
+def check(request: pytest.FixtureRequest, catalogue: Any) -> Checks:
+    """Judge a requirement: ``check("CHAT-001", cond, expected=..., actual=...)``."""
+    item = request.node
+    checks = item.stash.get(CHECKS_KEY, None)
+    if checks is None:
+        checks = Checks(declared_requirements(item), catalogue, strict=_settings(request).strict, nodeid=item.nodeid)
+        item.stash[CHECKS_KEY] = checks
+    return checks
+
+
+@pytest.fixture
+def exchange_log(request: pytest.FixtureRequest) -> Any:
+    """Every request and response of this test, redacted, for reports and curl."""
+    from conformance.client import ExchangeLog
+
+    item = request.node
+    log = item.stash.get(LOG_KEY, None)
+    if log is None:
+        log = ExchangeLog()
+        item.stash[LOG_KEY] = log
+    return log
+
+
+@pytest.fixture
+def api(conformance_settings: Settings, exchange_log: Any) -> Iterator[Any]:
+    """An HTTP client of the first principal."""
+    client = build_client(conformance_settings, log=exchange_log)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def api2(conformance_settings: Settings, exchange_log: Any) -> Iterator[Any]:
+    """An HTTP client of the second principal; SKIPs when none is configured."""
+    if not conformance_settings.has_principal_2:
+        pytest.skip("no second principal configured (--api-key-2 / --session-key-2)")
+    client = build_client(conformance_settings, second=True, log=exchange_log)
+    yield client
+    client.close()
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    checks = item.stash.get(CHECKS_KEY, None)
+    if checks is None:
+        return report
+    already = item.stash.get(_SENT_KEY, 0)
+    new = checks.records[already:]
+    item.stash[_SENT_KEY] = len(checks.records)
+    if report.when == "call" or new:
+        setattr(report, RECORDS_ATTR, [r.to_dict() for r in new])
+    if report.when == "call":
+        for rid in declared_requirements(item):
+            report.user_properties.append(("requirement", rid))
+        failures = [r for r in checks.records if r.outcome is Outcome.FAIL]
+        if report.passed and failures:
+            # Soft MUST failures and SHOULD failures under --strict fail the test at its end.
+            report.outcome = "failed"
+            report.longrepr = "\n\n".join(
+                format_record(r, checks.catalogue[r.requirement].quote, checks.catalogue[r.requirement].gloss)
+                for r in failures
+            )
+        if report.failed:
+            log = item.stash.get(LOG_KEY, None)
+            if log is not None and len(log):
+                report.sections.append(("Reproduce with", log.to_curl_script()))
+        warnings = [r for r in checks.records if r.outcome is Outcome.WARN]
+        if warnings:
+            report.sections.append(
+                ("SHOULD warnings", "\n".join(format_record(r, gloss=checks.catalogue[r.requirement].gloss) for r in warnings))
+            )
+    return report
+
+
+_SENT_KEY = pytest.StashKey[int]()
+
+
+__all__ = [
+    "CHECKS_KEY",
+    "SETTINGS_KEY",
+    "RequirementFailed",
+    "SettingsError",
+    "build_client",
+    "declared_requirements",
+    "targets_suite",
+]

@@ -1,0 +1,377 @@
+"""The suite's settings: one table of options, one function that resolves them.
+
+Every option resolves the same way -- command line > environment variable > ini key >
+default -- and a bad value is a usage error that names the option, the value and where
+it came from (the habit of pytest-timeout and pytest_httpx). The names are a public
+contract: the README's option table is generated from ``OPTIONS`` (``python -m
+conformance.settings``) and a test keeps the two equal.
+
+Strictness is pytest's own ``--strict`` flag (pytest >= 9) or ``strict = true`` in the
+ini, read through ``config.getini("strict")``; the suite never registers it again.
+``COZE_STRICT=1`` turns it on from the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+#: Where a value came from, as shown in error messages and the report header.
+CLI = "command line"
+DEFAULT = "default"
+
+
+class SettingsError(pytest.UsageError):
+    """A bad option value; pytest turns it into exit code 4."""
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("the base URL must not carry a query or a fragment")
+    try:
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from None
+    return value.rstrip("/")
+
+
+def _secret(value: str) -> str:
+    if not value or value != value.strip() or any(c in value for c in "\r\n"):
+        raise ValueError("expected a non-empty value without surrounding blanks or line breaks")
+    return value
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return seconds
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected a whole number >= 0")
+    return number
+
+
+def _digits(value: str) -> str:
+    # Ids exceed 2**53 (READING "Id types"): kept as text, never through a float.
+    if not value.isascii() or not value.isdigit():
+        raise ValueError("expected a decimal id (digits only)")
+    return value
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError("no such file")
+    return value
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, text = value.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n") or any(c in text for c in "\r\n"):
+        raise ValueError("expected 'Name: value'")
+    return name, text.strip()
+
+
+def _profile(value: str) -> str:
+    # Profiles are data files beside profile.py; the name only finds the file.
+    folder = Path(__file__).resolve().parent / "profiles"
+    known = sorted(p.stem for p in folder.glob("*.toml"))
+    if value not in known:
+        raise ValueError(f"unknown profile; available: {', '.join(known)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, environment variable, ini key, parser and help."""
+
+    flag: str
+    dest: str
+    help: str
+    env: str | None = None
+    ini: str | None = None
+    default: Any = None
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    multiple: bool = False  # repeatable flag; env and ini values are newline/comma lists
+    flag_only: bool = False  # a store_true switch
+    metavar: str | None = None
+    later: str | None = None  # the issue that brings the feature, if not yet built
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--target-url", "target_url", "Base URL of the server under test; absent: the embedded reference server.",
+           env="COZE_TARGET_URL", ini="coze_target_url", parse=_url, metavar="URL"),
+    Option("--api-key", "api_key", "API key of the first principal, sent as 'Authorization: Bearer'.",
+           env="COZE_API_KEY", parse=_secret, secret=True, metavar="KEY"),
+    Option("--session-key", "session_key", "Session key of the first principal, sent as cookie 'session_key'.",
+           env="COZE_SESSION_KEY", parse=_secret, secret=True, metavar="KEY"),
+    Option("--api-key-2", "api_key_2", "API key of a second principal, for isolation tests.",
+           env="COZE_API_KEY_2", parse=_secret, secret=True, metavar="KEY"),
+    Option("--session-key-2", "session_key_2", "Session key of a second principal, for isolation tests.",
+           env="COZE_SESSION_KEY_2", parse=_secret, secret=True, metavar="KEY"),
+    Option("--profile", "profile", "Wire profile the checks read (data files in conformance/profiles/).",
+           env="COZE_PROFILE", ini="coze_profile", default="doc", parse=_profile, metavar="NAME"),
+    Option("--bot-id", "bot_id", "Use this existing published bot instead of creating one.",
+           env="COZE_BOT_ID", ini="coze_bot_id", parse=_digits, metavar="ID"),
+    Option("--model", "model", "Model name sent when the suite creates bots; omitted by default.",
+           env="COZE_MODEL", ini="coze_model", metavar="NAME"),
+    Option("--request-timeout", "request_timeout", "Overall deadline of one request, in seconds (the spec's 30 s best practice).",
+           env="COZE_REQUEST_TIMEOUT", ini="coze_request_timeout", default=30.0, parse=_positive_seconds, metavar="S"),
+    Option("--stream-timeout", "stream_timeout", "Overall deadline of one stream, in seconds (the spec's 60 s best practice).",
+           env="COZE_STREAM_TIMEOUT", ini="coze_stream_timeout", default=60.0, parse=_positive_seconds, metavar="S"),
+    Option("--report-dir", "report_dir", "Folder for the JUnit, Allure, HTML and results.json reports.",
+           env="COZE_REPORT_DIR", ini="coze_report_dir", metavar="DIR", later="issue 8"),
+    Option("--expected-failures", "expected_failures", "TOML baseline of expected failures.",
+           env="COZE_EXPECTED_FAILURES", ini="coze_expected_failures", parse=_existing_file, metavar="FILE",
+           later="issue 8"),
+    Option("--fuzz-examples", "fuzz_examples", "Hypothesis examples per fuzzed endpoint (default 25 against a remote target).",
+           env="COZE_FUZZ_EXAMPLES", ini="coze_fuzz_examples", parse=_count, metavar="N", later="issue 6"),
+    Option("--header", "headers", "Extra request header 'Name: value' (repeatable), e.g. for a gateway.",
+           env="COZE_HEADERS", ini="coze_headers", default=(), parse=_header, multiple=True, metavar="'NAME: VALUE'"),
+    Option("--ca-bundle", "ca_bundle", "CA bundle (PEM file) to verify the target's TLS certificate.",
+           env="COZE_CA_BUNDLE", ini="coze_ca_bundle", parse=_existing_file, metavar="FILE"),
+    Option("--insecure", "insecure", "Do not verify the target's TLS certificate.",
+           env="COZE_INSECURE", ini="coze_insecure", default=False, parse=_bool, flag_only=True),
+    Option("--requirement", "requirements", "Run only tests checking these requirement ids (fnmatch globs; repeatable).",
+           env="COZE_REQUIREMENT", default=(), multiple=True, metavar="ID-OR-GLOB"),
+    Option("--list-requirements", "list_requirements", "Print the requirement catalogue and exit.",
+           default=False, flag_only=True),
+)
+
+OPTIONS_BY_DEST: Mapping[str, Option] = {o.dest: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. ``repr`` never shows a secret value."""
+
+    target_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    session_key: str | None = field(default=None, repr=False)
+    api_key_2: str | None = field(default=None, repr=False)
+    session_key_2: str | None = field(default=None, repr=False)
+    profile: str = "doc"
+    bot_id: str | None = None
+    model: str | None = None
+    request_timeout: float = 30.0
+    stream_timeout: float = 60.0
+    report_dir: str | None = None
+    expected_failures: str | None = None
+    fuzz_examples: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    ca_bundle: str | None = None
+    insecure: bool = False
+    requirements: tuple[str, ...] = ()
+    list_requirements: bool = False
+    strict: bool = False
+    #: True when the suite started its own reference server as the target.
+    embedded: bool = False
+    #: dest -> where its value came from (CLI, an env var, an ini key or default).
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "sources":
+                continue
+            if f.name in SECRET_DESTS:
+                shown.append(f"{f.name}={'<set>' if value else None}")
+            elif f.name == "headers":
+                # Gateway headers often carry tokens: show the names only.
+                shown.append(f"headers={[name for name, _ in value]!r}")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """Label -> value of every configured secret, for the redactor."""
+        labelled = {OPTIONS_BY_DEST[d].env or d: getattr(self, d) for d in SECRET_DESTS}
+        labelled.update({f"header {name}": value for name, value in self.headers if value})
+        return {label: value for label, value in labelled.items() if value}
+
+    @property
+    def has_principal_2(self) -> bool:
+        return bool(self.api_key_2 or self.session_key_2)
+
+    def auth_modes(self, second: bool = False) -> list[str]:
+        key, session = (self.api_key_2, self.session_key_2) if second else (self.api_key, self.session_key)
+        return [mode for mode, value in (("bearer", key), ("cookie", session)) if value]
+
+    def to_worker(self) -> dict[str, Any]:
+        """Plain data for xdist workers (execnet carries it; it is never printed)."""
+        data = dataclasses.asdict(self)
+        data["sources"] = dict(self.sources)
+        return data
+
+    @classmethod
+    def from_worker(cls, data: Mapping[str, Any]) -> Settings:
+        values = dict(data)
+        values["headers"] = tuple(tuple(h) for h in values["headers"])
+        values["requirements"] = tuple(values["requirements"])
+        return cls(**values)
+
+    def header_line(self) -> str:
+        """The report header: target, profile, auth modes, strictness -- never secrets."""
+        target = f"{self.target_url} (embedded reference server)" if self.embedded else self.target_url
+        auth1 = "+".join(self.auth_modes()) or "none"
+        auth2 = "+".join(self.auth_modes(second=True)) or "not configured"
+        return (
+            f"conformance: target {target}; profile {self.profile}; "
+            f"auth principal 1: {auth1}, principal 2: {auth2}; "
+            f"strict: {'yes (SHOULD requirements fail)' if self.strict else 'no (SHOULD requirements warn)'}; "
+            f"timeouts: request {self.request_timeout:g} s, stream {self.stream_timeout:g} s"
+        )
+
+
+SECRET_DESTS = tuple(o.dest for o in OPTIONS if o.secret)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare every option of ``OPTIONS`` (flags and ini keys) on pytest's parser."""
+    group = parser.getgroup("conformance", "Coze Plus Agent API conformance")
+    for opt in OPTIONS:
+        help_text = opt.help + (f" [env {opt.env}]" if opt.env else "") + (f" (feature: {opt.later})" if opt.later else "")
+        if opt.flag_only:
+            group.addoption(opt.flag, dest=opt.dest, action="store_true", default=None, help=help_text)
+        elif opt.multiple:
+            group.addoption(opt.flag, dest=opt.dest, action="append", default=None, metavar=opt.metavar, help=help_text)
+        else:
+            group.addoption(opt.flag, dest=opt.dest, default=None, metavar=opt.metavar, help=help_text)
+        if opt.ini:
+            parser.addini(opt.ini, opt.help, type="linelist" if opt.multiple else "string", default=None)
+
+
+def _split_list(text: str) -> list[str]:
+    sep = "\n" if "\n" in text else ","
+    return [item.strip() for item in text.split(sep) if item.strip()]
+
+
+def _raw_value(opt: Option, config: pytest.Config, environ: Mapping[str, str]) -> tuple[Any, str]:
+    """The unparsed value of one option and its source, by precedence."""
+    cli = config.getoption(opt.dest, default=None)
+    if cli not in (None, []):
+        return (True if opt.flag_only else cli), CLI
+    if opt.env and opt.env in environ and (environ[opt.env] != "" or not opt.flag_only):
+        raw = environ[opt.env]
+        return (_split_list(raw) if opt.multiple else raw), opt.env
+    if opt.ini:
+        ini = config.getini(opt.ini)
+        if ini not in (None, [], ""):
+            where = config.inipath.name if config.inipath else "ini"
+            return ini, f"ini {opt.ini} in {where}"
+    return opt.default, DEFAULT
+
+
+def _parse(opt: Option, raw: Any, source: str) -> Any:
+    if source == DEFAULT:
+        return raw
+    if opt.flag_only and raw is True:
+        return True
+    values = raw if opt.multiple else [raw]
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(opt.parse(str(value)))
+        except ValueError as exc:
+            shown = "<secret>" if opt.secret else repr(str(value))
+            raise SettingsError(f"invalid {opt.flag} {shown} (from {source}): {exc}") from None
+    return tuple(parsed) if opt.multiple else parsed[0]
+
+
+def resolve_settings(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve and validate every option: CLI > environment > ini > default."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        raw, source = _raw_value(opt, config, env)
+        values[opt.dest] = _parse(opt, raw, source)
+        sources[opt.dest] = source
+    strict_env = env.get("COZE_STRICT", "")
+    try:
+        strict_from_env = _bool(strict_env)
+    except ValueError as exc:
+        raise SettingsError(f"invalid COZE_STRICT {strict_env!r} (from COZE_STRICT): {exc}") from None
+    values["strict"] = bool(config.getini("strict")) or strict_from_env
+    sources["strict"] = CLI if config.getini("strict") else ("COZE_STRICT" if strict_from_env else DEFAULT)
+    settings = Settings(**values, sources=sources)
+    _check_combinations(settings)
+    return settings
+
+
+def _check_combinations(s: Settings) -> None:
+    src = s.sources
+    if s.target_url and not (s.api_key or s.session_key):
+        raise SettingsError(
+            f"--target-url {s.target_url!r} (from {src['target_url']}) needs a credential: "
+            "set --api-key / COZE_API_KEY or --session-key / COZE_SESSION_KEY"
+        )
+    if not s.target_url:
+        for dest in SECRET_DESTS + ("bot_id",):
+            if getattr(s, dest):
+                opt = OPTIONS_BY_DEST[dest]
+                raise SettingsError(
+                    f"{opt.flag} (from {src[dest]}) needs --target-url: the embedded reference server "
+                    "makes its own credentials and bots"
+                )
+    if s.ca_bundle and s.insecure:
+        raise SettingsError(
+            f"--ca-bundle (from {src['ca_bundle']}) and --insecure (from {src['insecure']}) contradict each other"
+        )
+    for first, second in (("api_key", "api_key_2"), ("session_key", "session_key_2")):
+        if getattr(s, first) and getattr(s, first) == getattr(s, second):
+            raise SettingsError(
+                f"{OPTIONS_BY_DEST[second].flag} (from {src[second]}) equals {OPTIONS_BY_DEST[first].flag} "
+                f"(from {src[first]}): the second principal must differ from the first"
+            )
+
+
+def markdown_table(options: Sequence[Option] = OPTIONS) -> str:
+    """The README's option table, generated from ``OPTIONS``."""
+    rows = [
+        "| option | environment | ini key | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for o in options:
+        default = "" if o.default in (None, (), False) else f"`{o.default}`"
+        meaning = o.help.replace("|", "\\|") + (f" *(feature: {o.later})*" if o.later else "")
+        rows.append(
+            f"| `{o.flag}` | {f'`{o.env}`' if o.env else ''} | {f'`{o.ini}`' if o.ini else ''} | {default} | {meaning} |"
+        )
+    rows.append(
+        "| `--strict` (pytest's own) | `COZE_STRICT=1` | `strict = true` |  | SHOULD requirements fail instead of warning. |"
+    )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m conformance.settings  -> the README table
+    sys.stdout.write(markdown_table() + "\n")

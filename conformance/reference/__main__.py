@@ -1,0 +1,118 @@
+"""``python -m conformance.reference --port 8080``: a stand-in Coze Plus to poke with curl.
+
+Seeds one published bot with a fixed id (so the README's ``curl -N`` line works as one
+command), prints its id, the development credentials and that curl line, and serves
+until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .config import DEV_PRINCIPALS, ServerConfig
+from .server import ReferenceServer
+
+#: The demo bot's id: 19 digits and not representable as a float, like every id here.
+DEMO_BOT_ID = 7493710240598375123
+DEMO_TOOLS: tuple[dict[str, object], ...] = (
+    {"type": "knowledge_base", "knowledge_id": 7493710240598375201},
+    {"type": "plugin", "plugin_id": 7493710240598375301},
+)
+
+
+def curl_line(url: str, api_key: str, bot_id: int | str) -> str:
+    """A shell-ready command that streams one chat (spec "Chat V3" request example)."""
+    body = {
+        "bot_id": str(bot_id),
+        "user_id": "user_001",
+        "stream": True,
+        "additional_messages": [{"role": "user", "content": "你好,请介绍一下你自己", "content_type": "text"}],
+    }
+    return " ".join(
+        [
+            "curl -N",
+            shlex.quote(f"{url}/v3/chat"),
+            "-H",
+            shlex.quote(f"Authorization: Bearer {api_key}"),
+            "-H",
+            shlex.quote("Content-Type: application/json"),
+            "-d",
+            shlex.quote(json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
+        ]
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance.reference",
+        description="Serve the Coze Plus Agent API reference server with development credentials.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind, 0 for any free port (default: %(default)s)")
+    parser.add_argument(
+        "--token-delay", type=float, default=0.02, help="seconds between streamed tokens (default: %(default)s)"
+    )
+    parser.add_argument("--no-rate-limits", action="store_true", help="switch the documented rate limits off")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = ServerConfig(
+            host=args.host, port=args.port, token_delay=args.token_delay, rate_limits=not args.no_rate_limits
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server = ReferenceServer(config)
+    owner = DEV_PRINCIPALS[0]
+    server.seed_published_bot(
+        owner.name,
+        name="客服助手",
+        description="专业的客服智能助手",
+        prompt="你是一个专业的客服助手...",
+        model="reference-echo",
+        tools=DEMO_TOOLS,
+        bot_id=DEMO_BOT_ID,
+    )
+    try:
+        server.start()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # These are the documented development credentials of a local test server, not secrets.
+    lines = [
+        f"Coze Plus reference server on {server.url}",
+        f"Published bot (owner {owner.name}): {DEMO_BOT_ID}",
+        "Development credentials:",
+        *(f"  {p.name}: Authorization: Bearer {p.api_key}  |  Cookie: session_key={p.session_key}" for p in config.principals),
+        "Stream a chat:",
+        curl_line(server.url, owner.api_key, DEMO_BOT_ID),
+        "Ctrl-C stops the server.",
+    ]
+    print("\n".join(lines), flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

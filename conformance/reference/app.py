@@ -1,0 +1,111 @@
+"""The ASGI application: one route per documented endpoint, nothing more.
+
+Every endpoint runs the same gate before its handler, in this order:
+authentication (401), then the rate limit of its group (429), then the handler's own
+validation (400), lookups (403/404) and work. Checking credentials first means an
+anonymous caller learns nothing about ids or body rules; counting a request before
+validating it means a client cannot dodge the limit with bad bodies.
+Unknown paths and methods answer a 404 envelope: the documented codes are
+400/401/403/404/429/500 (spec "错误码"), and the page has no 405.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import bots, chat
+from .auth import EndpointClass, authenticate
+from .config import RateGroup, ServerConfig
+from .envelope import ApiError, error_response
+from .runtime import Runtime
+
+Handler = Callable[[Runtime, Request, str], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    group: RateGroup
+    endpoint_class: EndpointClass
+
+
+#: The documented endpoints (spec: 对话聊天 API, 智能体管理 API, 智能体信息 API) with
+#: their rate-limit group (spec "速率限制"; READING "Rate-limit groups" -- cancel
+#: counts as chat) and auth class (READING "Auth per endpoint").
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("POST", "/v3/chat", chat.chat_v3, "chat", "openapi"),
+    Endpoint("POST", "/v3/chat/cancel", chat.cancel, "chat", "openapi"),
+    Endpoint("POST", "/api/conversation/chat", chat.chat_internal, "chat", "webapi"),
+    Endpoint("POST", "/api/draftbot/create", bots.create, "management", "webapi"),
+    Endpoint("POST", "/api/draftbot/update_display_info", bots.update_display_info, "management", "webapi"),
+    Endpoint("POST", "/api/draftbot/publish", bots.publish, "management", "webapi"),
+    Endpoint("GET", "/v1/bot/get_online_info", bots.online_info, "info", "openapi"),
+    Endpoint("GET", "/v1/bots/{bot_id}", bots.details, "info", "openapi"),
+)
+
+_GROUP_TITLES = {"chat": "Chat API", "management": "Bot 管理 API", "info": "Bot 信息 API"}
+
+
+def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    config = runtime.config
+
+    async def run(request: Request) -> Response:
+        try:
+            principal = authenticate(
+                request,
+                endpoint.endpoint_class,
+                by_class=config.auth_modes == "by_class",
+                api_keys=runtime.principal_by_api_key,
+                session_keys=runtime.principal_by_session_key,
+            )
+            if runtime.limiter is not None:
+                retry_after = runtime.limiter.admit(principal, endpoint.group)
+                if retry_after is not None:
+                    raise ApiError(
+                        429,
+                        f"too many requests: {_GROUP_TITLES[endpoint.group]} allows"
+                        f" {config.limit_for(endpoint.group)} per {config.rate_window:g} s; retry after {retry_after} s",
+                        headers={"Retry-After": str(retry_after)},
+                    )
+            return await endpoint.handler(runtime, request, principal)
+        except ApiError as error:
+            return error_response(error)
+
+    run.__name__ = endpoint.handler.__name__
+    return run
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        return error_response(ApiError(404, f"no such endpoint: {request.method} {request.url.path}"))
+    code = exc.status_code if exc.status_code in (400, 401, 403, 429) else 400
+    return error_response(ApiError(code, str(exc.detail)))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, never an answer to bad input: the fuzz test fails on any 5xx it sees.
+    return error_response(ApiError(500, "internal server error"))
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    """The reference server's ASGI app; its :class:`Runtime` is ``app.state.runtime``."""
+    runtime = Runtime(config or ServerConfig())
+    routes = [Route(e.path, _gate(runtime, e), methods=[e.method]) for e in ENDPOINTS]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
+    )
+    # "/v3/chat/" must not be redirected to "/v3/chat": no documented endpoint redirects.
+    app.router.redirect_slashes = False
+    app.state.runtime = runtime
+    return app

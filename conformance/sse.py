@@ -143,6 +143,9 @@ class SSEChecker:
         self.findings: list[Finding] = []
         self.max_line_bytes = max_line_bytes
         self.max_stream_bytes = max_stream_bytes
+        # An over-long line's excerpt: no longer than what is buffered when it is
+        # found, so that it does not depend on where the chunks were split.
+        self._head = min(RAW_EXCERPT_BYTES, max_line_bytes + 1)
         self.stopped = False
         self.closed = False
         self._buf = bytearray()  # the unterminated line so far
@@ -238,7 +241,7 @@ class SSEChecker:
             if self._skipping_line:
                 self._skipping_line = False
             elif end - pos > self.max_line_bytes:
-                self._too_long(self._offset + pos, bytes(buf[pos : pos + RAW_EXCERPT_BYTES]))
+                self._too_long(self._offset + pos, bytes(buf[pos : pos + self._head]))
                 self._skipping_line = False
             else:
                 self._line(bytes(buf[pos:end]), bytes(buf[pos : end + eol]), self._offset + pos, t)
@@ -247,7 +250,7 @@ class SSEChecker:
         if self._skipping_line:
             pos = len(buf)
         elif len(buf) - pos > self.max_line_bytes:
-            self._too_long(self._offset + pos, bytes(buf[pos : pos + RAW_EXCERPT_BYTES]))
+            self._too_long(self._offset + pos, bytes(buf[pos : pos + self._head]))
             pos = len(buf)
         self._consume(pos)
         self._clean = len(buf)

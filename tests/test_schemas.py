@@ -34,13 +34,16 @@ SPEC_TEXT = (PACKAGE_DIR / "spec" / "agent-api.zh.md").read_text(encoding="utf-8
 PROFILE = tomllib.loads((PACKAGE_DIR / "profiles" / "doc.toml").read_text(encoding="utf-8"))
 REPO_PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"
 
-Path_ = tuple[str | int, ...]
+JsonPath = tuple[str | int, ...]
+# Every timestamp refers to this one definition (test_timestamps_use_the_shared_definition),
+# which is how the milliseconds test finds them.
+TIMESTAMP_REF = "#/definitions/timestamp"
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def ptr(path: Path_) -> str:
+def ptr(path: JsonPath) -> str:
     """The pointer format of ``SchemaViolation.instance_path`` (root shown as ``/``)."""
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
@@ -56,13 +59,13 @@ def resolve(root: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]:
 class Node:
     """A position in an example together with the (resolved) schema that governs it."""
 
-    path: Path_
+    path: JsonPath
     schema: dict[str, Any]
     value: Any
     documented: bool  # reached through ``properties`` or ``items``, not ``additionalProperties``
 
 
-def walk(root: dict[str, Any], sub: dict[str, Any], value: Any, path: Path_ = (), documented: bool = True) -> Iterator[Node]:
+def walk(root: dict[str, Any], sub: dict[str, Any], value: Any, path: JsonPath = (), documented: bool = True) -> Iterator[Node]:
     sub = resolve(root, sub)
     yield Node(path, sub, value, documented)
     if isinstance(value, dict):
@@ -76,19 +79,19 @@ def walk(root: dict[str, Any], sub: dict[str, Any], value: Any, path: Path_ = ()
             yield from walk(root, sub["items"], child, (*path, index), True)
 
 
-def get_at(instance: Any, path: Path_) -> Any:
+def get_at(instance: Any, path: JsonPath) -> Any:
     for part in path:
         instance = instance[part]
     return instance
 
 
-def with_value(instance: Any, path: Path_, value: Any) -> Any:
+def with_value(instance: Any, path: JsonPath, value: Any) -> Any:
     mutated = copy.deepcopy(instance)
     get_at(mutated, path[:-1])[path[-1]] = value
     return mutated
 
 
-def without_keys(instance: Any, path: Path_, keys: tuple[str, ...]) -> Any:
+def without_keys(instance: Any, path: JsonPath, keys: tuple[str, ...]) -> Any:
     mutated = copy.deepcopy(instance)
     target = get_at(mutated, path)
     for key in keys:
@@ -141,7 +144,7 @@ def allowed_types(schema: dict[str, Any]) -> set[str]:
     return types
 
 
-def assert_violation(violations: list[SchemaViolation], path: Path_, keyword: str) -> SchemaViolation:
+def assert_violation(violations: list[SchemaViolation], path: JsonPath, keyword: str) -> SchemaViolation:
     """The violation at ``path`` with ``keyword``; fails listing what was found instead."""
     found = [v for v in violations if v.instance_path == ptr(path) and v.keyword == keyword]
     assert found, f"expected a {keyword!r} violation at {ptr(path)}; got: {[str(v) for v in violations] or 'none'}"
@@ -203,10 +206,6 @@ def typed_field_params() -> list[Any]:
     ]
 
 
-def is_timestamp(root: dict[str, Any], sub: dict[str, Any]) -> bool:
-    return sub.get("$ref") == "#/definitions/timestamp"
-
-
 def timestamp_params() -> list[Any]:
     params = []
     for name in NAMES:
@@ -215,7 +214,7 @@ def timestamp_params() -> list[Any]:
             for node in walk(schema, schema, example):
                 if isinstance(node.value, dict):
                     for key, sub in node.schema.get("properties", {}).items():
-                        if key in node.value and is_timestamp(schema, sub):
+                        if key in node.value and sub.get("$ref") == TIMESTAMP_REF:
                             params.append(pytest.param(name, i, (*node.path, key), id=f"{name}[{i}]{ptr((*node.path, key))}"))
     return params
 
@@ -255,13 +254,13 @@ def test_example_with_keys_reordered_validates(name: str, index: int) -> None:
 
 
 @pytest.mark.parametrize(("name", "index", "path", "keys", "keyword"), required_removal_params())
-def test_example_without_required_key_is_rejected(name: str, index: int, path: Path_, keys: tuple[str, ...], keyword: str) -> None:
+def test_example_without_required_key_is_rejected(name: str, index: int, path: JsonPath, keys: tuple[str, ...], keyword: str) -> None:
     mutated = without_keys(examples_of(name)[index], path, keys)
     assert_violation(validate(name, mutated), path, keyword)
 
 
 @pytest.mark.parametrize(("name", "index", "path"), typed_field_params())
-def test_field_of_wrong_json_type_is_rejected(name: str, index: int, path: Path_) -> None:
+def test_field_of_wrong_json_type_is_rejected(name: str, index: int, path: JsonPath) -> None:
     schema = load_schema(name)
     node = next(n for n in walk(schema, schema, schema["examples"][index]) if n.path == path)
     wrong = [v for t, v in VALUES_BY_TYPE.items() if t not in allowed_types(node.schema)]
@@ -271,7 +270,7 @@ def test_field_of_wrong_json_type_is_rejected(name: str, index: int, path: Path_
 
 
 @pytest.mark.parametrize(("name", "index", "path"), timestamp_params())
-def test_timestamp_in_milliseconds_is_rejected(name: str, index: int, path: Path_) -> None:
+def test_timestamp_in_milliseconds_is_rejected(name: str, index: int, path: JsonPath) -> None:
     example = examples_of(name)[index]
     millis = get_at(example, path) * 1000
     violation = assert_violation(validate(name, with_value(example, path, millis)), path, "maximum")
@@ -279,7 +278,7 @@ def test_timestamp_in_milliseconds_is_rejected(name: str, index: int, path: Path
 
 
 @pytest.mark.parametrize(("name", "index", "path"), object_level_params())
-def test_extra_unknown_key_is_accepted(name: str, index: int, path: Path_) -> None:
+def test_extra_unknown_key_is_accepted(name: str, index: int, path: JsonPath) -> None:
     # READING 'Levels': never fail a server for extra JSON keys, in requests or responses.
     example = examples_of(name)[index]
     schema = load_schema(name)
@@ -349,7 +348,7 @@ def test_timestamps_use_the_shared_definition(name: str) -> None:
         if isinstance(node, dict) and isinstance(node.get("properties"), dict):
             for key, sub in node["properties"].items():
                 if key.endswith("_at"):
-                    assert sub == {"$ref": "#/definitions/timestamp"}, f"{name}{where}/properties/{key}"
+                    assert sub == {"$ref": TIMESTAMP_REF}, f"{name}{where}/properties/{key}"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -39,8 +39,8 @@ INDEX_FILE = "index.json"
 # Where the files are, first match wins: an installed wheel ships them as package data
 # next to this module; a source tree or an editable install has them at the repo root.
 _CANDIDATE_DIRS = (
-    Path(__file__).resolve().parent / "schemas",
-    Path(__file__).resolve().parent.parent / "schemas",
+    Path(__file__).resolve().parent / "schema_files",  # installed wheel (pyproject package-dir)
+    Path(__file__).resolve().parent.parent / "schemas",  # source tree, editable install
 )
 
 # A violation prints its value; a whole response body would drown the message.

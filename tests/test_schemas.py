@@ -664,11 +664,6 @@ def test_big_timestamp_is_reported_with_exact_digits() -> None:
     assert violation.value == "1152921504606846977"
 
 
-@pytest.mark.xfail(
-    reason="pyproject declares package conformance.schemas (the schemas/ folder), which shadows "
-    "conformance/schemas.py in an installed wheel; the lead renames one of them",
-    strict=True,
-)
 def test_module_is_not_shadowed_by_a_package_of_the_same_name() -> None:
     # A wheel holding both conformance/schemas.py and a package conformance.schemas
     # imports the package (directories win), hiding this module. Guard the layout.

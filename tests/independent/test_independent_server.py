@@ -1,0 +1,539 @@
+"""Tests of the independent clean server: every endpoint over a real socket, and the wire
+choices it exists for (issue 7, item 3) really on the wire."""
+
+from __future__ import annotations
+
+import ast
+import email.utils
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from .server import FixedWindowLimiter, IndependentServer
+
+HERE = Path(__file__).resolve().parent
+#: READING "Timestamps": seconds since the epoch.
+EPOCH_FLOOR = 1_500_000_000
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def auth(server: IndependentServer, principal: str = "alice", mode: str = "bearer") -> dict[str, str]:
+    api_key, session_key = server.principals[principal]
+    if mode == "bearer":
+        return {"Authorization": f"Bearer {api_key}"}
+    return {"Cookie": f"session_key={session_key}"}
+
+
+def call(server: IndependentServer, method: str, path: str, body: Any = None, *, principal: str = "alice",
+         mode: str = "bearer", content: bytes | None = None) -> httpx.Response:
+    with httpx.Client(base_url=server.url, headers=auth(server, principal, mode), timeout=10) as client:
+        if content is not None:
+            return client.request(method, path, content=content, headers={"Content-Type": "application/json"})
+        return client.request(method, path, json=body)
+
+
+def ok_data(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    envelope = response.json()
+    assert envelope["code"] == 0 and envelope["msg"] == "ok", envelope
+    return envelope.get("data")
+
+
+def assert_error(response: httpx.Response, code: int) -> None:
+    assert response.status_code == code, response.text
+    assert response.json() == {"code": code, "msg": response.json()["msg"], "data": None}
+    assert isinstance(response.json()["msg"], str)
+
+
+def assert_seconds(value: Any) -> None:
+    assert isinstance(value, int) and EPOCH_FLOOR <= value <= time.time() + 1
+
+
+def create_bot(server: IndependentServer, principal: str = "alice", publish: bool = True, **fields: str) -> int:
+    data = ok_data(call(server, "POST", "/api/draftbot/create", {"name": "客服助手", **fields}, principal=principal))
+    if publish:
+        ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": data["bot_id"]}, principal=principal))
+    return int(data["bot_id"])
+
+
+def chat_body(bot_id: int, text: str = "你好", **extra: Any) -> dict[str, Any]:
+    return {"bot_id": str(bot_id), "user_id": "user_001",
+            "additional_messages": [{"role": "user", "content": text, "content_type": "text"}], **extra}
+
+
+@dataclass(frozen=True)
+class Raw:
+    status_line: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[0] if values else None
+
+
+def raw_request(server: IndependentServer, method: str, path: str, headers: dict[str, str],
+                body: bytes = b"") -> Raw:
+    """One HTTP/1.1 request over a bare socket, read to the server's close: the wire as sent."""
+    parts = urlsplit(server.url)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, content = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    pairs = [(k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)]
+    return Raw(status_line, pairs, content)
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    data: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        value = json.loads(self.data)
+        assert isinstance(value, dict)
+        return value
+
+
+def parse_crlf_stream(body: bytes) -> tuple[list[Event], int]:
+    """Split a CRLF event stream into events and count its comment lines. Deliberately
+    strict about CRLF: a bare LF or CR here means the server did not write what it claims."""
+    text = body.decode("utf-8")
+    assert "\n" not in text.replace("\r\n", "") and "\r" not in text.replace("\r\n", ""), "line ends not CRLF"
+    events: list[Event] = []
+    comments = 0
+    for block in text.split("\r\n\r\n"):
+        if not block:
+            continue
+        name, data = "message", []
+        for line in block.split("\r\n"):
+            field, _, value = line.partition(":")
+            if field == "":
+                comments += 1
+            elif field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+        if data:
+            events.append(Event(name, "\n".join(data)))
+    return events, comments
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[IndependentServer]:
+    with IndependentServer(token_delay=0.001, rate_limits=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def bot_id(server: IndependentServer) -> int:
+    return create_bot(server)
+
+
+# --------------------------------------------------------------------------- independence
+
+
+@pytest.mark.parametrize("filename", ["__init__.py", "server.py", "test_independent_server.py"])
+def test_imports_nothing_from_conformance(filename: str) -> None:
+    """Written by other hands: one shared bug with the suite or the reference would pass on
+    both sides (issue 7, item 3)."""
+    tree = ast.parse((HERE / filename).read_text(encoding="utf-8"))
+    imported: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.append(node.module)
+    if filename != "__init__.py":  # the package docstring alone imports nothing
+        assert imported, "the parse found no imports at all: the check would be vacuous"
+    assert not [name for name in imported if name.split(".")[0] == "conformance"]
+    if filename == "server.py":
+        assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# --------------------------------------------------------------------------- bots
+
+
+def test_bot_lifecycle(server: IndependentServer) -> None:
+    created = ok_data(call(server, "POST", "/api/draftbot/create",
+                           {"name": "客服助手", "description": "专业", "icon_url": "https://example.com/i.png",
+                            "prompt": "你是客服", "model": "gpt-4"}))
+    bot = created["bot_id"]
+    assert created["status"] == "draft" and created["name"] == "客服助手"
+    assert_seconds(created["created_at"])
+    assert_seconds(created["updated_at"])
+    assert_error(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"), 404)  # never published
+    assert ok_data(call(server, "GET", f"/v1/bots/{bot}"))["status"] == "draft"
+
+    first = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot}))
+    assert (first["bot_id"], first["version"], first["status"]) == (bot, 1, "online")
+    assert_seconds(first["published_at"])
+
+    updated = ok_data(call(server, "POST", "/api/draftbot/update_display_info",
+                           {"bot_id": bot, "name": "高级客服助手", "description": "更专业"}))
+    assert (updated["name"], updated["description"], updated["icon_url"]) == (
+        "高级客服助手", "更专业", "https://example.com/i.png")
+    # Online info is the snapshot taken at publish time, until the next publish.
+    online = ok_data(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"))
+    assert (online["name"], online["version"], online["model"]) == ("客服助手", 1, "gpt-4")
+
+    second = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot}))
+    assert second["version"] == 2
+    online = ok_data(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"))
+    assert (online["name"], online["description"], online["version"], online["status"]) == (
+        "高级客服助手", "更专业", 2, "online")
+    detail = ok_data(call(server, "GET", f"/v1/bots/{bot}"))
+    assert (detail["bot_id"], detail["name"], detail["version"], detail["tools"]) == (bot, "高级客服助手", 2, [])
+    for key in ("created_at", "updated_at", "published_at"):
+        assert_seconds(detail[key])
+
+
+def test_bot_ids_are_big_integers_that_survive(server: IndependentServer) -> None:
+    """Bot ids are 19-digit JSON integers above 2**53 (READING "Id types"): the request
+    and response JSON keep every digit."""
+    response = call(server, "POST", "/api/draftbot/create", {"name": "big"})
+    bot = ok_data(response)["bot_id"]
+    assert isinstance(bot, int) and bot > 2**53 and len(str(bot)) == 19
+    assert f'"bot_id":{bot}'.encode() in response.content  # a JSON number, not a string
+    published = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot}))
+    assert published["bot_id"] == bot
+    assert_error(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot + 1}), 400)
+    assert ok_data(call(server, "GET", f"/v1/bots/{bot}"))["bot_id"] == bot
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def test_chat_json_and_continued_conversation(server: IndependentServer, bot_id: int) -> None:
+    first = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "你好")))
+    assert first["conversation_id"].startswith("conv_") and first["id"].startswith("msg_")
+    assert (first["role"], first["type"]) == ("assistant", "answer") and first["content"]
+    assert_seconds(first["created_at"])
+    conversation = first["conversation_id"]
+    again = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "你好", ConversationID=conversation)))
+    assert again["conversation_id"] == conversation
+    assert again["content"] != first["content"], "the answer ignores the history"
+    # The other two places a conversation id may come from (READING).
+    by_key = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "x", conversation_id=conversation)))
+    by_query = ok_data(call(server, "POST", f"/v3/chat?conversation_id={conversation}", chat_body(bot_id, "x")))
+    assert by_key["conversation_id"] == by_query["conversation_id"] == conversation
+    assert ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id)))["conversation_id"] != conversation
+
+
+def test_stream_wire(server: IndependentServer, bot_id: int) -> None:
+    """The SSE choices are really on the wire: HTTP/1.0, close-delimited, CRLF, no space
+    after the colon, no start events, comments, the event key last, a verbose message
+    without deltas, and conversation.stream.done last."""
+    body = json.dumps(chat_body(bot_id, stream=True)).encode()
+    raw = raw_request(server, "POST", "/v3/chat", {**auth(server), "Content-Type": "application/json"}, body)
+    assert raw.status_line == "HTTP/1.0 200 OK"
+    assert raw.header("Content-Type") == "text/event-stream; charset=utf-8"
+    assert raw.header("Connection") == "close"
+    assert raw.header("Content-Length") is None and raw.header("Transfer-Encoding") is None
+    assert b"event:conversation.message.delta\r\ndata:{" in raw.body
+    assert b"event: " not in raw.body and b"data: " not in raw.body
+    events, comments = parse_crlf_stream(raw.body)
+    assert comments >= 1
+    names = [e.name for e in events]
+    assert not {"conversation.chat.created", "conversation.chat.in_progress"} & set(names)
+    assert names[-2:] == ["conversation.chat.completed", "conversation.stream.done"]
+    for event in events:
+        assert list(event.payload)[-1] == "event" and event.payload["event"] == event.name
+    completed = [e.payload["message_item"] for e in events if e.name == "conversation.message.completed"]
+    deltas = [e.payload["message_item"] for e in events if e.name == "conversation.message.delta"]
+    assert len(completed) == 2 and completed[0]["type"] == "verbose"
+    assert completed[0]["id"] not in {d["id"] for d in deltas}
+    assert len(deltas) >= 5 and {d["id"] for d in deltas} == {completed[1]["id"]}
+    assert "".join(d["content"] for d in deltas) == completed[1]["content"]
+    usage = events[-2].payload["run_record_item"]["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert events[-2].payload["run_record_item"]["conversation_id"].startswith("conv_")
+
+
+def test_json_wire(server: IndependentServer, bot_id: int) -> None:
+    raw = raw_request(server, "GET", f"/v1/bots/{bot_id}", auth(server))
+    assert raw.status_line == "HTTP/1.0 200 OK"
+    assert raw.header("Connection") == "close" and raw.header("Content-Length") is None
+    assert raw.header("Content-Type") == "application/json; charset=utf-8"
+    assert json.loads(raw.body)["data"]["bot_id"] == bot_id
+
+
+@pytest.mark.parametrize("path", ["/v3/chat", "/api/conversation/chat"])
+def test_stream_read_to_close_with_httpx(server: IndependentServer, bot_id: int, path: str) -> None:
+    body = (chat_body(bot_id, stream=True) if path == "/v3/chat"
+            else {"agent_id": bot_id, "query": "你好", "stream": True})
+    with httpx.Client(base_url=server.url, headers=auth(server), timeout=10) as client:
+        with client.stream("POST", path, json=body) as response:
+            assert response.http_version == "HTTP/1.0" and response.status_code == 200
+            text = b"".join(response.iter_bytes()).decode("utf-8")
+    assert text.endswith('event:conversation.stream.done\r\ndata:{"event":"conversation.stream.done"}\r\n\r\n')
+
+
+def test_internal_chat_json(server: IndependentServer, bot_id: int) -> None:
+    first = ok_data(call(server, "POST", "/api/conversation/chat", {"agent_id": bot_id, "query": "你好"},
+                         mode="cookie"))
+    again = ok_data(call(server, "POST", "/api/conversation/chat",
+                         {"agent_id": bot_id, "query": "你好", "conversation_id": first["conversation_id"]},
+                         mode="cookie"))
+    assert again["conversation_id"] == first["conversation_id"] and again["content"] != first["content"]
+
+
+def _read_events(response: httpx.Response) -> Iterator[str]:
+    """Event names as they arrive (this server writes CRLF and no space after the colon)."""
+    buffer = ""
+    for chunk in response.iter_text():
+        buffer += chunk
+        while "\r\n\r\n" in buffer:
+            block, buffer = buffer.split("\r\n\r\n", 1)
+            for line in block.split("\r\n"):
+                if line.startswith("event:"):
+                    yield line[len("event:"):]
+
+
+def test_cancel_ends_the_stream_promptly() -> None:
+    with IndependentServer(token_delay=0.3, rate_limits=False) as slow:
+        bot = create_bot(slow)
+        conversation = ok_data(call(slow, "POST", "/v3/chat", chat_body(bot)))["conversation_id"]
+        with httpx.Client(base_url=slow.url, headers=auth(slow), timeout=10) as client:
+            with client.stream("POST", "/v3/chat",
+                               json=chat_body(bot, stream=True, ConversationID=conversation)) as response:
+                events = _read_events(response)
+                assert next(events) == "conversation.message.completed"  # the verbose message
+                started = time.monotonic()
+                assert ok_data(call(slow, "POST", "/v3/chat/cancel", {"conversation_id": conversation})) is None
+                rest = list(events)
+                elapsed = time.monotonic() - started
+        assert rest[-2:] == ["conversation.chat.failed", "conversation.stream.done"]
+        assert elapsed < 1.0  # the uncancelled answer would take 9 tokens x 0.3 s
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    pytest.param({}, 400, id="missing-conversation_id"),
+    pytest.param({"conversation_id": "conv_unknown"}, 400, id="unknown"),
+    pytest.param({"conversation_id": 7}, 400, id="wrong-type"),
+])
+def test_cancel_errors(server: IndependentServer, body: dict[str, Any], code: int) -> None:
+    assert_error(call(server, "POST", "/v3/chat/cancel", body), code)
+
+
+def test_stop_is_prompt_with_an_open_stream() -> None:
+    slow = IndependentServer(token_delay=30, rate_limits=False).start()
+    bot = create_bot(slow)
+    outcome: list[str] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        with httpx.Client(base_url=slow.url, headers=auth(slow), timeout=10) as client:
+            with client.stream("POST", "/v3/chat", json=chat_body(bot, stream=True)) as response:
+                events = _read_events(response)
+                outcome.append(next(events))
+                opened.set()
+                outcome.extend(events)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert opened.wait(5)
+    started = time.monotonic()
+    slow.stop()
+    reader.join(5)
+    assert time.monotonic() - started < 2 and not reader.is_alive()
+    assert outcome[-1] == "conversation.stream.done"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    pytest.param("POST", "/api/draftbot/update_display_info", {"bot_id": "{bot}", "name": "x"}, id="update"),
+    pytest.param("POST", "/api/draftbot/publish", {"bot_id": "{bot}"}, id="publish"),
+    pytest.param("GET", "/v1/bot/get_online_info?bot_id={bot}", None, id="online-info"),
+    pytest.param("GET", "/v1/bots/{bot}", None, id="bot-get"),
+    pytest.param("POST", "/v3/chat", {"bot_id": "{bot}", "user_id": "u"}, id="chat"),
+    pytest.param("POST", "/api/conversation/chat", {"agent_id": "{bot}", "query": "q"}, id="internal-chat"),
+    pytest.param("POST", "/v3/chat", {"bot_id": "{own}", "user_id": "u", "ConversationID": "{conv}"},
+                 id="chat-in-their-conversation"),
+    pytest.param("POST", "/v3/chat/cancel", {"conversation_id": "{conv}"}, id="cancel"),
+])
+def test_another_principals_resources_are_404(server: IndependentServer, bot_id: int, method: str, path: str,
+                                              body: dict[str, Any] | None) -> None:
+    """Isolation answers 404, never 403 (the other legal reading), and changes nothing."""
+    conversation = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id)))["conversation_id"]
+    own = create_bot(server, principal="bob")
+    slots = {"{bot}": bot_id, "{own}": str(own), "{conv}": conversation}
+    filled = None if body is None else {k: slots.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
+    if filled and "bot_id" in filled and path.startswith("/v3"):
+        filled["bot_id"] = str(filled["bot_id"])
+    before = ok_data(call(server, "GET", f"/v1/bots/{bot_id}"))
+    assert_error(call(server, method, path.replace("{bot}", str(bot_id)), filled, principal="bob"), 404)
+    assert ok_data(call(server, "GET", f"/v1/bots/{bot_id}")) == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    pytest.param("POST", "/api/draftbot/update_display_info", {"bot_id": 1234567890123456789}, id="update"),
+    pytest.param("POST", "/api/draftbot/publish", {"bot_id": 1234567890123456789}, id="publish"),
+    pytest.param("GET", "/v1/bot/get_online_info?bot_id=1234567890123456789", None, id="online-info"),
+    pytest.param("GET", "/v1/bots/1234567890123456789", None, id="bot-get"),
+    pytest.param("GET", "/v1/bots/abc", None, id="bot-get-not-digits"),
+    pytest.param("POST", "/v3/chat", {"bot_id": "1234567890123456789", "user_id": "u"}, id="chat-bot"),
+    pytest.param("POST", "/v3/chat", {"bot_id": "{bot}", "user_id": "u", "ConversationID": "conv_nope"},
+                 id="chat-conversation"),
+])
+def test_unknown_ids_are_400(server: IndependentServer, bot_id: int, method: str, path: str,
+                             body: dict[str, Any] | None) -> None:
+    if body is not None and body.get("bot_id") == "{bot}":
+        body = {**body, "bot_id": str(bot_id)}
+    assert_error(call(server, method, path, body), 400)
+
+
+def test_never_published_bot(server: IndependentServer) -> None:
+    draft = create_bot(server, publish=False)
+    assert_error(call(server, "POST", "/v3/chat", chat_body(draft)), 400)
+    assert_error(call(server, "GET", f"/v1/bot/get_online_info?bot_id={draft}"), 404)
+
+
+GOOD_MESSAGE = {"role": "user", "content": "hi", "content_type": "text"}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    pytest.param("/v3/chat", {"user_id": "u"}, id="chat-missing-bot_id"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}"}, id="chat-missing-user_id"),
+    pytest.param("/v3/chat", {"bot_id": True, "user_id": "u"}, id="chat-bot_id-bool"),
+    pytest.param("/v3/chat", {"bot_id": "12x", "user_id": "u"}, id="chat-bot_id-not-digits"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": 5}, id="chat-user_id-int"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "stream": "yes"}, id="chat-stream-string"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "additional_messages": {}}, id="messages-object"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u",
+                              "additional_messages": [{"role": "user", "content": "hi"}]}, id="message-no-type"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u",
+                              "additional_messages": [{**GOOD_MESSAGE, "role": "system"}]}, id="message-bad-role"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u",
+                              "additional_messages": [{**GOOD_MESSAGE, "content": 1}]}, id="message-content-int"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "meta_data": []}, id="meta_data-array"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "ConversationID": 12}, id="conversation-int"),
+    pytest.param("/api/conversation/chat", {"query": "q"}, id="internal-missing-agent_id"),
+    pytest.param("/api/conversation/chat", {"agent_id": "{int}"}, id="internal-missing-query"),
+    pytest.param("/api/conversation/chat", {"agent_id": 1.5, "query": "q"}, id="internal-agent_id-float"),
+    pytest.param("/api/draftbot/create", {}, id="create-missing-name"),
+    pytest.param("/api/draftbot/create", {"name": ["x"]}, id="create-name-array"),
+    pytest.param("/api/draftbot/create", {"name": "x", "model": None}, id="create-model-null"),
+    pytest.param("/api/draftbot/update_display_info", {"bot_id": "{bot}"}, id="update-bot_id-string"),
+    pytest.param("/api/draftbot/update_display_info", {"bot_id": "{int}", "name": 3}, id="update-name-int"),
+    pytest.param("/api/draftbot/publish", {}, id="publish-missing-bot_id"),
+    pytest.param("/api/draftbot/publish", [1], id="body-array"),
+])
+def test_bad_input_is_a_400_envelope(server: IndependentServer, bot_id: int, path: str, body: Any) -> None:
+    if isinstance(body, dict):
+        body = {k: str(bot_id) if v == "{bot}" else bot_id if v == "{int}" else v for k, v in body.items()}
+    assert_error(call(server, "POST", path, body), 400)
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"{not json", id="not-json"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b'{"name": NaN}', id="nan"),
+    pytest.param(b"\xff\xfe{}", id="not-utf8"),
+    pytest.param(b"[" * 100_000, id="deep-nesting"),
+    pytest.param(b'{"name":"' + b"x" * (1024 * 1024) + b'"}', id="over-1MiB"),
+])
+def test_unparseable_bodies_are_400(server: IndependentServer, content: bytes) -> None:
+    assert_error(call(server, "POST", "/api/draftbot/create", content=content), 400)
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    pytest.param("GET", "/nope", id="unknown-path"),
+    pytest.param("GET", "/v3/chat", id="wrong-method"),
+    pytest.param("DELETE", "/v1/bots/1", id="delete"),
+    pytest.param("POST", "/v1/bots/1/extra", id="deeper-path"),
+])
+def test_unknown_routes_are_a_404_envelope(server: IndependentServer, method: str, path: str) -> None:
+    assert_error(call(server, method, path), 404)
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest.mark.parametrize("path", ["/v1/bots/{bot}", "/v3/chat", "/api/draftbot/publish"])
+@pytest.mark.parametrize("mode", ["bearer", "cookie"])
+def test_both_auth_modes_on_every_class(server: IndependentServer, bot_id: int, path: str, mode: str) -> None:
+    body = {"/v3/chat": chat_body(bot_id), "/api/draftbot/publish": {"bot_id": bot_id}}.get(path)
+    ok_data(call(server, "GET" if body is None else "POST", path.replace("{bot}", str(bot_id)), body, mode=mode))
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({}, id="none"),
+    pytest.param({"Authorization": "Bearer wrong"}, id="wrong-bearer"),
+    pytest.param({"Authorization": "Basic {api}"}, id="wrong-scheme"),
+    pytest.param({"Cookie": "session_key=wrong"}, id="wrong-cookie"),
+    pytest.param({"Cookie": "session_key={api}"}, id="api-key-as-cookie"),
+    pytest.param({"Authorization": "Bearer {api}", "Cookie": "session_key={bob}"}, id="two-principals"),
+])
+def test_bad_credentials_are_401(server: IndependentServer, bot_id: int, headers: dict[str, str]) -> None:
+    api_key, bob_session = server.principals["alice"][0], server.principals["bob"][1]
+    filled = {k: v.replace("{api}", api_key).replace("{bob}", bob_session) for k, v in headers.items()}
+    response = httpx.get(f"{server.url}/v1/bots/{bot_id}", headers=filled, timeout=10)
+    assert_error(response, 401)
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+@pytest.mark.parametrize(("limit", "method", "path", "body"), [
+    pytest.param(30, "POST", "/api/draftbot/publish", {}, id="management"),
+    pytest.param(60, "POST", "/v3/chat/cancel", {}, id="chat-via-cancel"),
+    pytest.param(100, "GET", "/v1/bots/1", None, id="info"),
+])
+def test_rate_limits_per_group_and_principal(limit: int, method: str, path: str, body: Any) -> None:
+    with IndependentServer(token_delay=0) as limited:
+        with httpx.Client(base_url=limited.url, headers=auth(limited), timeout=10) as client:
+            codes = [client.request(method, path, json=body).status_code for _ in range(limit)]
+            assert 429 not in codes  # every answer counts, 4xx too
+            refused = client.request(method, path, json=body)
+        assert_error(refused, 429)
+        reset = email.utils.parsedate_to_datetime(refused.headers["Retry-After"]).timestamp()
+        assert time.time() - 1 < reset <= time.time() + 60
+        assert call(limited, method, path, body, principal="bob").status_code != 429
+
+
+def test_fixed_window_limiter_resets_at_the_window_end() -> None:
+    """Fixed, not sliding: a full burst at the end of one window and another at the start
+    of the next both pass."""
+    now = [1_700_000_000.25]
+    limiter = FixedWindowLimiter({"management": 3}, clock=lambda: now[0])
+    assert [limiter.hit("alice", "management") for _ in range(3)] == [None] * 3
+    assert limiter.hit("alice", "management") == 1_700_000_060.0
+    assert limiter.hit("bob", "management") is None
+    now[0] = 1_700_000_059.9
+    assert limiter.hit("alice", "management") == 1_700_000_060.0
+    now[0] = 1_700_000_060.0
+    assert [limiter.hit("alice", "management") for _ in range(3)] == [None] * 3
+    assert limiter.hit("alice", "management") == 1_700_000_120.0
+
+
+def test_constructor_validates_principals() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        IndependentServer(principals={"a": ("same", "same")})
+    custom = IndependentServer(principals={"carol": ("k1", "s1")})
+    assert custom.principals == {"carol": ("k1", "s1")}
+    with pytest.raises(RuntimeError, match="not started"):
+        custom.url  # noqa: B018

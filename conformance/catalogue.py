@@ -204,7 +204,7 @@ def read_catalogue(path: Path, *, profiles: Iterable[str] | None = None) -> Cata
         except CatalogueError as exc:
             raise CatalogueError(f"{path}: {exc}") from None
         if req.id in seen:
-            raise CatalogueError(f"{path}: requirement #{index + 1}: duplicate id {req.id} (first at #{seen[req.id] + 1})")
+            raise CatalogueError(f"{path}: requirement #{index + 1} ({req.id}): duplicate id {req.id} (first at #{seen[req.id] + 1})")
         seen[req.id] = index
         if req.rule is not None:
             # One requirement per rule: a finding must be attributable to exactly one id.

@@ -38,7 +38,10 @@ PROFILES_DIR = Path(__file__).parent / "profiles"
 
 # Stable rule names -> (severity, what the rule says).
 RULES: dict[str, tuple[Severity, str]] = {
-    "grammar.payload_json": ("violation", "the data of a known event is a JSON object (a terminal event's may be anything)"),
+    "grammar.payload_json": (
+        "violation",
+        "the data of a known event is a JSON object (a terminal event's may be anything)",
+    ),
     "grammar.event_key_matches": ("violation", "a payload's event key, when present, equals the SSE event name"),
     "grammar.event_key_present": ("should", "payloads of the event table's events carry the event key"),
     "grammar.start_before_messages": ("violation", "start events, when sent, come before any message event"),
@@ -47,13 +50,19 @@ RULES: dict[str, tuple[Severity, str]] = {
     "grammar.deltas_before_completed": ("violation", "a message's deltas precede its completed event"),
     "grammar.deltas_join_completed": ("violation", "a message's joined deltas equal its completed content"),
     "grammar.duplicate_message_completed": ("violation", "a message id is completed once"),
-    "grammar.chat_outcome": ("violation", "exactly one chat completed/failed event, after the last message event, unless an error event occurred"),
+    "grammar.chat_outcome": (
+        "violation",
+        "exactly one chat completed/failed event, after the last message event, unless an error event occurred",
+    ),
     "grammar.usage_integers": ("violation", "usage, when carried, is three non-negative integers"),
     "grammar.usage_total": ("should", "usage total equals prompt + completion"),
     "grammar.terminal_present": ("violation", "the stream ends with a terminal event unless an error event occurred"),
     "grammar.terminal_last": ("violation", "the terminal event occurs once and nothing follows it"),
     "grammar.preferred_terminal": ("should", "the terminal event is the preferred one"),
-    "grammar.ids_consistent": ("violation", "deltas and their completed event share a message id; conversation ids agree"),
+    "grammar.ids_consistent": (
+        "violation",
+        "deltas and their completed event share a message id; conversation ids agree",
+    ),
     "grammar.liveness": ("should", "events are sent as they are produced, not held back to the end"),
 }
 
@@ -235,7 +244,9 @@ class _Grammar:
             self.result.payloads.append(payload if ok else None)
             if terminal_at is not None:
                 if kind == "terminal":
-                    self.find("grammar.terminal_last", f"a second terminal event (the first was event {terminal_at})", i)
+                    self.find(
+                        "grammar.terminal_last", f"a second terminal event (the first was event {terminal_at})", i
+                    )
                 else:
                     self.find("grammar.terminal_last", f"an event after the terminal event {terminal_at}", i)
             if kind is None:
@@ -345,7 +356,11 @@ class _Grammar:
             return
         prompt, completion, total = (usage[n] for n in names)
         if total != prompt + completion:
-            self.find("grammar.usage_total", f"expected {names[2]} = {prompt} + {completion} = {prompt + completion}, got {total}", i)
+            self.find(
+                "grammar.usage_total",
+                f"expected {names[2]} = {prompt} + {completion} = {prompt + completion}, got {total}",
+                i,
+            )
 
     def end(self) -> None:
         rules, result = self.rules, self.result
@@ -365,19 +380,32 @@ class _Grammar:
         elif errors:
             result.outcome = "error"
         if len(outcomes) > 1:
-            self.find("grammar.chat_outcome", f"a second chat outcome event (the first was event {outcomes[0]})", outcomes[1])
+            self.find(
+                "grammar.chat_outcome", f"a second chat outcome event (the first was event {outcomes[0]})", outcomes[1]
+            )
         elif not outcomes and not errors:
-            self.find("grammar.chat_outcome", f"expected one of {rules.chat_completed_events + rules.chat_failed_events}, none sent")
+            self.find(
+                "grammar.chat_outcome",
+                f"expected one of {rules.chat_completed_events + rules.chat_failed_events}, none sent",
+            )
         if outcomes and messages and messages[-1] > outcomes[0]:
-            self.find("grammar.chat_outcome", f"a message event after the chat outcome event {outcomes[0]}", messages[-1])
+            self.find(
+                "grammar.chat_outcome", f"a message event after the chat outcome event {outcomes[0]}", messages[-1]
+            )
         if not terminals and not errors:
             self.find("grammar.terminal_present", f"expected a terminal event {list(rules.terminal_events)}, none sent")
         if terminals and result.terminal != rules.preferred_terminal:
-            self.find("grammar.preferred_terminal", f"expected {rules.preferred_terminal!r}, got {result.terminal!r}", terminals[0])
+            self.find(
+                "grammar.preferred_terminal",
+                f"expected {rules.preferred_terminal!r}, got {result.terminal!r}",
+                terminals[0],
+            )
         if result.outcome == "completed":
             for msg in result.messages.values():
                 if msg.deltas and msg.completed is None:
-                    self.find("grammar.ids_consistent", f"message {msg.id!r} had deltas but no completed event with its id")
+                    self.find(
+                        "grammar.ids_consistent", f"message {msg.id!r} had deltas but no completed event with its id"
+                    )
         self.liveness(bool(messages))
 
     def liveness(self, has_messages: bool) -> None:
@@ -392,7 +420,8 @@ class _Grammar:
         if tail / len(times) >= self.rules.liveness_tail_share:
             self.find(
                 "grammar.liveness",
-                f"{tail} of {len(times)} events arrived in the last {_LIVENESS_TAIL * duration:.2f} s of a {duration:.2f} s stream",
+                f"{tail} of {len(times)} events arrived in the last {_LIVENESS_TAIL * duration:.2f} s"
+                f" of a {duration:.2f} s stream",
             )
 
 

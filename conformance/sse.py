@@ -29,11 +29,11 @@ from typing import Literal
 
 __all__ = [
     "BOM",
-    "Event",
-    "Finding",
     "MAX_LINE_BYTES",
     "MAX_STREAM_BYTES",
     "RULES",
+    "Event",
+    "Finding",
     "SSEChecker",
     "Severity",
     "media_type_matches",
@@ -153,6 +153,7 @@ class SSEChecker:
         self._received = 0
         self._bom_checked = False
         self._skip_lf = False  # the last line ended with a CR at a chunk end
+        self._lf_to_block = False
         self._skipping_line = False  # discarding the rest of an over-long line
         self._clean = 0
         self._last_id = ""
@@ -228,7 +229,7 @@ class SSEChecker:
         pos = 0
         if self._skip_lf and buf[:1] == b"\n":
             pos = 1
-            if self._block is not None:
+            if self._lf_to_block and self._block is not None:
                 self._block.raw += b"\n"
         if buf:
             self._skip_lf = False
@@ -236,15 +237,15 @@ class SSEChecker:
         while (m := _EOL.search(buf, max(pos, self._clean))) is not None:
             end = m.start()
             eol = 2 if buf[end : end + 2] == b"\r\n" else 1
+            kept = not self._skipping_line and end - pos <= self.max_line_bytes
             if buf[end] == 13 and end + 1 == len(buf):
                 self._skip_lf = True  # its LF, if any, comes in the next chunk
-            if self._skipping_line:
-                self._skipping_line = False
-            elif end - pos > self.max_line_bytes:
-                self._too_long(self._offset + pos, bytes(buf[pos : pos + self._head]))
-                self._skipping_line = False
-            else:
+                self._lf_to_block = kept  # and belongs to the raw line, if the line was kept
+            if kept:
                 self._line(bytes(buf[pos:end]), bytes(buf[pos : end + eol]), self._offset + pos, t)
+            elif not self._skipping_line:
+                self._too_long(self._offset + pos, bytes(buf[pos : pos + self._head]))
+            self._skipping_line = False
             pos = end + eol
             self._clean = 0
         if self._skipping_line:
@@ -265,7 +266,8 @@ class SSEChecker:
         comment = head.startswith(b":")  # a long comment loses nothing
         self._find(
             "sse.line_too_long",
-            f"line longer than {self.max_line_bytes} bytes; skipped" + ("" if comment else ", and its event not dispatched"),
+            f"line longer than {self.max_line_bytes} bytes; skipped"
+            + ("" if comment else ", and its event not dispatched"),
             offset=offset,
             raw=head,
         )
@@ -303,7 +305,9 @@ class SSEChecker:
             if _DIGITS.fullmatch(value):
                 block.retry = int(value)
             else:
-                self._find("sse.bad_retry", f"retry {value!r} is not all ASCII digits; ignored", offset=offset, raw=excerpt)
+                self._find(
+                    "sse.bad_retry", f"retry {value!r} is not all ASCII digits; ignored", offset=offset, raw=excerpt
+                )
         else:
             self._find("sse.unknown_field", f"unknown field {name!r} ignored", offset=offset, raw=excerpt)
 

@@ -1,0 +1,1 @@
+"""Helpers for the project's own tests (test servers and the like)."""

@@ -14,11 +14,10 @@ import functools
 import re
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "PROFILES_DIR",
@@ -32,6 +31,7 @@ __all__ = [
     "Endpoint",
     "Envelope",
     "ErrorCode",
+    "FrozenMap",
     "Ids",
     "Messages",
     "Profile",
@@ -57,6 +57,34 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 class ProfileError(ValueError):
     """A profile is unknown or malformed; the message names the file, table and key."""
+
+
+_V = TypeVar("_V")
+
+
+class FrozenMap(Mapping[str, _V]):
+    """A read-only mapping that, unlike ``types.MappingProxyType``, pickles and
+    deep-copies (a profile may travel to an xdist worker or into a report)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, _V]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> _V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMap, (self._data,))
 
 
 # --------------------------------------------------------------------------- typed reading of TOML tables
@@ -437,7 +465,7 @@ def _endpoint(t: _Table) -> Endpoint:
         params_in=t.text("params_in", choices=_PARAMS_IN),
         required=t.texts("required", empty=True),
         success_data=t.flag("success_data"),
-        id_types=MappingProxyType(id_types),
+        id_types=FrozenMap(id_types),
     )
     t.done()
     if not e.path.startswith("/"):
@@ -626,7 +654,7 @@ def read_profile(path: Path) -> Profile:
             messages=_messages(root.table("messages")),
             chat=_chat(root.table("chat")),
             bots=_bots(root.table("bots")),
-            stream=MappingProxyType(stream),
+            stream=FrozenMap(stream),
             source=path,
         )
         root.done()

@@ -4,6 +4,8 @@ compares a profile's name."""
 from __future__ import annotations
 
 import ast
+import copy
+import pickle
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +36,13 @@ def test_available_and_cached() -> None:
     assert "doc" in available_profiles()
     assert load_profile("doc") is DOC
     assert isinstance(DOC, Profile) and DOC.name == "doc" and DOC.source == DOC_PATH
+
+
+def test_profile_pickles_and_copies() -> None:
+    # A profile may travel to an xdist worker or into a report.
+    assert pickle.loads(pickle.dumps(DOC)) == DOC
+    assert copy.deepcopy(DOC) == DOC
+    assert dict(pickle.loads(pickle.dumps(DOC.stream))) == dict(DOC.stream)
 
 
 def test_unknown_profile_lists_the_available() -> None:
@@ -150,11 +159,13 @@ def test_ids() -> None:
     ids = DOC.ids
     assert ids.compare_as_text
     assert ids.is_bot_id(7_300_000_000_000_000_001) and ids.is_bot_id("7300000000000000001")
-    for bad in ("bot_1", "", "1.0", 1.0, True, None, ["1"]):
+    not_bot_ids: tuple[Any, ...] = ("bot_1", "", "1.0", 1.0, True, None, ["1"])
+    for bad in not_bot_ids:
         assert not ids.is_bot_id(bad), bad
     for ok in ("conv_001", "987654321", 987654321):
         assert ids.is_opaque_id(ok)
-    for bad in ("", 1.5, False, None, {}):
+    not_opaque: tuple[Any, ...] = ("", 1.5, False, None, {})
+    for bad in not_opaque:
         assert not ids.is_opaque_id(bad), bad
     # Values beyond 2^53 keep their exact text.
     assert ids.text(2**63 - 1) == "9223372036854775807" and ids.text("conv_1") == "conv_1"

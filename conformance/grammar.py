@@ -115,7 +115,7 @@ class StreamRules:
                     raise ValueError(f"[stream]: missing key {name!r}")
                 continue
             value = d[name]
-            if f.type.startswith("tuple"):
+            if f.type.startswith("tuple"):  # annotations are strings (__future__)
                 width = 3 if "..." not in f.type else None
                 if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                     raise ValueError(f"[stream].{name}: expected a list of strings, got {value!r}")
@@ -289,7 +289,8 @@ class _Grammar:
 
     def conversation_ids(self, i: int, payload: dict[str, Any]) -> None:
         key, seen = self.rules.conversation_id_key, self.result.conversation_ids
-        for part in (payload, payload.get(self.rules.message_key), payload.get(self.rules.run_record_key)):
+        nested = [payload.get(k) for k in (self.rules.message_key, self.rules.run_record_key) if k]
+        for part in (payload, *nested):
             if isinstance(part, dict) and _is_id(part.get(key)):
                 cid = str(part[key])  # ids compare as exact text
                 if seen and cid not in seen:

@@ -153,7 +153,7 @@ class SSEChecker:
         self._received = 0
         self._bom_checked = False
         self._skip_lf = False  # the last line ended with a CR at a chunk end
-        self._lf_to_block = False
+        self._lf_to_block = False  # ... and that line belongs to the event being assembled
         self._skipping_line = False  # discarding the rest of an over-long line
         self._clean = 0
         self._last_id = ""
@@ -209,7 +209,7 @@ class SSEChecker:
                 "sse.unterminated_event",
                 "stream ended without the blank line that dispatches this event; a client discards it",
                 offset=block.offset,
-                raw=bytes(block.raw) + partial,
+                raw=(bytes(block.raw) + partial)[:RAW_EXCERPT_BYTES],
             )
         self._buf.clear()
         self._block = None

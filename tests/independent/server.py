@@ -290,6 +290,7 @@ class Store:
         self.bots: dict[int, Bot] = {}
         self.conversations: dict[str, Conversation] = {}
         self.controls: dict[int, tuple[str, StreamControl]] = {}
+        self.closing = False
 
     def bot(self, bot_id: int, principal: str) -> Bot:
         bot = self.bots.get(bot_id)
@@ -310,6 +311,9 @@ class Store:
     def register(self, conversation_id: str) -> tuple[int, StreamControl]:
         control = StreamControl()
         with self.lock:
+            if self.closing:  # a stream accepted while the server stops ends at once
+                control.reason = "server stopped"
+                control.halt.set()
             key = id(control)
             self.controls[key] = (conversation_id, control)
         return key, control
@@ -318,9 +322,11 @@ class Store:
         with self.lock:
             self.controls.pop(key, None)
 
-    def halt(self, reason: str, conversation_id: str | None = None) -> int:
-        """Halt the in-flight streams of one conversation (or all); return how many."""
+    def halt(self, reason: str, conversation_id: str | None = None, *, closing: bool = False) -> int:
+        """Halt the in-flight streams of one conversation (or all); return how many.
+        ``closing`` also halts every stream registered from now on."""
         with self.lock:
+            self.closing = self.closing or closing
             chosen = [c for conv, c in self.controls.values() if conversation_id in (None, conv)]
         for control in chosen:
             control.reason = reason
@@ -852,12 +858,13 @@ class IndependentServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        self.store.halt("server stopped")
-        # Let halted streams write their last events before their sockets are shut.
-        deadline = time.monotonic() + 0.5
-        while self.store.controls and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self.store.halt("server stopped", closing=True)
         httpd.shutdown()
+        # A grace for answers being written and halted streams' last events; then the
+        # connections still open (idle or stalled clients) are shut.
+        deadline = time.monotonic() + 0.5
+        while self._connections and time.monotonic() < deadline:
+            time.sleep(0.01)
         with self._connections_lock:
             open_now = list(self._connections)
         for connection in open_now:

@@ -361,6 +361,30 @@ def test_stop_is_prompt_with_an_open_stream() -> None:
     assert outcome[-1] == "conversation.stream.done"
 
 
+def test_stop_lets_an_accepted_request_finish() -> None:
+    """Prompt, not abrupt: a request already being read when stop() begins still gets its
+    answer (a cancel answered as the harness stops the server must not become a reset)."""
+    running = IndependentServer(rate_limits=False).start()
+    parts = urlsplit(running.url)
+    body = b'{"name":"x"}'
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/draftbot/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + running.principals["alice"][0].encode()
+                     + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:4])
+        deadline = time.monotonic() + 5
+        while not running._connections and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the server has accepted it and waits for the body
+        stopper = threading.Thread(target=running.stop)
+        stopper.start()
+        time.sleep(0.1)
+        sock.sendall(body[4:])
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        stopper.join(5)
+    assert received.startswith(b"HTTP/1.0 200 OK\r\n")
+
+
 # --------------------------------------------------------------------------- errors
 
 

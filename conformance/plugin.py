@@ -15,11 +15,13 @@ reports, so the controller sees every judgement of every worker.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets as _secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -206,6 +208,9 @@ def build_client(settings: Settings, *, second: bool = False, log: Any = None) -
     p2 = Principal("principal-2", settings.api_key_2, settings.session_key_2) if settings.has_principal_2 else None
     me, other = (p2, p1) if second else (p1, p2)
     assert me is not None
+    from conformance.profile import load_profile
+
+    auth = load_profile(settings.profile).auth
     verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
     return ApiClient(
         settings.target_url or "",
@@ -217,7 +222,16 @@ def build_client(settings: Settings, *, second: bool = False, log: Any = None) -
         verify=verify,
         log=log,
         redactor=Redactor(settings.secrets),
+        auth_for_path=functools.partial(_auth_mode, auth),
     )
+
+
+def _auth_mode(auth: Any, path: str) -> str:
+    """The mode of the auth class covering ``path`` (profile data); bearer elsewhere."""
+    try:
+        return str(auth.class_for(path).mode)
+    except KeyError:
+        return "bearer"
 
 
 # --------------------------------------------------------------------------- collection
@@ -297,14 +311,10 @@ def profile(conformance_settings: Settings) -> Any:
 
 
 @pytest.fixture
-def check(request: pytest.FixtureRequest, catalogue: Any) -> Checks:
+def check(request: pytest.FixtureRequest) -> Checks:
     """Judge a requirement: ``check("CHAT-001", cond, expected=..., actual=...)``."""
-    item = request.node
-    checks = item.stash.get(CHECKS_KEY, None)
-    if checks is None:
-        checks = Checks(declared_requirements(item), catalogue, strict=_settings(request).strict, nodeid=item.nodeid)
-        item.stash[CHECKS_KEY] = checks
-    return checks
+    _settings(request)
+    return _checks_for(request.node)
 
 
 @pytest.fixture
@@ -341,12 +351,44 @@ def api2(conformance_settings: Settings, exchange_log: Any) -> Iterator[Any]:
 # --------------------------------------------------------------------------- reports
 
 
+def _checks_for(item: pytest.Item) -> Checks:
+    checks = item.stash.get(CHECKS_KEY, None)
+    if checks is None:
+        from conformance.catalogue import load_catalogue
+
+        settings = item.config.stash[SETTINGS_KEY]
+        checks = Checks(declared_requirements(item), load_catalogue(), strict=settings.strict, nodeid=item.nodeid)
+        item.stash[CHECKS_KEY] = checks
+    return checks
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After a suite test ran, judge every answer it saw (conformance.envelope)."""
+    try:
+        return (yield)
+    finally:
+        log = item.stash.get(LOG_KEY, None)
+        if log is not None and len(log) and _is_suite_item(item):
+            from conformance.envelope import EXCHANGE_REQUIREMENTS, judge_exchanges
+            from conformance.profile import load_profile
+
+            settings = item.config.stash[SETTINGS_KEY]
+            checks = _checks_for(item)
+            judge = Checks(EXCHANGE_REQUIREMENTS, checks.catalogue, strict=settings.strict, nodeid=item.nodeid)
+            base_path = urlsplit(settings.target_url or "").path.rstrip("/")
+            judge_exchanges(log, load_profile(settings.profile), functools.partial(judge, soft=True), base_path=base_path)
+            checks.records.extend(judge.records)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     report = yield
     checks = item.stash.get(CHECKS_KEY, None)
     if checks is None:
         return report
+    if report.when == "call" and call.excinfo is not None:
+        _transport_failure(checks, call.excinfo)
     already = item.stash.get(_SENT_KEY, 0)
     new = checks.records[already:]
     item.stash[_SENT_KEY] = len(checks.records)
@@ -376,6 +418,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _SENT_KEY = pytest.StashKey[int]()
+
+
+def _transport_failure(checks: Checks, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """A transport error after a good preflight is the server's failure: it FAILs the
+    test's requirements that were not judged yet, carrying the transport message."""
+    from conformance.client import TransportError
+
+    if not isinstance(excinfo.value, TransportError):
+        return
+    judged = checks.judged()
+    for rid in sorted(checks.declared - judged):
+        req = checks.catalogue[rid]
+        checks.records.append(
+            Record(rid, req.level, Outcome.FAIL, expected="an answer", actual=str(excinfo.value), detail="transport error", nodeid=checks.nodeid)
+        )
 
 
 __all__ = [

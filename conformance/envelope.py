@@ -1,0 +1,121 @@
+"""The envelope judge: every answer seen anywhere in a conformance test is judged.
+
+READING ("Error envelope", "Success msg, data", "HTTP status of errors"): a response is
+an error when its HTTP status is >= 400 or its body ``code`` is not 0; an error MUST be
+the envelope ``{code, msg}`` with a listed code, ``data: null`` SHOULD, the HTTP status
+equal to the code SHOULD; a success MUST be ``{code: 0, msg, data}`` (cancel: ``data``
+may be absent) and ``msg`` "success" SHOULD. Issue 5 adds: every 5xx seen anywhere is
+itself a failure. These requirements are judged by the plugin on every exchange of every
+suite test, so no test declares them (``EXCHANGE_REQUIREMENTS``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from conformance.profile import Profile
+
+SUCCESS_SHAPE = "ENV-001"
+SUCCESS_MSG = "ENV-002"
+ERROR_SHAPE = "ERR-001"
+ERROR_DATA_NULL = "ERR-002"
+ERROR_STATUS = "ERR-003"
+NO_SERVER_ERROR = "ERR-004"
+
+#: Judged by the plugin on every exchange; never declared by a test.
+EXCHANGE_REQUIREMENTS = frozenset(
+    {SUCCESS_SHAPE, SUCCESS_MSG, ERROR_SHAPE, ERROR_DATA_NULL, ERROR_STATUS, NO_SERVER_ERROR}
+)
+
+Check = Callable[..., bool]
+
+
+def _endpoint_path(profile: Profile, url: str, base_path: str) -> Any:
+    path = urlsplit(url).path
+    if base_path and path.startswith(base_path):
+        path = path[len(base_path) :] or "/"
+    for endpoint in profile.endpoints:
+        pattern = endpoint.path.split("/")
+        parts = path.split("/")
+        if len(pattern) == len(parts) and all(p.startswith(":") or p == q for p, q in zip(pattern, parts)):
+            return endpoint
+    return None
+
+
+def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *, base_path: str = "") -> None:
+    """Judge every finished, non-stream answer of ``exchanges`` (event streams are the
+    grammar's). ``check`` is a soft check: it records and never stops the test."""
+    env = profile.envelope
+    for exchange in exchanges:
+        status = exchange.status
+        if status is None or exchange.body_truncated:
+            continue
+        where = f"{exchange.method} {urlsplit(exchange.url).path} -> HTTP {status}"
+        media = dict((n.lower(), v) for n, v in exchange.response_headers).get("content-type", "")
+        if exchange.stream and media.split(";")[0].strip().lower() == profile.stream["media_type"]:
+            continue
+        check(NO_SERVER_ERROR, status < 500, expected="HTTP status < 500", actual=status, detail=where)
+        try:
+            body = json.loads(exchange.response_body)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        code = body.get(env.code_key) if isinstance(body, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool) and code >= 500:
+            check(NO_SERVER_ERROR, False, expected="no code 500", actual=code, detail=where)
+        is_error = status >= 400 or code != env.success_code
+        if is_error:
+            shaped = (
+                isinstance(body, dict)
+                and isinstance(code, int)
+                and not isinstance(code, bool)
+                and code in env.codes
+                and isinstance(body.get(env.msg_key), str)
+            )
+            check(
+                ERROR_SHAPE,
+                shaped,
+                expected=f"a JSON object with {env.code_key} in {sorted(env.codes)} and a string {env.msg_key}",
+                actual=_excerpt(exchange.response_body),
+                detail=where,
+            )
+            if shaped:
+                check(
+                    ERROR_DATA_NULL,
+                    body.get(env.data_key) is None,
+                    expected=f"{env.data_key}: null (or absent)",
+                    actual=_excerpt(json.dumps(body.get(env.data_key), ensure_ascii=False)),
+                    detail=where,
+                )
+                check(ERROR_STATUS, status == code, expected=f"HTTP status {code}", actual=status, detail=where)
+            continue
+        endpoint = _endpoint_path(profile, exchange.url, base_path)
+        data_optional = endpoint is not None and not endpoint.success_data
+        data = body.get(env.data_key) if isinstance(body, dict) else None
+        shaped = (
+            isinstance(body, dict)
+            and isinstance(body.get(env.msg_key), str)
+            and (isinstance(data, dict) or (data_optional and env.data_key not in body))
+        )
+        check(
+            SUCCESS_SHAPE,
+            shaped,
+            expected=f"a JSON object with {env.code_key} 0, a string {env.msg_key} and a {env.data_key} object",
+            actual=_excerpt(exchange.response_body),
+            detail=where,
+        )
+        if shaped:
+            check(
+                SUCCESS_MSG,
+                body[env.msg_key] == env.preferred_success_msg,
+                expected=repr(env.preferred_success_msg),
+                actual=repr(body[env.msg_key]),
+                detail=where,
+            )
+
+
+def _excerpt(body: bytes | str, limit: int = 300) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return text if len(text) <= limit else text[:limit] + "..."

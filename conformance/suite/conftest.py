@@ -1,0 +1,155 @@
+"""Fixtures the conformance modules share, shaped for a real deployment.
+
+* One bot is created and published once per run for the read-only tests, shared by
+  every xdist worker through a file lock in pytest's base temp dir; ``--bot-id``
+  replaces it with an existing published bot.
+* Tests that change a bot make their own with ``new_bot``; at most
+  ``MAX_BOTS_PER_PRINCIPAL`` bots per principal per run, named
+  ``cz-conf-<run-id>-<n>`` (the spec has no delete endpoint: the README says so).
+* A server that fails while a fixture sets up does not ERROR the tests that need it:
+  they SKIP as "blocked by <requirement>", and the test owning that requirement FAILs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conformance.client import ApiClient, ExchangeLog, TransportError
+from conformance.plugin import build_client
+from conformance.settings import Settings
+from conformance.shared import SharedState
+from conformance.suite.helpers import Bot, envelope, id_text
+
+MAX_BOTS_PER_PRINCIPAL = 5
+NAME_LIMIT = 30
+
+
+@pytest.fixture(scope="session")
+def shared_state(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> SharedState:
+    base = tmp_path_factory.getbasetemp()
+    # xdist workers each get basetemp/popen-gwN; their common parent is this run's.
+    return SharedState(base.parent if hasattr(request.config, "workerinput") else base)
+
+
+@pytest.fixture(scope="session")
+def run_id(shared_state: SharedState) -> str:
+    """Six hex digits naming this run's bots and user ids."""
+    return str(shared_state.get_or_create("run_id", lambda: secrets.token_hex(3)))
+
+
+@pytest.fixture
+def user_id(run_id: str, request: pytest.FixtureRequest) -> str:
+    """A user id of this test's own: ``cz-conf-<run>-<hash of the test id>``."""
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    return f"cz-conf-{run_id}-{digest}"
+
+
+@pytest.fixture(scope="session")
+def setup_client(conformance_settings: Settings) -> Iterator[ApiClient]:
+    """A first-principal client for run-wide setup (its exchanges are not a test's)."""
+    client = build_client(conformance_settings, log=ExchangeLog())
+    yield client
+    client.close()
+
+
+def _blocked(requirement: str, why: str) -> pytest.skip.Exception:
+    return pytest.skip.Exception(f"blocked by {requirement}: {why}", _use_item_location=True)
+
+
+class BotMaker:
+    """Creates and publishes bots within the run's per-principal budget."""
+
+    def __init__(self, api: ApiClient, state: SharedState, run_id: str, principal: str, model: str | None) -> None:
+        self.api = api
+        self.state = state
+        self.run_id = run_id
+        self.principal = principal
+        self.model = model
+
+    def create(self, label: str = "") -> Bot:
+        try:
+            n = self.state.increment(f"bots-{self.principal}", limit=MAX_BOTS_PER_PRINCIPAL)
+        except ValueError:
+            raise _blocked("BOT-CREATE-001", f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots is spent") from None
+        name = f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[:NAME_LIMIT]
+        body: dict[str, Any] = {
+            "name": name,
+            "description": f"conformance suite bot {n} of run {self.run_id}",
+            "icon_url": "https://example.com/cz-conf-icon.png",
+            "prompt": "你是一个测试助手。",
+        }
+        if self.model:
+            body["model"] = self.model
+        try:
+            answer = envelope(self.api.request("POST", "/api/draftbot/create", json=body))
+        except TransportError as exc:
+            raise _blocked("BOT-CREATE-001", str(exc)) from None
+        bot_id = id_text(answer.data.get("bot_id")) if answer.ok else None
+        if bot_id is None or not bot_id.isdigit():
+            raise _blocked("BOT-CREATE-001", f"create answered {answer.describe()}")
+        return Bot(bot_id, name, body["description"], body["icon_url"], body["prompt"])
+
+    def publish(self, bot: Bot) -> Bot:
+        try:
+            answer = envelope(self.api.request("POST", "/api/draftbot/publish", json={"bot_id": bot.json_id}))
+        except TransportError as exc:
+            raise _blocked("BOT-PUBLISH-001", str(exc)) from None
+        if not answer.ok:
+            raise _blocked("BOT-PUBLISH-001", f"publish answered {answer.describe()}")
+        return Bot(bot.id, bot.name, bot.description, bot.icon_url, bot.prompt, published=True)
+
+
+@pytest.fixture(scope="session")
+def published_bot(
+    conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str
+) -> Bot:
+    """The run's shared, published bot for read-only tests (``--bot-id`` replaces it)."""
+    if conformance_settings.bot_id:
+        return Bot(conformance_settings.bot_id, "", published=True)
+
+    def make() -> dict[str, Any]:
+        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings.model)
+        bot = maker.publish(maker.create("s"))
+        return bot.__dict__
+
+    return Bot(**shared_state.get_or_create("published_bot", make))
+
+
+@pytest.fixture
+def new_bot(
+    conformance_settings: Settings, api: ApiClient, shared_state: SharedState, run_id: str
+) -> Callable[..., Bot]:
+    """Make a draft bot of the first principal (``publish=True`` to publish it too);
+    its exchanges are this test's, so a failure's curl replay includes them."""
+    maker = BotMaker(api, shared_state, run_id, "principal-1", conformance_settings.model)
+
+    def make(*, publish: bool = False, label: str = "") -> Bot:
+        bot = maker.create(label)
+        return maker.publish(bot) if publish else bot
+
+    return make
+
+
+@pytest.fixture
+def conversation_of(api: ApiClient, published_bot: Bot, user_id: str) -> Callable[[], str]:
+    """Start a new conversation with the shared bot (one non-stream chat) and return
+    its id as text; each call is a conversation of this test's own."""
+    from conformance.suite.helpers import chat_body
+
+    def start() -> str:
+        try:
+            answer = envelope(api.request("POST", "/v3/chat", json=chat_body(published_bot, user_id, "你好")))
+        except TransportError as exc:
+            raise _blocked("CHAT-001", str(exc)) from None
+        conversation = id_text(answer.data.get("conversation_id")) if answer.ok else None
+        if conversation is None:
+            raise _blocked("CHAT-RESP-001", f"chat answered {answer.describe()}")
+        return conversation
+
+    return start
+

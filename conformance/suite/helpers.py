@@ -1,0 +1,200 @@
+"""Small helpers the conformance test modules share: request bodies, envelopes, and
+reading a chat stream through the byte-level checker and the grammar.
+
+Ids are carried as text (``Bot.id``) and sent in the JSON type each request table
+gives (READING "Id types"): a string for ``bot_id`` in ``/v3/chat``, an integer for
+``bot_id`` in ``/api/draftbot/*`` and for ``agent_id``, digits in queries and paths.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from conformance.client import ApiClient, ApiResponse, ApiStream, NotJson
+from conformance.grammar import StreamReading, StreamRules, check_chat_stream
+from conformance.profile import Profile
+from conformance.sse import Event, SSEChecker
+
+
+@dataclass(frozen=True)
+class Bot:
+    """A bot the suite made (or was given), its id kept as exact text."""
+
+    id: str
+    name: str
+    description: str = ""
+    icon_url: str = ""
+    prompt: str = ""
+    published: bool = False
+
+    @property
+    def json_id(self) -> int:
+        """The id as the JSON integer /api/draftbot/* and agent_id expect."""
+        return int(self.id)
+
+
+@dataclass
+class Envelope:
+    """An answer read as the documented envelope; ``body`` is None when not JSON."""
+
+    status: int
+    body: Any
+    response: ApiResponse
+
+    @property
+    def code(self) -> Any:
+        return self.body.get("code") if isinstance(self.body, dict) else None
+
+    @property
+    def data(self) -> Any:
+        return self.body.get("data") if isinstance(self.body, dict) else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400 and self.code == 0 and isinstance(self.data, dict)
+
+    def describe(self) -> str:
+        text = self.response.text
+        return f"HTTP {self.status}: {text[:400]}{'...' if len(text) > 400 else ''}"
+
+
+def envelope(response: ApiResponse) -> Envelope:
+    try:
+        body = response.json()
+    except (NotJson, ValueError):
+        body = None
+    return Envelope(response.status, body, response)
+
+
+def id_text(value: Any) -> str | None:
+    """An id as exact text (integers never pass through a float), None when it is
+    neither a non-empty string nor an integer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def user_message(text: str, content_type: str = "text", *, key: str = "content_type", role: str = "user") -> dict[str, Any]:
+    return {"role": role, "content": text, key: content_type}
+
+
+def chat_body(
+    bot: Bot,
+    user_id: str,
+    text: str = "你好",
+    *,
+    stream: bool = False,
+    messages: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A /v3/chat body as the request table documents it (bot_id a JSON string)."""
+    body: dict[str, Any] = {
+        "bot_id": bot.id,
+        "user_id": user_id,
+        "stream": stream,
+        "additional_messages": messages if messages is not None else [user_message(text)],
+    }
+    body.update(extra)
+    return body
+
+
+def conversation_request(profile: Profile, form_index: int, conversation_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """Put ``conversation_id`` where the profile's ``form_index``-th form carries it
+    (READING "Conversation id in a chat request"): returns (body, query params)."""
+    form = profile.conversation.forms[form_index]
+    if form.location == "query":
+        return body, {form.key: conversation_id}
+    return {**body, form.key: conversation_id}, None
+
+
+def stream_rules(profile: Profile) -> StreamRules:
+    return StreamRules.from_mapping(profile.stream)
+
+
+@dataclass
+class StreamResult:
+    """What one streamed request showed: status, media type, events, findings."""
+
+    status: int
+    media_type: str
+    content_type: str | None
+    reading: StreamReading | None
+    body: bytes = b""
+    elapsed: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self.reading is not None
+
+
+def read_events(answer: ApiStream, rules: StreamRules, *, stop: Callable[[Event], bool] | None = None) -> StreamReading:
+    """Read an open event stream through the SSE checker, then judge it by the grammar.
+
+    Reads until the server closes, or until the terminal (or an error) event and then
+    at most ``after_terminal_grace_seconds`` more for stray events (READING "After the
+    terminal event": a server may keep the connection open; the client closes it).
+    ``stop(event)`` returning True ends the reading early (the caller closes the
+    stream, e.g. a client abort after the first delta)."""
+    checker = SSEChecker(answer.headers.get("content-type"), rules.media_type)
+    ended = stopped = False
+    for chunk, t in answer.chunks():
+        for event in checker.feed(chunk, t):
+            ended = ended or rules.kind(event.type) in ("terminal", "error")
+            stopped = stopped or (stop is not None and stop(event))
+        if ended or stopped or checker.stopped:
+            break
+    else:
+        checker.close(time.monotonic())
+        return _reading(checker, rules, "server")
+    if stopped or checker.stopped:
+        return _reading(checker, rules, "client")
+    grace = rules.after_terminal_grace_seconds
+    began = time.monotonic()
+    for chunk, t in answer.drain(grace):
+        checker.feed(chunk, t)
+    # drain() returns early only when the server closed (or dropped) the connection.
+    if time.monotonic() - began < grace * 0.9 and answer.exchange.error is None:
+        checker.close(time.monotonic())
+        return _reading(checker, rules, "server")
+    return _reading(checker, rules, "client")
+
+
+def _reading(checker: SSEChecker, rules: StreamRules, closed_by: Literal["server", "client"]) -> StreamReading:
+    return StreamReading(
+        events=list(checker.events),
+        sse_findings=list(checker.findings),
+        grammar=check_chat_stream(checker.events, rules),
+        closed_by=closed_by,
+    )
+
+
+def read_chat_stream(
+    api: ApiClient,
+    path: str,
+    body: Mapping[str, Any],
+    profile: Profile,
+    *,
+    params: Mapping[str, str] | None = None,
+    auth: str = "default",
+) -> StreamResult:
+    """POST ``body`` as a stream and read it whole (see ``read_events``). An answer
+    that is not an event stream (e.g. an error envelope) is read whole as a body."""
+    rules = stream_rules(profile)
+    started = time.monotonic()
+    with api.stream("POST", path, json=dict(body), params=params, auth=auth) as answer:
+        content_type = answer.headers.get("content-type")
+        if answer.media_type != rules.media_type:
+            data = answer.read_all()
+            return StreamResult(answer.status, answer.media_type, content_type, None, data, time.monotonic() - started)
+        reading = read_events(answer, rules)
+        return StreamResult(
+            answer.status, answer.media_type, content_type, reading, answer.received, time.monotonic() - started
+        )

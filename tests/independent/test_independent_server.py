@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .server import FixedWindowLimiter, IndependentServer
 
@@ -470,6 +472,31 @@ def test_bad_input_is_a_400_envelope(server: IndependentServer, bot_id: int, pat
     if isinstance(body, dict):
         body = {k: str(bot_id) if v == "{bot}" else bot_id if v == "{int}" else v for k, v in body.items()}
     assert_error(call(server, "POST", path, body), 400)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = ["bot_id", "user_id", "stream", "ConversationID", "additional_messages", "meta_data", "agent_id",
+          "query", "conversation_id", "name", "description", "icon_url", "prompt", "model", "role", "content",
+          "content_type", "type"]
+BODIES = JSON_VALUES | st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=6)
+POST_PATHS = ["/v3/chat", "/v3/chat/cancel", "/api/conversation/chat", "/api/draftbot/create",
+              "/api/draftbot/update_display_info", "/api/draftbot/publish"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(path=st.sampled_from(POST_PATHS), body=BODIES)
+def test_arbitrary_json_never_gets_a_5xx(server: IndependentServer, path: str, body: Any) -> None:
+    """Bad input gets a 4xx envelope (or, when it happens to be valid, a 200), never a 5xx."""
+    response = call(server, "POST", path, body)
+    assert response.status_code < 500, response.text
+    if response.headers["Content-Type"].startswith("application/json"):
+        envelope = response.json()
+        assert envelope["code"] == (0 if response.status_code == 200 else response.status_code)
 
 
 @pytest.mark.parametrize("content", [

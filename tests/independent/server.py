@@ -279,7 +279,6 @@ class Conversation:
     owner: str
     bot_id: int
     history: list[Message] = field(default_factory=list)
-    streams: set[int] = field(default_factory=set)
 
 
 class Store:
@@ -406,6 +405,7 @@ class ChatRun:
 
 
 # --------------------------------------------------------------------------- routes
+
 
 @dataclass(frozen=True)
 class Route:
@@ -839,8 +839,7 @@ class IndependentServer:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("the server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._httpd.server_port}"
 
     def start(self) -> IndependentServer:
         if self._httpd is not None:

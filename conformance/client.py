@@ -57,6 +57,8 @@ __all__ = [
     "ResponseTooLarge",
     "TransportError",
     "default_auth_for_path",
+    "describe_error",
+    "parse_json",
 ]
 
 #: The auth modes of :meth:`ApiClient.request` and :meth:`ApiClient.stream`.
@@ -98,32 +100,56 @@ except Exception:  # pragma: no cover - not installed as a distribution
 
 class TransportError(Exception):
     """The request got no complete HTTP answer (connection refused, reset, TLS,
-    a malformed response). The message is redacted and names the request."""
+    a malformed response, a deadline). The message is redacted and names the
+    request; ``cause`` is the short cause alone ("connection refused"), ``reason``
+    the cause with the phase it struck in ("connection refused (connecting)")."""
 
-    def __init__(self, message: str, *, exchange: Exchange | None = None, elapsed: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exchange: Exchange | None = None,
+        elapsed: float | None = None,
+        cause: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.exchange = exchange
         self.elapsed = elapsed
+        self.cause = cause or message
+
+    @property
+    def reason(self) -> str:
+        if self.exchange is not None and self.exchange.error:
+            return self.exchange.error
+        return self.cause
 
 
 class DeadlineExceeded(TransportError):
     """The overall deadline of a request or stream passed. ``received`` is what
-    arrived before it (redacted, capped like the log)."""
+    arrived before it (redacted, capped like the log); ``deadline`` the budget in s."""
 
     def __init__(
-        self, message: str, *, exchange: Exchange | None, elapsed: float, deadline: float, received: bytes
+        self,
+        message: str,
+        *,
+        exchange: Exchange | None = None,
+        elapsed: float | None = None,
+        deadline: float = 0.0,
+        received: bytes = b"",
     ) -> None:
-        super().__init__(message, exchange=exchange, elapsed=elapsed)
+        super().__init__(message, exchange=exchange, elapsed=elapsed, cause=f"deadline of {deadline:g} s exceeded")
         self.deadline = deadline
         self.received = received
 
 
 class ResponseTooLarge(TransportError):
-    """The response body or stream exceeded ``max_body_bytes``."""
+    """The response body or stream exceeded ``max_body_bytes`` (``limit``)."""
 
-    def __init__(self, message: str, *, exchange: Exchange | None, elapsed: float, limit: int) -> None:
-        super().__init__(message, exchange=exchange, elapsed=elapsed)
+    def __init__(
+        self, message: str, *, exchange: Exchange | None = None, elapsed: float | None = None, limit: int = 0
+    ) -> None:
+        super().__init__(message, exchange=exchange, elapsed=elapsed, cause=f"more than {limit} bytes")
         self.limit = limit
 
 
@@ -419,10 +445,10 @@ class ApiStream:
 
     def _failed(self, exc: BaseException) -> TransportError:
         elapsed = time.monotonic() - self.started
-        reason = describe_error(exc)
-        self._end(error=f"{reason} (reading the stream)")
-        message = self.exchange._redactor.redact(f"{self._what()}: {reason} after {elapsed:.1f} s (reading the stream)")
-        return TransportError(message, exchange=self.exchange, elapsed=elapsed)
+        cause = self.exchange._redactor.redact(describe_error(exc))
+        self._end(error=f"{cause} (reading the stream)")
+        message = f"{self._what()}: {cause} after {elapsed:.1f} s (reading the stream)"
+        return TransportError(message, exchange=self.exchange, elapsed=elapsed, cause=cause)
 
     def _end(self, error: str | None = None) -> None:
         self.done = True
@@ -476,7 +502,14 @@ class ApiClient:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base URL must be http(s)://host[:port][/prefix], got {base_url!r}")
+            raise ValueError(f"base URL must be http(s)://host[:port][/prefix], got {redact_url(base_url, Redactor())!r}")
+        if parts.username is not None or parts.password is not None:
+            # httpx would turn userinfo into Basic auth and overwrite the auth mode's
+            # Authorization header; a gateway credential belongs in --header.
+            raise ValueError(
+                f"base URL must not carry credentials (user:password@): {redact_url(base_url, Redactor())!r}; "
+                "pass a gateway's credentials with --header"
+            )
         if request_timeout <= 0 or stream_timeout <= 0:
             raise ValueError("timeouts must be positive")
         self.base_url = base_url.rstrip("/")
@@ -647,6 +680,8 @@ class ApiClient:
     def _fail(self, exchange: Exchange, exc: BaseException, started: float, budget: float, phase: str) -> TransportError:
         elapsed = time.monotonic() - started
         what = f"{exchange.method} {exchange.url}"
+        if isinstance(exc, httpcore.ConnectError | httpcore.ConnectTimeout):
+            phase = "connecting"
         if isinstance(exc, httpcore.TimeoutException | _Expired):
             reason = f"deadline of {budget:g} s exceeded ({phase})"
             exchange._finish(elapsed, reason)
@@ -657,10 +692,10 @@ class ApiClient:
                 deadline=budget,
                 received=exchange.response_body,
             )
-        reason = self.redactor.redact(f"{describe_error(exc)} ({phase})")
-        exchange._finish(elapsed, reason)
-        message = self.redactor.redact(f"{what}: {describe_error(exc)} ({phase}, {elapsed:.1f} s)")
-        return TransportError(message, exchange=exchange, elapsed=elapsed)
+        cause = self.redactor.redact(describe_error(exc))
+        exchange._finish(elapsed, f"{cause} ({phase})")
+        message = f"{what}: {cause} ({phase}, {elapsed:.1f} s)"
+        return TransportError(message, exchange=exchange, elapsed=elapsed, cause=cause)
 
     def request(
         self,

@@ -98,7 +98,9 @@ def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
     if worker.is_alive():
         raise httpcore.ConnectTimeout(f"resolving {host!r} took longer than the deadline")
     if "error" in result:
-        raise httpcore.ConnectError(f"cannot resolve host {host!r}: {result['error']}") from result["error"]
+        error = result["error"]
+        # httpcore's pool re-raises with ``from None``: the cause must be in the message.
+        raise httpcore.ConnectError(f"cannot resolve host {host!r} ({error.strerror or error})")
     return list(dict.fromkeys(str(info[4][0]) for info in result["infos"]))
 
 

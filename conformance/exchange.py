@@ -96,6 +96,8 @@ def redact_header(name: str, value: str, redactor: Redactor) -> str:
             else:
                 kept.append(f"{cname}={cvalue if _keep_token(cvalue, WRONG_SESSION_KEY) else REDACTED}")
         return "; ".join(kept)
+    if lname in ("location", "content-location", "refresh"):
+        return redact_url(value, redactor) if "@" in value else value
     if lname == "set-cookie":
         first, sep, attributes = value.partition(";")
         cname, eq, _ = first.partition("=")

@@ -192,8 +192,8 @@ class ScriptedServer:
 
     @property
     def url(self) -> str:
-        host, port = self._live.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._live.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:

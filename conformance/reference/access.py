@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .config import ServerConfig
 from .envelope import ApiError
+from .inputs import shorten
 from .store import Bot, Conversation, Store
 
 
@@ -35,7 +36,7 @@ def owned_bot(store: Store, config: ServerConfig, bot_id: int, principal: str) -
 
 def owned_conversation(store: Store, config: ServerConfig, conversation_id: str, principal: str) -> Conversation:
     conversation = store.conversation(conversation_id)
-    shown = conversation_id if len(conversation_id) <= 40 else conversation_id[:40] + "…"
+    shown = shorten(conversation_id)
     if conversation is None:
         raise _unknown(config, f"conversation {shown}")
     if conversation.owner != principal:

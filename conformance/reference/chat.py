@@ -26,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from . import model
 from .access import owned_bot, owned_conversation
+from .config import AnswerStyle
 from .envelope import ApiError, ok_response
 from .eventstream import StreamWriter
 from .ids import format_chat_id, format_conversation_id, format_message_id
@@ -52,7 +53,7 @@ class ChatPlan:
     def fails(self) -> bool:
         return model.should_fail(self.history)
 
-    def answer(self, style: model.AnswerStyle) -> str:
+    def answer(self, style: AnswerStyle) -> str:
         return model.answer(self.history, self.turn, self.profile.name, style)
 
 

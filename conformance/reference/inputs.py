@@ -106,6 +106,11 @@ def check_document(value: object) -> None:
             stack.extend((child, depth + 1) for child in item)
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """Client text quoted in an error message, cut to a readable length."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def check_text(text: str) -> None:
     if "\x00" in text:
         bad_request("text must not contain NUL (U+0000)")
@@ -134,9 +139,6 @@ class Fields:
 
     def _get(self, name: str) -> Any:
         return self.body.get(name)
-
-    def has(self, name: str) -> bool:
-        return self._get(name) is not None
 
     def str_(self, name: str, *, required: bool = False, non_empty: bool = False) -> str | None:
         value = self._get(name)
@@ -191,7 +193,7 @@ class Fields:
             bad_request(f"invalid {self.prefix}{name}: expected an object")
         for key, item in value.items():
             if not isinstance(item, str):
-                bad_request(f"invalid {self.prefix}{name}.{key}: expected a string value")
+                bad_request(f"invalid {self.prefix}{name}.{shorten(key)}: expected a string value")
         return dict(value)
 
     def messages(self, name: str) -> list[Message]:

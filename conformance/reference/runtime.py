@@ -78,8 +78,10 @@ class Runtime:
 
     def request_stop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Thread-safe entry to :meth:`shut_down` for the thread stopping the server."""
-        if not loop.is_closed():
+        try:
             loop.call_soon_threadsafe(self.shut_down)
+        except RuntimeError:
+            pass  # the loop already closed: nothing is running any more
 
 
 async def pause(chat: RunningChat, seconds: float) -> bool:

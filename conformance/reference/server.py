@@ -74,6 +74,7 @@ class ReferenceServer:
         while not self._server.started:
             if not self._thread.is_alive():
                 self._thread.join()
+                self._server = self._thread = None  # so start() may be retried
                 raise RuntimeError(
                     f"reference server failed to start on {self.config.host}:{self.config.port}"
                     f" ({self._failure!r}); is the port in use?"

@@ -1,0 +1,103 @@
+"""The plugin as users run it: preflight exit codes, the report header, inertness.
+
+Each test runs pytest in a subprocess (the way a user or a CI job does), so a stuck
+preflight would show as a timeout here rather than hang the project's own run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conformance.plugin import SUITE_DIR
+from tests.support.servers import (
+    ScriptedServer,
+    closed_port_url,
+    html_page,
+    stall_before_headers,
+    trickle,
+    unauthorized,
+)
+
+SECRET = 'k"e/y+w=i%th-secret'
+
+
+def _pytest(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COZE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
+    with ScriptedServer(request.param()) as scripted:
+        yield scripted
+
+
+def _target(url: str) -> dict[str, str]:
+    return {"COZE_TARGET_URL": url, "COZE_API_KEY": SECRET}
+
+
+def test_unreachable_target_exits_3_within_10_seconds() -> None:
+    started = time.monotonic()
+    result = _pytest(str(SUITE_DIR), env=_target(closed_port_url()))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert elapsed < 10 + 5, f"{elapsed:.1f} s (10 s preflight bound plus interpreter start-up)"
+    lines = [line for line in result.stderr.splitlines() if "preflight" in line]
+    assert len(lines) == 1 and "unreachable" in lines[0], result.stderr
+    assert "passed" not in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("server", "kind"),
+    [
+        pytest.param(html_page, "not-this-api", id="html-page"),
+        pytest.param(unauthorized, "credentials", id="rejects-credentials"),
+        pytest.param(stall_before_headers, "unreachable", id="stalls"),
+        pytest.param(lambda: trickle(total=10_000, interval=1.0), "unreachable", id="trickles"),
+    ],
+    indirect=["server"],
+)
+def test_wrong_target_exits_3_with_one_line(server: ScriptedServer, kind: str) -> None:
+    started = time.monotonic()
+    result = _pytest(str(SUITE_DIR), env=_target(server.url))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert elapsed < 15, f"{elapsed:.1f} s"
+    (line,) = [line for line in result.stderr.splitlines() if "preflight" in line]
+    assert kind.split("-")[0] in line or kind in line, line
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_embedded_run_prints_the_header_and_never_a_secret() -> None:
+    result = _pytest(str(SUITE_DIR), "--co", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = [line for line in result.stdout.splitlines() if line.startswith("conformance: target ")]
+    assert len(header) == 1, result.stdout
+    assert "(embedded reference server); profile doc; auth principal 1: bearer+cookie" in header[0]
+    assert "principal 2: bearer+cookie; strict: no" in header[0]
+
+
+def test_strict_shows_in_the_header() -> None:
+    result = _pytest(str(SUITE_DIR), "--co", "--strict", timeout=120)
+    assert "strict: yes (SHOULD requirements fail)" in result.stdout, result.stdout + result.stderr
+
+
+def test_list_requirements_needs_no_target_and_no_network() -> None:
+    result = _pytest("--list-requirements", env={"COZE_TARGET_URL": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.stderr
+    assert "CHAT-SSE-004" in result.stdout and "conformance: target" not in result.stdout

@@ -74,10 +74,6 @@ AUTH_MODES = (
     "other-bearer",
     "other-cookie",
 )
-AuthMode = Literal[
-    "default", "bearer", "cookie", "both", "none", "wrong-bearer", "wrong-cookie", "other", "other-bearer", "other-cookie"
-]
-
 #: Environment variable names the curl reproduction uses for each credential;
 #: they are also the redaction labels, so a marker maps to its variable.
 ENV_LABELS = {
@@ -94,6 +90,7 @@ try:
     USER_AGENT = f"coze-plus-conformance/{_dist_version('coze-plus-conformance')}"
 except Exception:  # pragma: no cover - not installed as a distribution
     USER_AGENT = "coze-plus-conformance/dev"
+
 
 # --------------------------------------------------------------------------- errors
 
@@ -529,7 +526,10 @@ class ApiClient:
                 (ENV_LABELS[("other", "session_key")], other.session_key if other else None),
             ]
         )
-        self.redactor = own.merged(redactor)
+        # The caller's labels win: a client built for the second principal gets
+        # its principal's secrets labelled COZE_API_KEY_2 from the settings, and
+        # the role-based labels above only fill in secrets it did not name.
+        self.redactor = redactor.merged(own) if redactor is not None else own
         self._tls = "insecure" if verify is False else (verify if isinstance(verify, str) else None)
         self._http = httpx.Client(
             transport=DeadlineTransport(_ssl_context(verify)),

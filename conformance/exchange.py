@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -182,6 +183,7 @@ class Exchange:
         self._body: bytes = b""
         self._chunks: list[tuple[float, bytes]] = []
         self._raw: list[tuple[float, bytes]] | None = None  # open stream only
+        self._raw_bytes = 0
         self._body_cap = body_cap
         self._redactor = redactor or Redactor()
 
@@ -205,8 +207,7 @@ class Exchange:
         self.chunk_count += 1
         if self._raw is None:
             return
-        logged = sum(len(c) for _, c in self._raw)
-        room = self._body_cap - logged
+        room = self._body_cap - self._raw_bytes
         if room <= 0 or len(self._raw) >= MAX_LOGGED_CHUNKS:
             self.body_truncated = True
             return
@@ -214,6 +215,7 @@ class Exchange:
             chunk = chunk[:room]
             self.body_truncated = True
         self._raw.append((t, chunk))
+        self._raw_bytes += len(chunk)
 
     def _finish(self, elapsed: float, error: str | None = None) -> None:
         if self.elapsed is None:
@@ -400,15 +402,27 @@ class ExchangeLog:
         self.body_cap = body_cap
         self.limit = limit
         self._next_index = 1
+        # A test may send from several threads (rate limits, cancel during a stream).
+        self._lock = threading.Lock()
 
     def _new(self, **fields: Any) -> Exchange:
-        ex = Exchange(index=self._next_index, body_cap=self.body_cap, **fields)
-        self._next_index += 1
-        self.exchanges.append(ex)
-        if len(self.exchanges) > self.limit:
-            del self.exchanges[0]
-            self.dropped += 1
+        with self._lock:
+            ex = Exchange(index=self._next_index, body_cap=self.body_cap, **fields)
+            self._next_index += 1
+            self.exchanges.append(ex)
+            if len(self.exchanges) > self.limit:
+                del self.exchanges[0]
+                self.dropped += 1
         return ex
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.exchanges)

@@ -158,7 +158,7 @@ def _describe_body(media_type: str, body: bytes) -> str:
     if media_type == "text/html" or title or body.lstrip()[:1] == b"<":
         name = " ".join(title.group(1).decode("utf-8", "replace").split())[:60] if title else ""
         return f'an HTML page ("{name}")' if name else "an HTML page"
-    return f"{media_type or 'no Content-Type'} that is not JSON ({len(body)} bytes)"
+    return f"{len(body)} bytes of {media_type or 'no Content-Type'}"
 
 
 def preflight(client: ApiClient, *, timeout: float = PREFLIGHT_TIMEOUT) -> PreflightReport:

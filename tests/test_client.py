@@ -550,3 +550,47 @@ def test_summary_and_text_describe_the_exchange(client: ApiClient) -> None:
     assert ex.summary().startswith("POST /v1/echo -> 200 (")
     text = ex.to_text()
     assert "Authorization: Bearer ***COZE_API_KEY***" in text and "HTTP 200" in text
+
+
+def test_an_open_stream_is_already_redacted_in_every_view(client: ApiClient) -> None:
+    with client.stream("GET", "/split-secret") as stream:
+        chunks = stream.chunks()
+        next(chunks)
+        next(chunks)  # the secret has arrived, split across these two chunks
+        views = [json.dumps(client.log.to_dict()), pickle.dumps(client.log).decode("latin-1"), client.log.to_text()]
+        for view in views:
+            assert_no_secret(view, "a view of an open stream")
+        assert b"***COZE_API_KEY_2***" in client.log[-1].response_body
+
+
+def test_concurrent_requests_get_distinct_log_entries(client: ApiClient) -> None:
+    def work() -> None:
+        for _ in range(3):
+            client.request("GET", "/echo")
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(ex.index for ex in client.log) == list(range(1, 19))
+
+
+def test_tls_to_a_plain_http_port_is_a_clear_transport_error(server: ScriptedServer) -> None:
+    with make_client(server.url.replace("http://", "https://"), verify=False) as c:
+        with pytest.raises(TransportError) as caught:
+            c.request("GET", "/echo")
+    assert caught.value.cause.startswith("TLS error")
+    assert "(connecting, " in str(caught.value)
+
+
+def test_caller_labels_win_for_a_client_of_the_second_principal(server: ScriptedServer) -> None:
+    # The plugin builds principal 2's client with principal 1 as "other".
+    labels = Redactor(SECRETS)
+    with ApiClient(
+        server.url, Principal("principal-2", API_KEY_2, SESSION_KEY_2), other=Principal("principal-1", API_KEY, SESSION_KEY), redactor=labels
+    ) as c:
+        c.request("GET", "/v1/echo")
+        c.request("GET", "/v1/echo", auth="other")
+    assert '-H "Authorization: Bearer $COZE_API_KEY_2"' in c.log[0].to_curl()
+    assert '-H "Authorization: Bearer $COZE_API_KEY"' in c.log[1].to_curl()

@@ -165,15 +165,23 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
 
 
 def _preflight(settings: Settings) -> None:
-    from conformance.preflight import PreflightError, preflight
+    from conformance.preflight import PreflightError, check_same_principal, preflight
 
     client = build_client(settings)
     try:
         preflight(client, timeout=10)
+        # Both keys of one principal must name the same principal, or every test that
+        # mixes the modes would blame the server for our settings. The embedded server's
+        # keys are ours; a remote target's are checked (it creates one bot, kept).
+        mismatch = None
+        if not settings.embedded and settings.api_key and settings.session_key:
+            mismatch = check_same_principal(client)
     except PreflightError as exc:
         pytest.exit(f"conformance preflight: {exc}", returncode=3)
     finally:
         client.close()
+    if mismatch:
+        raise SettingsError(f"{mismatch} (checked by the preflight)")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -365,8 +373,13 @@ def _checks_for(item: pytest.Item) -> Checks:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """After a suite test ran, judge every answer it saw (conformance.envelope)."""
+    from conformance.client import MissingCredential
+
     try:
         return (yield)
+    except MissingCredential as exc:
+        # A mode this run has no credential for cannot be judged: SKIP, with the reason.
+        raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
     finally:
         log = item.stash.get(LOG_KEY, None)
         if log is not None and len(log) and _is_suite_item(item):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ def _url(value: str) -> str:
         raise ValueError("expected an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise ValueError("the base URL must not carry a query or a fragment")
+    if parts.username is not None or parts.password is not None:
+        # httpx would turn user:password@ into Basic auth over the suite's own headers.
+        raise ValueError("the base URL must not carry user:password@; use --api-key / --session-key")
     try:
         parts.port  # noqa: B018 -- raises ValueError on a malformed port
     except ValueError as exc:
@@ -291,6 +295,11 @@ def _raw_value(opt: Option, config: pytest.Config, environ: Mapping[str, str]) -
     return opt.default, DEFAULT
 
 
+def _without_userinfo(text: str) -> str:
+    """A value as it may be shown: URL userinfo (a password, often) replaced."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", text)
+
+
 def _parse(opt: Option, raw: Any, source: str) -> Any:
     if source == DEFAULT:
         return raw
@@ -302,7 +311,7 @@ def _parse(opt: Option, raw: Any, source: str) -> Any:
         try:
             parsed.append(opt.parse(str(value)))
         except ValueError as exc:
-            shown = "<secret>" if opt.secret else repr(str(value))
+            shown = "<secret>" if opt.secret else repr(_without_userinfo(str(value)))
             raise SettingsError(f"invalid {opt.flag} {shown} (from {source}): {exc}") from None
     return tuple(parsed) if opt.multiple else parsed[0]
 

@@ -152,6 +152,11 @@ def test_the_issue_example_message(pytester: pytest.Pytester) -> None:
             {**BASE_ENV, "COZE_API_KEY_2": "base-key"}, "the second principal must differ", id="same-principal"
         ),
         pytest.param({**BASE_ENV, "COZE_INSECURE": "1", "COZE_CA_BUNDLE": __file__}, "contradict", id="tls"),
+        pytest.param(
+            {"COZE_TARGET_URL": "http://user:pa55word@127.0.0.1:1", "COZE_API_KEY": "k"},
+            "invalid --target-url 'http://***@127.0.0.1:1' (from COZE_TARGET_URL): the base URL must not carry",
+            id="userinfo-never-shown",
+        ),
         pytest.param({"COZE_STRICT": "maybe"}, "invalid COZE_STRICT 'maybe'", id="strict-env"),
         pytest.param({**BASE_ENV, "COZE_INSECURE": "perhaps"}, "invalid --insecure 'perhaps'", id="bool-env"),
     ],

@@ -1,0 +1,380 @@
+"""Authentication: every endpoint accepts its class's mode, and bad credentials get 401.
+
+Spec 认证方式 (Session 认证 (WebAPI): ``Cookie: session_key=…``; API Key 认证 (OpenAPI):
+``Authorization: Bearer …``) and 错误码 ``| 401 | 未授权,认证失败 |``, read with READING
+"Auth per endpoint": an endpoint MUST accept the mode of its class -- Bearer on /v1/*
+and /v3/* (AUTH-001), the ``session_key`` cookie on /api/* (AUTH-002) -- and SHOULD
+accept the other mode (AUTH-003 on OpenAPI, AUTH-004 on WebAPI). No credentials, a
+wrong bearer token, a wrong cookie answer code 401 (AUTH-005, -006, -007), each on a
+request that would otherwise succeed, so 401 is the only right answer.
+
+Both tables come from the profile's endpoint table (``profile.endpoints``, each with
+its auth class; ``profile.auth`` gives each class its mode and the 401 code). Test ids
+are ``<endpoint>-<mode>``: ``chat-bearer``, ``update-wrong-cookie``.
+
+Request budget. A real deployment rate-limits the suite (spec 速率限制); this module's
+share per principal in a default run is 10 chat-group, 12 management and 12 info
+requests, so:
+
+* acceptance: one request per endpoint and mode (16 tests); cancel also starts the
+  conversation it cancels (one chat each) -- 8 chat, 6 management (+1 for the module's
+  bot when no create test has made one yet), 4 info requests;
+* refusals (AUTH-005..007) run on a subset, NOT on every endpoint as their catalogue
+  glosses say ("on every endpoint"): all three modes on both info endpoints (the
+  biggest budget; the OpenAPI class) and on update_display_info (the management group;
+  the WebAPI class); no credentials also on /v3/chat and /api/conversation/chat (one
+  per auth class of the chat group) -- 2 chat, 3 management, 6 info requests. Left
+  out: cancel (READING "Cancel": a cancel of a finished chat may answer an error, so
+  401 would not be the only right answer), create (a wrongly accepted request would
+  make a bot beyond the run's budget), publish (update already covers its class and
+  group), and the wrong-credential modes on the chat group (no budget left).
+
+Totals: 10 chat, 9-10 management, 10 info requests; 2 bots (3 at most under xdist,
+when an update or publish test runs before both create tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from conformance.client import ApiClient, MissingCredential
+from conformance.outcomes import Checks
+from conformance.plugin import SETTINGS_KEY
+from conformance.profile import Endpoint, Profile, load_profile
+from conformance.settings import Settings
+from conformance.shared import SharedState
+from conformance.suite.conftest import MAX_BOTS_PER_PRINCIPAL, NAME_LIMIT
+from conformance.suite.helpers import Bot, chat_body, envelope, id_text, read_chat_stream, stream_rules
+
+# --------------------------------------------------------------------------- requirements by mode
+
+#: The catalogue binds AUTH-001..004 to a class by the mode the class uses: the
+#: Bearer class is OpenAPI (/v1, /v3), the cookie class WebAPI (/api).
+OWN_MODE_REQUIREMENT = {"bearer": "AUTH-001", "cookie": "AUTH-002"}
+#: Keyed by the class's own mode: the other mode on that class.
+OTHER_MODE_REQUIREMENT = {"bearer": "AUTH-003", "cookie": "AUTH-004"}
+OTHER_MODE = {"bearer": "cookie", "cookie": "bearer"}
+#: The bad credentials (client auth modes) and the requirement each judges.
+REFUSAL_REQUIREMENT = {"none": "AUTH-005", "wrong-bearer": "AUTH-006", "wrong-cookie": "AUTH-007"}
+
+#: Where the refusals are sent (endpoint name -> client auth modes); see the module
+#: docstring for why this is a subset and what is left out.
+ALL_REFUSALS = tuple(REFUSAL_REQUIREMENT)
+REFUSAL_PLAN: Mapping[str, tuple[str, ...]] = {
+    "chat": ("none",),
+    "run": ("none",),
+    "update": ALL_REFUSALS,
+    "online_info": ALL_REFUSALS,
+    "bot_detail": ALL_REFUSALS,
+}
+
+#: shared_state key of the bot this module updates and publishes (never the run's
+#: shared published bot: publishing changes its version under other tests).
+MODULE_BOT = "auth-module-bot"
+#: shared_state counter of the run's bots of the first principal (conftest's BotMaker).
+BOT_COUNTER = "bots-principal-1"
+
+MESSAGE = "你好"
+
+
+# --------------------------------------------------------------------------- what a valid request needs
+
+
+class Resources:
+    """What a request that would otherwise succeed needs, made on first use (each one
+    costs requests, so a test asks only for what its endpoint needs)."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+
+    def _fixture(self, name: str) -> Any:
+        return self._request.getfixturevalue(name)
+
+    def published_bot(self) -> Bot:
+        """The run's shared, published bot: for requests that change nothing."""
+        bot: Bot = self._fixture("published_bot")
+        return bot
+
+    def module_bot(self) -> Bot:
+        """A bot of the first principal for update and publish: one per run (the first
+        create test offers its bot; otherwise ``new_bot`` makes one)."""
+        state: SharedState = self._fixture("shared_state")
+        make: Callable[..., Bot] = self._fixture("new_bot")
+        return Bot(**state.get_or_create(MODULE_BOT, lambda: dataclasses.asdict(make(label="a"))))
+
+    def offer_module_bot(self, bot: Bot) -> None:
+        """Let ``bot`` (made by a create test) be the module's bot if none exists yet."""
+        state: SharedState = self._fixture("shared_state")
+        state.get_or_create(MODULE_BOT, lambda: dataclasses.asdict(bot))
+
+    def conversation(self) -> str:
+        """A finished conversation of this test's own (one non-stream chat)."""
+        start: Callable[[], str] = self._fixture("conversation_of")
+        return start()
+
+    def user_id(self) -> str:
+        return str(self._fixture("user_id"))
+
+    def bot_name(self) -> str:
+        """A name from the run's per-principal bot budget (conftest's BotMaker naming)."""
+        state: SharedState = self._fixture("shared_state")
+        run_id: str = self._fixture("run_id")
+        try:
+            n = state.increment(BOT_COUNTER, limit=MAX_BOTS_PER_PRINCIPAL)
+        except ValueError:
+            pytest.skip(f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots is spent")
+        return f"cz-conf-{run_id}-1{n}a"[:NAME_LIMIT]
+
+
+def id_value(endpoint: Endpoint, key: str, text: str) -> int | str:
+    """An id (kept as text) in the type ``endpoint``'s table gives (READING "Id types")."""
+    return int(text) if endpoint.id_types.get(key) == "integer" else text
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build a request to one endpoint that would succeed with good credentials.
+
+    ``fields`` gives the parameters (ids as text); ``place`` puts them where the
+    endpoint's table says (body, query or path) in the type ``id_types`` gives.
+    ``may_stream``: READING "/api/conversation/chat response": not documented -- an
+    envelope or an event stream. ``finished_ok``: READING "Cancel" -- a cancel that
+    arrives after the chat completed may answer code 0 or an error (400/404).
+    ``adopt``: what to keep of a successful answer."""
+
+    fields: Callable[[Resources], dict[str, Any]]
+    may_stream: bool = False
+    finished_ok: bool = False
+    adopt: Callable[[Resources, Any], None] | None = None
+
+
+def _adopt_created(resources: Resources, data: Any) -> None:
+    bot_id = id_text(data.get("bot_id")) if isinstance(data, dict) else None
+    if bot_id is not None and bot_id.isdigit():
+        resources.offer_module_bot(Bot(bot_id, str(data.get("name", ""))))
+
+
+def _chat_fields(r: Resources) -> dict[str, Any]:
+    # The documented /v3/chat body (helpers.chat_body: bot_id a JSON string), no stream.
+    return chat_body(r.published_bot(), r.user_id(), MESSAGE)
+
+
+RECIPES: Mapping[str, Recipe] = {
+    "chat": Recipe(_chat_fields),
+    "cancel": Recipe(lambda r: {"conversation_id": r.conversation()}, finished_ok=True),
+    "run": Recipe(lambda r: {"agent_id": r.published_bot().id, "query": MESSAGE, "stream": False}, may_stream=True),
+    "create": Recipe(lambda r: {"name": r.bot_name(), "description": "conformance suite: auth checks"}, adopt=_adopt_created),
+    "update": Recipe(lambda r: {"bot_id": r.module_bot().id, "description": "conformance suite: auth checks, updated"}),
+    "publish": Recipe(lambda r: {"bot_id": r.module_bot().id}),
+    "online_info": Recipe(lambda r: {"bot_id": r.published_bot().id}),
+    "bot_detail": Recipe(lambda r: {"bot_id": r.published_bot().id}),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    json: dict[str, Any] | None
+    params: dict[str, Any] | None
+
+
+def place(endpoint: Endpoint, fields: Mapping[str, Any]) -> Call:
+    """Put ``fields`` where ``endpoint``'s table puts its parameters, ids typed."""
+    values = {key: id_value(endpoint, key, value) if key in endpoint.id_types else value for key, value in fields.items()}
+    if endpoint.params_in == "body":
+        return Call(endpoint.path, values, None)
+    in_path = {key: values.pop(key) for key in endpoint.path_params}
+    return Call(endpoint.url_path(**in_path), None, values or None)
+
+
+# --------------------------------------------------------------------------- sending and reading an answer
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer, an envelope or (``events`` set) an event stream."""
+
+    status: int
+    body: Any  # the JSON body, None when not JSON or an event stream
+    events: tuple[tuple[str, Any], ...] | None  # (event type, payload) of an event stream
+    shown: str
+
+    def code(self, profile: Profile) -> Any:
+        """The body's code; for an event stream whose first event is an error event, its
+        payload's code (READING "Errors on a streaming request"); else None."""
+        if self.events is not None:
+            if self.events and stream_rules(profile).kind(self.events[0][0]) == "error":
+                payload = self.events[0][1]
+                return payload.get(profile.envelope.code_key) if isinstance(payload, dict) else None
+            return None
+        return self.body.get(profile.envelope.code_key) if isinstance(self.body, dict) else None
+
+    def data(self, profile: Profile) -> Any:
+        return self.body.get(profile.envelope.data_key) if isinstance(self.body, dict) else None
+
+
+def _payload(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def send(api: ApiClient, endpoint: Endpoint, recipe: Recipe, call: Call, mode: str, profile: Profile) -> Answer:
+    if recipe.may_stream:
+        # Read as a stream: an event-stream answer is read whole by the checker, any
+        # other answer as a body (and then judged by the plugin as an envelope).
+        assert call.json is not None, f"{endpoint.key}: a streamable answer needs a JSON body"
+        result = read_chat_stream(api, call.path, call.json, profile, params=call.params, auth=mode)
+        if result.reading is not None:
+            events = tuple((e.type, _payload(e.data)) for e in result.reading.events)
+            return Answer(result.status, None, events, f"HTTP {result.status}: event stream {[t for t, _ in events][:8]}")
+        text = result.body.decode("utf-8", "replace")
+        return Answer(result.status, _payload(text), None, f"HTTP {result.status}: {text[:400]}")
+    kwargs: dict[str, Any] = {"params": call.params, "auth": mode}
+    if call.json is not None:
+        kwargs["json"] = call.json
+    answer = envelope(api.request(endpoint.method, call.path, **kwargs))
+    return Answer(answer.status, answer.body, None, answer.describe())
+
+
+def accepted(answer: Answer, endpoint: Endpoint, recipe: Recipe, profile: Profile) -> bool:
+    """Whether the server accepted the credential and did the work."""
+    if answer.events is not None:
+        # An event stream that does not open with an error event is a chat under way.
+        return answer.status < 400 and bool(answer.events) and answer.code(profile) is None
+    code = answer.code(profile)
+    if recipe.finished_ok and isinstance(code, int) and code in profile.unknown_ids.codes:
+        # Nothing left to cancel: the credential was accepted (a refused one is 401).
+        return True
+    if answer.status >= 400 or code != profile.envelope.success_code or isinstance(code, bool):
+        return False
+    return isinstance(answer.data(profile), dict) or not endpoint.success_data
+
+
+def unauthorized(answer: Answer, profile: Profile) -> bool:
+    """Whether the answer is the 401 refusal. The body code decides (READING "HTTP status
+    of errors"); only an answer with no code at all falls back to the HTTP status (its
+    shape is ERR-001's to judge, not this requirement's)."""
+    code = answer.code(profile)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code == profile.auth.unauthorized_code
+    if answer.events is not None and answer.events and stream_rules(profile).kind(answer.events[0][0]) != "error":
+        return False  # a chat under way: the request was served
+    return answer.status == profile.auth.unauthorized_code
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+@dataclass(frozen=True)
+class Case:
+    endpoint: str
+    mode: str  # a client auth mode
+    requirement: str
+
+
+def _run_profile(config: pytest.Config) -> Profile:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    return load_profile(settings.profile if settings is not None else Settings().profile)
+
+
+def _recipe(endpoint: Endpoint) -> Recipe:
+    if endpoint.name not in RECIPES:
+        raise pytest.UsageError(f"test_auth: no request recipe for endpoint {endpoint.name!r} ({endpoint.key})")
+    return RECIPES[endpoint.name]
+
+
+def acceptance_cases(profile: Profile) -> list[Any]:
+    """Every endpoint in its class's mode (MUST) and in the other mode (SHOULD)."""
+    cases = []
+    for endpoint in profile.endpoints:
+        _recipe(endpoint)
+        own = profile.auth[endpoint.auth].mode
+        for mode, requirement in ((own, OWN_MODE_REQUIREMENT[own]), (OTHER_MODE[own], OTHER_MODE_REQUIREMENT[own])):
+            case = Case(endpoint.name, mode, requirement)
+            cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement)))
+    return cases
+
+
+def refusal_cases(profile: Profile) -> list[Any]:
+    """The bad credentials on the endpoints of ``REFUSAL_PLAN`` (a budgeted subset)."""
+    cases = []
+    for endpoint in profile.endpoints:
+        for mode in REFUSAL_PLAN.get(endpoint.name, ()):
+            _recipe(endpoint)
+            requirement = REFUSAL_REQUIREMENT[mode]
+            case = Case(endpoint.name, mode, requirement)
+            cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement)))
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # The tables follow the run's profile (--profile), known only once configured.
+    if "acceptance" in metafunc.fixturenames:
+        metafunc.parametrize("acceptance", acceptance_cases(_run_profile(metafunc.config)))
+    if "refusal" in metafunc.fixturenames:
+        metafunc.parametrize("refusal", refusal_cases(_run_profile(metafunc.config)))
+
+
+def _describe(mode: str, endpoint: Endpoint) -> str:
+    return f"{endpoint.key} (auth class {endpoint.auth}) sent with auth mode {mode!r}"
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_endpoint_accepts_auth_mode(
+    api: ApiClient,
+    check: Checks,
+    profile: Profile,
+    conformance_settings: Settings,
+    request: pytest.FixtureRequest,
+    acceptance: Case,
+) -> None:
+    endpoint = profile.endpoint(acceptance.endpoint)
+    if acceptance.mode not in conformance_settings.auth_modes():
+        reason = f"auth mode {acceptance.mode!r} is not configured (no credential for it was given)"
+        check.skip(acceptance.requirement, reason)
+        pytest.skip(reason)
+    recipe = _recipe(endpoint)
+    resources = Resources(request)
+    call = place(endpoint, recipe.fields(resources))
+    try:
+        answer = send(api, endpoint, recipe, call, acceptance.mode, profile)
+    except MissingCredential as exc:  # belt and braces: the check above should have caught it
+        check.skip(acceptance.requirement, str(exc))
+        pytest.skip(str(exc))
+    held = check(
+        acceptance.requirement,
+        accepted(answer, endpoint, recipe, profile),
+        expected=f"code {profile.envelope.success_code}" + (" with a data object" if endpoint.success_data else ""),
+        actual=answer.shown,
+        detail=_describe(acceptance.mode, endpoint),
+    )
+    if held and recipe.adopt is not None:
+        recipe.adopt(resources, answer.data(profile))
+
+
+def test_endpoint_refuses_bad_credentials(
+    api: ApiClient, check: Checks, profile: Profile, request: pytest.FixtureRequest, refusal: Case
+) -> None:
+    endpoint = profile.endpoint(refusal.endpoint)
+    recipe = _recipe(endpoint)
+    # The body would succeed with good credentials (the acceptance tests show it), so
+    # 401 is the only right answer.
+    call = place(endpoint, recipe.fields(Resources(request)))
+    answer = send(api, endpoint, recipe, call, refusal.mode, profile)
+    check(
+        refusal.requirement,
+        unauthorized(answer, profile),
+        expected=f"code {profile.auth.unauthorized_code}",
+        actual=answer.shown,
+        detail=_describe(refusal.mode, endpoint),
+    )

@@ -60,6 +60,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--token-delay", type=float, default=0.02, help="seconds between streamed tokens (default: %(default)s)"
     )
     parser.add_argument("--no-rate-limits", action="store_true", help="switch the documented rate limits off")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a deliberate breakage (repeatable; see conformance/reference/faults.py)",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = ServerConfig(
-            host=args.host, port=args.port, token_delay=args.token_delay, rate_limits=not args.no_rate_limits
+            host=args.host,
+            port=args.port,
+            token_delay=args.token_delay,
+            rate_limits=not args.no_rate_limits,
+            faults=frozenset(args.fault),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -95,6 +95,9 @@ class ServerConfig:
       terminal_event, error_event: the two documented names of each.
       keep_open_after_terminal: seconds the stream stays open after the terminal event
         (READING "After the terminal event").
+
+    Faults
+      faults: names from conformance/reference/faults.py, each breaking one requirement.
     """
 
     principals: tuple[PrincipalConfig, ...] = DEV_PRINCIPALS
@@ -130,7 +133,19 @@ class ServerConfig:
     error_event: ErrorEvent = "conversation.error"
     keep_open_after_terminal: float = 0.0
 
+    #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
+    faults: frozenset[str] = frozenset()
+
+    def has(self, fault: str) -> bool:
+        """Whether the fault named ``fault`` is switched on."""
+        return fault in self.faults
+
     def __post_init__(self) -> None:
+        from .faults import all_faults
+
+        unknown = sorted(set(self.faults) - set(all_faults()))
+        if unknown:
+            raise ValueError(f"ServerConfig.faults: unknown fault(s) {unknown}; see conformance/reference/faults.py")
         _check_choice("id_style", self.id_style, ("numeric", "prefixed"))
         _check_choice("answer_style", self.answer_style, ("echo", "count"))
         _check_choice("forbidden_status", self.forbidden_status, (403, 404))

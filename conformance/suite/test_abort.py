@@ -16,14 +16,16 @@ from conformance.grammar import StreamReading, StreamRules
 from conformance.outcomes import Checks
 from conformance.profile import Profile
 from conformance.suite.helpers import Bot, chat_body, envelope, id_text, read_events, stream_rules
-from conformance.suite.test_cancel import LONG_ANSWER, in_conversation, open_stream_or_skip
+from conformance.suite.test_cancel import in_conversation, open_stream_or_skip
+from conformance.suite.test_chat_stream import LONG_ANSWER
 
 
 def closed_mid_answer(reading: StreamReading, rules: StreamRules) -> bool:
-    """The client closed the stream on a delta, before any chat outcome or end."""
-    kinds = [rules.kind(e.type) for e in reading.events]
+    """The client closed the stream after a delta and before the chat's outcome or
+    end arrived (a fast server may have sent the whole answer in the first read)."""
+    kinds = {rules.kind(e.type) for e in reading.events}
     ended = {"chat_completed", "chat_failed", "error", "terminal"}
-    return reading.closed_by == "client" and bool(kinds) and kinds[-1] == "delta" and not ended & set(kinds)
+    return reading.closed_by == "client" and "delta" in kinds and not ended & kinds
 
 
 @pytest.mark.requirement("BP-003")
@@ -46,8 +48,8 @@ def test_next_chat_after_a_client_abort(
     if not closed_mid_answer(reading, rules):
         check.skip(
             "BP-003",
-            "the stream ended before a delta came, so there was no answer to abort: "
-            f"{[e.type for e in reading.events]}",
+            "the answer was complete (or had no delta) before the client could close the stream "
+            f"mid-answer: {[e.type for e in reading.events]}",
         )
         return
 
@@ -59,5 +61,5 @@ def test_next_chat_after_a_client_abort(
         answer.ok and returned == conversation,
         expected=f"code 0 with a data object, in conversation {conversation!r}",
         actual=answer.describe(),
-        detail=f"the stream was closed after {len(reading.events)} events, the last a delta",
+        detail=f"the stream was closed after {len(reading.events)} events, before the chat's outcome",
     )

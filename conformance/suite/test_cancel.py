@@ -25,13 +25,7 @@ from conformance.outcomes import Checks
 from conformance.profile import Profile
 from conformance.sse import Event
 from conformance.suite.helpers import Bot, Envelope, chat_body, envelope, read_events, stream_rules
-
-# spec 错误码: "400 | 请求参数错误" (the profile lists the codes but names none).
-PARAMETER_ERROR = 400
-
-# A request a real model answers at length, so the chat is still streaming when the
-# cancel arrives; its content is never asserted (READING).
-LONG_ANSWER = "请用大约三百字介绍一下你自己。"
+from conformance.suite.test_chat_stream import LONG_ANSWER, PARAMETER_ERROR  # LONG_ANSWER: still streaming when the cancel arrives
 
 # How long past the stream's own deadline the reader thread may take to notice it.
 JOIN_MARGIN_SECONDS = 5.0

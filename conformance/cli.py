@@ -1,0 +1,139 @@
+"""``coze-conformance``: run the suite, list the requirements, export OpenAPI.
+
+* ``coze-conformance run [pytest args]`` -- ``pytest --pyargs conformance`` with the
+  reports going to ``./conformance-reports`` unless ``--report-dir`` (or
+  ``COZE_REPORT_DIR``, or the ini key ``coze_report_dir``) says otherwise; every
+  other argument is pytest's (``coze-conformance run --help`` lists them). The exit
+  code is the suite's (docs/reports.md).
+* ``coze-conformance requirements [--profile NAME] [--json] [-v]`` -- the catalogue.
+* ``coze-conformance export-openapi [--profile NAME] [-o FILE]`` -- OpenAPI 3.1.
+
+A usage error exits with 4, like the suite's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+__all__ = ["DEFAULT_REPORT_DIR", "main"]
+
+DEFAULT_REPORT_DIR = "conformance-reports"
+USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad usage; pytest (and so the suite) says 4."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+class DefaultReportDir:
+    """A pytest plugin for ``run``: fill in ``--report-dir`` only when no command-line
+    option, environment variable or ini key set it (the settings' precedence), and
+    say where the reports go."""
+
+    def __init__(self, default: str) -> None:
+        self.default = default
+        self.chosen: Path | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_cmdline_main(self, config: pytest.Config) -> None:
+        value = config.getoption("report_dir", None) or os.environ.get("COZE_REPORT_DIR") or config.getini("coze_report_dir")
+        if not value:
+            config.option.report_dir = value = self.default
+        self.chosen = (config.invocation_params.dir / str(value)).resolve()
+        if not (config.option.help or config.option.version):
+            sys.stdout.write(f"coze-conformance: reports go to {self.chosen}\n")
+            sys.stdout.flush()
+
+
+def run(pytest_args: Sequence[str], *, default_report_dir: str = DEFAULT_REPORT_DIR) -> int:
+    """``pytest --pyargs conformance [pytest_args]``; pytest's exit code."""
+    return int(pytest.main(["--pyargs", "conformance", *pytest_args], plugins=[DefaultReportDir(default_report_dir)]))
+
+
+def _requirements(args: argparse.Namespace) -> int:
+    from conformance.catalogue import format_catalogue, load_catalogue
+
+    catalogue = load_catalogue()
+    if args.profile:
+        catalogue = catalogue.for_profile(args.profile)
+    if args.json:
+        rows = [dataclasses.asdict(r) for r in catalogue.values()]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(format_catalogue(catalogue, verbose=args.verbose) + "\n")
+    return 0
+
+
+def _export_openapi(args: argparse.Namespace) -> int:
+    from conformance.openapi import build_openapi
+
+    text = json.dumps(build_openapi(args.profile), ensure_ascii=False, indent=2) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"coze-conformance export-openapi: cannot write {args.output}: {exc.strerror or exc}\n")
+        return USAGE_ERROR
+    sys.stderr.write(f"coze-conformance: wrote {args.output}\n")
+    return 0
+
+
+def _profile(value: str) -> str:
+    from conformance.profile import available_profiles
+
+    known = available_profiles()
+    if value not in known:
+        raise argparse.ArgumentTypeError(f"unknown profile {value!r}; available: {', '.join(known)}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    import conformance
+
+    top = _Parser(prog="coze-conformance", description="Conformance suite for the Coze Plus Agent (智能体) API.")
+    top.add_argument("--version", action="version", version=f"%(prog)s {conformance.__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    commands.add_parser(
+        "run", add_help=False,
+        help=f"run the suite (pytest --pyargs conformance); reports go to ./{DEFAULT_REPORT_DIR} unless --report-dir says "
+             "otherwise; every other argument is pytest's (coze-conformance run --help)",
+    )
+    listing = commands.add_parser("requirements", help="print the requirement catalogue")
+    listing.add_argument("--profile", type=_profile, help="only the requirements of this profile")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    listing.add_argument("-v", "--verbose", action="store_true", help="with the quoted spec sentence, reading and note")
+    export = commands.add_parser("export-openapi", help="write an OpenAPI 3.1 document built from schemas/")
+    export.add_argument("--profile", type=_profile, default="doc", help="wire profile (default: doc)")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "run":
+        # Everything after "run" is pytest's, --help included: argparse would eat it.
+        return run(args[1:])
+    parsed = parser().parse_args(args)
+    if parsed.command == "requirements":
+        return _requirements(parsed)
+    return _export_openapi(parsed)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m conformance.cli
+    sys.exit(main())

@@ -25,7 +25,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +121,8 @@ class SuiteRun:
     exitstatus: int
     profile: str
     embedded: bool
-    tests: tuple[SuiteTestResult, ...]
-    output: str
+    tests: tuple[SuiteTestResult, ...] = field(repr=False)
+    output: str = field(repr=False)
 
     @classmethod
     def load(cls, result: Path, output: Path) -> SuiteRun:
@@ -205,11 +205,14 @@ def _listing(lines: Iterable[str]) -> str:
 
 def test_every_suite_test_passed(suite_run: SuiteRun) -> None:
     not_passed = [f"{t.nodeid}: {t.outcome}" for t in suite_run.tests if t.outcome != "passed"]
-    assert not not_passed, (
-        f"{len(not_passed)} of {len(suite_run.tests)} suite tests did not pass:\n  {_listing(not_passed)}\n"
-        f"output tail:\n{suite_run.tail()}"
-    )
-    assert suite_run.exitstatus == 0, f"the suite run exited {suite_run.exitstatus}:\n{suite_run.tail()}"
+    if not_passed:
+        pytest.fail(
+            f"{len(not_passed)} of {len(suite_run.tests)} suite tests did not pass:\n  {_listing(not_passed)}\n"
+            f"output tail:\n{suite_run.tail()}",
+            pytrace=False,
+        )
+    if suite_run.exitstatus != 0:
+        pytest.fail(f"the suite run exited {suite_run.exitstatus}:\n{suite_run.tail()}", pytrace=False)
 
 
 def test_no_requirement_failed_warned_or_skipped(suite_run: SuiteRun) -> None:
@@ -218,7 +221,8 @@ def test_no_requirement_failed_warned_or_skipped(suite_run: SuiteRun) -> None:
         for r in suite_run.records
         if r.outcome is not Outcome.PASS
     ]
-    assert not bad, f"{len(bad)} judgements other than PASS:\n  {_listing(bad)}"
+    if bad:
+        pytest.fail(f"{len(bad)} judgements other than PASS:\n  {_listing(bad)}", pytrace=False)
 
 
 def test_each_test_judges_exactly_what_it_declares(suite_run: SuiteRun) -> None:
@@ -238,18 +242,22 @@ def test_each_test_judges_exactly_what_it_declares(suite_run: SuiteRun) -> None:
             if judged - declared:
                 parts.append(f"judged, not declared: {sorted(judged - declared)}")
             mismatches.append(f"{test.nodeid}: {'; '.join(parts)}")
-    assert not mismatches, f"{len(mismatches)} tests judge other ids than they declare:\n  {_listing(mismatches)}"
-    assert any(t.outcome == "passed" for t in suite_run.tests), "no suite test passed: nothing was compared"
+    if mismatches:
+        pytest.fail(f"{len(mismatches)} tests judge other ids than they declare:\n  {_listing(mismatches)}", pytrace=False)
+    if not any(t.outcome == "passed" for t in suite_run.tests):
+        pytest.fail("no suite test passed: nothing was compared", pytrace=False)
 
 
 def test_every_must_requirement_passed(suite_run: SuiteRun) -> None:
     musts = load_catalogue().for_profile(suite_run.profile).must()
     passed = {r.requirement for r in suite_run.records if r.outcome is Outcome.PASS}
     missing = [f"{rid}: {musts[rid].gloss}" for rid in musts if rid not in passed]
-    assert not missing, (
-        f"{len(missing)} of {len(musts)} MUST requirements of profile {suite_run.profile!r} "
-        f"never passed in the run:\n  {_listing(missing)}"
-    )
+    if missing:
+        pytest.fail(
+            f"{len(missing)} of {len(musts)} MUST requirements of profile {suite_run.profile!r} "
+            f"never passed in the run:\n  {_listing(missing)}",
+            pytrace=False,
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,9 +114,9 @@ def test_other_principal_cannot_read_bot(
 
 @pytest.mark.requirement("ISO-003", "ISO-004")
 def test_other_principal_cannot_change_bot(
-    api: ApiClient, api2: ApiClient, check: Checks, profile: Profile, new_bot: Any, run_id: str
+    api: ApiClient, api2: ApiClient, check: Checks, profile: Profile, new_bot: Callable[..., Bot], run_id: str
 ) -> None:
-    bot: Bot = new_bot(publish=True, label="v")
+    bot = new_bot(publish=True, label="v")
     before = read_bot(api, profile, "online_info", bot)
     if not before.ok:
         pytest.skip(f"blocked by BOT-ONLINE-001: the owner's get_online_info answered {before.describe()}")
@@ -212,12 +213,12 @@ def test_other_principal_cannot_cancel_stream(
     check: Checks,
     profile: Profile,
     published_bot: Bot,
-    conversation_of: Any,
+    conversation_of: Callable[[], str],
     user_id: str,
 ) -> None:
     chat, cancel = profile.endpoint("chat"), profile.endpoint("cancel")
     rules = stream_rules(profile)
-    conversation: str = conversation_of()
+    conversation = conversation_of()
     text = "请详细介绍一下你自己,并说明你能做什么。"
     body, params = in_every_form(profile, conversation, chat_body(published_bot, user_id, text, stream=True))
     refusals: list[Envelope] = []

@@ -18,17 +18,23 @@ instead of the message events that remain; a cancel or a server stop sends
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from . import model
 from .access import owned_bot, owned_conversation
-from .config import AnswerStyle
+from .config import AnswerStyle, ServerConfig
 from .envelope import ApiError, ok_response
-from .eventstream import StreamWriter
+from .eventstream import SseEvent, SseFormat, StreamWriter, encode_event
+from .faults_wire import ABORT_WINDOW_SECONDS, ENDLESS_STREAM_SECONDS, HOLD_SECONDS
 from .ids import format_chat_id, format_conversation_id, format_message_id
 from .inputs import Fields, Message, bad_request, read_body, parse_object
 from .model import Turn
@@ -57,27 +63,82 @@ class ChatPlan:
         return model.answer(self.history, self.turn, self.profile.name, style)
 
 
+# Fault state (faults_wire.py) --------------------------------------------------------
+
+#: chat_unknown_bot_answered: who answers for a bot that does not exist.
+STAND_IN_BOT = BotProfile(name="Default assistant")
+
+
+@dataclass
+class _FaultState:
+    """What the conversation faults remember, per server."""
+
+    #: conv_reused_without_id: (principal, bot id, user_id) -> the last conversation.
+    last_conversation: dict[tuple[str, int, str | None], str] = field(default_factory=dict)
+    #: chat_abort_breaks_conversation: conversations whose stream lock was never released.
+    locked: set[str] = field(default_factory=set)
+
+
+_FAULT_STATES: weakref.WeakKeyDictionary[Runtime, _FaultState] = weakref.WeakKeyDictionary()
+
+
+def _fault_state(runtime: Runtime) -> _FaultState:
+    return _FAULT_STATES.setdefault(runtime, _FaultState())
+
+
 # Handlers ---------------------------------------------------------------------------
 
 
 async def chat_v3(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /v3/chat`` (spec "Chat V3 - 智能体对话")."""
-    fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
-    bot_id = fields.bot_id("bot_id")
-    fields.required_str("user_id", non_empty=True)  # READING: a missing user_id is 400
-    stream = fields.bool_("stream")
+    body = parse_object(await read_body(request, runtime.config.max_body_bytes))
+    try:
+        return await _chat_v3(runtime, request, principal, body)
+    except ApiError as error:
+        return _error_answer(runtime, body, error)
+
+
+#: The refusal faults of the optional request objects (faults_wire.py), by field.
+_REFUSED_FIELD_FAULTS = {
+    "custom_variables": "chat_custom_variables_refused",
+    "meta_data": "chat_meta_data_refused",
+    "extra_params": "chat_extra_params_refused",
+}
+
+
+async def _chat_v3(runtime: Runtime, request: Request, principal: str, body: dict[str, Any]) -> Response:
+    has = runtime.config.has
+    fields = Fields(body, faults=runtime.config.faults)
+    if has("chat_missing_bot_id_404") and body.get("bot_id") is None:
+        bot_id = 0  # fault: a missing bot_id is looked up as bot 0 (404), not refused
+    else:
+        bot_id = fields.bot_id("bot_id")
+    user_id = body.get("user_id")
+    if not (has("chat_missing_user_id_accepted") and user_id is None) and not (
+        has("chat_user_id_object_accepted") and isinstance(user_id, dict)  # fault: either one is accepted
+    ):
+        fields.required_str("user_id", non_empty=True)  # READING: a missing user_id is 400
+    stream = fields.bool_("stream") or (has("chat_stream_default_true") and "stream" not in body)  # fault
+    if has("chat_bot_id_string_refused") and not stream and isinstance(body.get("bot_id"), str):
+        bad_request("invalid bot_id: expected an integer")  # fault: the table's JSON string refused
     messages = fields.messages("additional_messages")
+    if has("msg_text_refused") and not stream and any(m.content_type == "text" for m in messages):
+        bad_request("invalid content_type: text is not supported")  # fault
     for name in ("custom_variables", "meta_data", "extra_params"):
         fields.string_map(name)
+        if has(_REFUSED_FIELD_FAULTS[name]) and name in body:
+            bad_request(f"unsupported field: {name}")  # fault: a documented object refused
     # READING "Conversation id in a chat request": body ConversationID, body
     # conversation_id or ?conversation_id= -- this server honours all three.
     conversation_ref = _one_conversation_ref(
-        fields.conversation_ref("ConversationID"),
+        None if has("conv_conversationid_ignored") else fields.conversation_ref("ConversationID"),  # fault
         fields.conversation_ref("conversation_id"),
         _query_conversation_ref(request),
     )
-    plan = _prepare(runtime, principal, bot_id, conversation_ref, messages)
-    return await _respond(runtime, plan, stream)
+    plan = _prepare(runtime, principal, bot_id, conversation_ref, messages, user_id=str(user_id))
+    # fault: the answer to a chat with stream omitted is slow (BP-002)
+    slow = runtime.config.slow_answer_seconds if has("chat_slow_answer") and "stream" not in body else 0.0
+    return await _respond(runtime, plan, stream, extra_delay=slow)
 
 
 async def chat_internal(runtime: Runtime, request: Request, principal: str) -> Response:
@@ -85,13 +146,31 @@ async def chat_internal(runtime: Runtime, request: Request, principal: str) -> R
 
     ``query`` is the user's message; ``additional_messages`` go before it.
     """
-    fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
-    agent_id = fields.bot_id("agent_id")
-    query = fields.required_str("query", non_empty=True)
+    body = parse_object(await read_body(request, runtime.config.max_body_bytes))
+    try:
+        return await _chat_internal(body, runtime, principal)
+    except ApiError as error:
+        return _error_answer(runtime, body, error)
+
+
+async def _chat_internal(body: dict[str, Any], runtime: Runtime, principal: str) -> Response:
+    has = runtime.config.has
+    fields = Fields(body, faults=runtime.config.faults)
+    if has("run_missing_agent_id_404") and body.get("agent_id") is None:
+        agent_id = 0  # fault: a missing agent_id is looked up as agent 0 (404), not refused
+    else:
+        agent_id = fields.bot_id("agent_id")
+    if has("run_missing_query_accepted") and body.get("query") is None:
+        query = None  # fault: a run without query is answered from additional_messages alone
+    else:
+        query = fields.required_str("query", non_empty=True)
     stream = fields.bool_("stream")
     messages = fields.messages("additional_messages")
     conversation_ref = fields.conversation_ref("conversation_id")
-    messages.append(Message("user", query, "text"))
+    if query is not None:
+        messages.append(Message("user", query, "text"))
+    if has("run_server_error"):
+        raise ApiError(500, "internal server error")  # fault: every valid run fails
     plan = _prepare(runtime, principal, agent_id, conversation_ref, messages)
     return await _respond(runtime, plan, stream)
 
@@ -102,10 +181,17 @@ async def cancel(runtime: Runtime, request: Request, principal: str) -> Response
     A cancel with nothing running (already finished) answers success too: READING
     "Cancel" allows code 0 or an error there, and cancelling is idempotent.
     """
+    has = runtime.config.has
     fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
     conversation_id = fields.conversation_ref("conversation_id")
+    if has("cancel_refused"):
+        bad_request("missing required field: chat_id")  # fault: a field the spec does not have
+    if conversation_id is None and has("cancel_missing_id_accepted"):
+        return ok_response(runtime.config.success_msg)  # fault
     if conversation_id is None:
         bad_request("missing required field: conversation_id")
+    if has("cancel_unknown_ok") and runtime.store.conversation(conversation_id) is None:
+        return ok_response(runtime.config.success_msg)  # fault
     owned_conversation(runtime.store, runtime.config, conversation_id, principal)
     runtime.cancel(conversation_id)
     return ok_response(runtime.config.success_msg)  # no data, as in the spec's example
@@ -131,22 +217,41 @@ def _one_conversation_ref(*refs: str | None) -> str | None:
 
 
 def _prepare(
-    runtime: Runtime, principal: str, bot_id: int, conversation_ref: str | None, messages: list[Message]
+    runtime: Runtime,
+    principal: str,
+    bot_id: int,
+    conversation_ref: str | None,
+    messages: list[Message],
+    *,
+    user_id: str | None = None,
 ) -> ChatPlan:
     config, store = runtime.config, runtime.store
-    bot = owned_bot(store, config, bot_id, principal)
-    profile = bot.online
+    has, state = config.has, _fault_state(runtime)
+    if has("chat_unknown_bot_answered") and store.bot(bot_id) is None:
+        profile: BotProfile | None = STAND_IN_BOT  # fault: an unknown bot id is answered
+    else:
+        profile = owned_bot(store, config, bot_id, principal).online
     if profile is None:
         # READING "Chat with a draft bot": not said; we answer with the online version
         # only, so a never-published bot has nothing to chat with.
         bad_request(f"bot {bot_id} is not published: publish it before chatting")
+    if has("conv_id_not_kept"):
+        conversation_ref = None  # fault: every chat starts a new conversation
+    last = (principal, bot_id, user_id)
+    if conversation_ref is None and has("conv_reused_without_id") and last in state.last_conversation:
+        conversation_ref = state.last_conversation[last]  # fault: no id continues the last conversation
     if conversation_ref is None:
         conversation_id = format_conversation_id(store.new_id(), config.id_style)
         conversation = store.create_conversation(principal, bot_id, conversation_id)
+    elif has("conv_unknown_id_adopted") and store.conversation(conversation_ref) is None:
+        conversation = store.create_conversation(principal, bot_id, conversation_ref)  # fault: the unknown id kept
     else:
         conversation = owned_conversation(store, config, conversation_ref, principal)
         if conversation.bot_id != bot_id:
             bad_request(f"conversation {conversation_ref} belongs to another bot")
+    if conversation.conversation_id in state.locked:
+        bad_request("a chat is still running in this conversation")  # fault: chat_abort_breaks_conversation
+    state.last_conversation[last] = conversation.conversation_id
     turns = [Turn(m.role, m.content, m.content_type) for m in messages]
     history, turn = store.start_chat(conversation, turns)
     return ChatPlan(
@@ -161,17 +266,37 @@ def _prepare(
     )
 
 
-async def _respond(runtime: Runtime, plan: ChatPlan, stream: bool) -> Response:
+def _error_answer(runtime: Runtime, body: dict[str, Any], error: ApiError) -> Response:
+    """An error found before a chat starts. Asked for a stream, the client gets it as the
+    stream's error event (spec "SSE 错误事件": 流式响应中的错误通过 error 事件返回) unless
+    ``stream_errors="envelope"``; READING "Errors on a streaming request" allows both."""
+    if body.get("stream") is not True or runtime.config.stream_errors != "event":
+        raise error
+    writer = StreamWriter(runtime.config, runtime.sse_format)
+
+    async def events() -> AsyncIterator[bytes]:
+        for piece in writer.preamble() + _error_event(writer, error.code, error.msg) + writer.flush():
+            yield piece
+
+    return StreamingResponse(events(), headers=_stream_headers(runtime.config))
+
+
+def _stream_headers(config: ServerConfig) -> dict[str, str]:
+    return {
+        # Set directly: Starlette would append "; charset=utf-8" to a text/* media type.
+        "content-type": config.content_type,
+        "cache-control": "no-store",
+        "x-accel-buffering": "no",
+    }
+
+
+async def _respond(runtime: Runtime, plan: ChatPlan, stream: bool, *, extra_delay: float = 0.0) -> Response:
     if stream:
-        config = runtime.config
-        headers = {
-            # Set directly: Starlette would append "; charset=utf-8" to a text/* media type.
-            "content-type": config.content_type,
-            "cache-control": "no-store",
-            "x-accel-buffering": "no",
-        }
+        headers = _stream_headers(runtime.config)
+        if runtime.config.has("stream_wrong_media_type"):
+            headers["content-type"] = "text/plain; charset=utf-8"  # fault
         return StreamingResponse(_stream(runtime, plan), headers=headers)
-    return await _answer_once(runtime, plan)
+    return await _answer_once(runtime, plan, extra_delay)
 
 
 # Answering ---------------------------------------------------------------------------
@@ -182,8 +307,9 @@ def _usage(plan: ChatPlan, completion_tokens: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
 
 
-async def _answer_once(runtime: Runtime, plan: ChatPlan) -> Response:
-    """The non-stream answer (spec "非流式响应"), after the time a stream would take."""
+async def _answer_once(runtime: Runtime, plan: ChatPlan, extra_delay: float = 0.0) -> Response:
+    """The non-stream answer (spec "非流式响应"), after the time a stream would take
+    (plus ``extra_delay``: the chat_slow_answer fault)."""
     config = runtime.config
     tokens = model.tokenize(plan.answer(config.answer_style))
     running = runtime.register(plan.conversation.conversation_id, streaming=False)
@@ -192,7 +318,7 @@ async def _answer_once(runtime: Runtime, plan: ChatPlan) -> Response:
             await pause(running, config.token_delay * model.TOKENS_BEFORE_FAILURE)
             # The one 500 this server sends: a simulated model failure (model.FAIL_TRIGGER).
             raise ApiError(model.FAILURE_CODE, model.FAILURE_MSG)
-        await pause(running, config.token_delay * len(tokens))
+        await pause(running, config.token_delay * len(tokens) + extra_delay)
     finally:
         runtime.unregister(running)
     content = "".join(tokens)
@@ -209,7 +335,21 @@ async def _answer_once(runtime: Runtime, plan: ChatPlan) -> Response:
         "created_at": plan.created_at,
         "usage": _usage(plan, len(tokens)),
     }
-    return ok_response(config.success_msg, data)
+    return ok_response(config.success_msg, _answer_faults(config, data) if config.faults else data)
+
+
+def _answer_faults(config: ServerConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """The non-stream answer's faults (faults_wire.py): one field each."""
+    has = config.has
+    if has("chat_response_without_id"):
+        del data["id"]
+    if has("chat_response_content_not_string"):
+        data["content"] = model.tokenize(data["content"])
+    if has("chat_response_role_bot"):
+        data["role"] = "bot"
+    if has("chat_created_at_ms"):
+        data["created_at"] *= 1000
+    return data
 
 
 def _chat_object(plan: ChatPlan, status: str) -> dict[str, object]:
@@ -291,17 +431,21 @@ def _failure_events(writer: StreamWriter, plan: ChatPlan, code: int, msg: str) -
     exactly the spec's error-section payload ``{"code", "msg"}``.
     """
     config = writer.config
-    error_name = config.error_event
-    if error_name == "error":
-        error_payload: dict[str, object] = {"code": code, "msg": msg}
-    else:
-        error_payload = {"event": error_name, "code": code, "msg": msg, "error": {"code": code, "msg": msg}}
     failed = _chat_object(plan, "failed") | {"last_error": {"code": code, "msg": msg}}
     return (
-        writer.event(error_name, error_payload)
+        _error_event(writer, code, msg)
         + writer.event("conversation.chat.failed", {"event": "conversation.chat.failed", "chat": failed})
         + _terminal(writer, config.terminal_event)
     )
+
+
+def _error_event(writer: StreamWriter, code: int, msg: str) -> list[bytes]:
+    name = writer.config.error_event
+    if name == "error":
+        payload: dict[str, object] = {"code": code, "msg": msg}
+    else:
+        payload = {"event": name, "code": code, "msg": msg, "error": {"code": code, "msg": msg}}
+    return writer.event(name, payload)
 
 
 def _stopped_events(writer: StreamWriter, plan: ChatPlan, running: RunningChat) -> list[bytes]:

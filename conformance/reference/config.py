@@ -22,6 +22,7 @@ AuthModes = Literal["both", "by_class"]
 LineEnding = Literal["\n", "\r\n", "\r"]
 TerminalEvent = Literal["conversation.stream.done", "done"]
 ErrorEvent = Literal["conversation.error", "error"]
+StreamErrors = Literal["event", "envelope"]
 RateGroup = Literal["chat", "management", "info"]
 
 
@@ -95,6 +96,10 @@ class ServerConfig:
       terminal_event, error_event: the two documented names of each.
       keep_open_after_terminal: seconds the stream stays open after the terminal event
         (READING "After the terminal event").
+      stream_errors: how an error found before a ``stream: true`` chat starts is
+        answered -- "event": an event stream holding one error event (the spec's
+        "流式响应中的错误通过 error 事件返回"); "envelope": the JSON error envelope
+        (READING "Errors on a streaming request" allows both).
 
     Faults
       faults: names from conformance/reference/faults.py, each breaking one requirement.
@@ -132,6 +137,7 @@ class ServerConfig:
     terminal_event: TerminalEvent = "conversation.stream.done"
     error_event: ErrorEvent = "conversation.error"
     keep_open_after_terminal: float = 0.0
+    stream_errors: StreamErrors = "event"
 
     #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
     faults: frozenset[str] = frozenset()
@@ -154,6 +160,7 @@ class ServerConfig:
         _check_choice("line_ending", self.line_ending, ("\n", "\r\n", "\r"))
         _check_choice("terminal_event", self.terminal_event, ("conversation.stream.done", "done"))
         _check_choice("error_event", self.error_event, ("conversation.error", "error"))
+        _check_choice("stream_errors", self.stream_errors, ("event", "envelope"))
         if not self.principals:
             raise ValueError("ServerConfig.principals must name at least one principal")
         names = [p.name for p in self.principals]

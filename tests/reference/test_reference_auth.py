@@ -178,7 +178,8 @@ def bob_attempts(bob: Api, world: World, bob_bot: int) -> dict[str, httpx.Respon
 def test_another_principal_gets_the_forbidden_status_and_changes_nothing(
     start_server: StartServer, api_for: Callable[..., Api], status: int
 ) -> None:
-    server = start_server(forbidden_status=status)
+    # Envelopes throughout (a streaming chat's refusal would otherwise be an error event).
+    server = start_server(forbidden_status=status, stream_errors="envelope")
     alice, bob = api_for(server, ALICE), api_for(server, BOB)
     world = make_world(alice)
     bob_bot = bob.published_bot()

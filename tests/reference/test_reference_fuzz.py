@@ -30,6 +30,7 @@ ALICE, BOB = DEV_PRINCIPALS
 EXAMPLES = 2100
 MIN_REQUESTS = 2000
 TERMINAL = (b"event: conversation.stream.done", b"event: done")
+ERROR_EVENT = b"event: conversation.error\n"
 
 # Text that may travel: no lone surrogates (they cannot be UTF-8), no NUL.
 clean_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=24)
@@ -230,12 +231,20 @@ def fire(client: httpx.Client, case: Case, tally: Tally) -> None:
         raw = response.read()
     tally.fired += 1
     status = response.status_code
-    tally.classes[case.endpoint][status // 100] += 1
     assert status < 500, f"{case}: {status} {raw[:300]!r}"
     assert time.monotonic() - started < 10, f"{case}: took too long"
     if response.headers["content-type"].startswith("text/event-stream"):
-        assert status == 200 and raw.rstrip().rsplit(b"\n\n", 1)[-1].startswith(TERMINAL), f"{case}: {raw[-300:]!r}"
+        assert status == 200, f"{case}: {status}"
+        if raw.startswith(ERROR_EVENT) and raw.count(b"\n\n") == 1:
+            # A refused streaming chat: one error event carrying the 4xx code (spec "SSE 错误事件").
+            code = json.loads(raw.split(b"data: ", 1)[1].split(b"\n", 1)[0])["code"]
+            assert 400 <= code < 500, f"{case}: {raw[:300]!r}"
+            tally.classes[case.endpoint][4] += 1
+            return
+        assert raw.rstrip().rsplit(b"\n\n", 1)[-1].startswith(TERMINAL), f"{case}: {raw[-300:]!r}"
+        tally.classes[case.endpoint][2] += 1
         return
+    tally.classes[case.endpoint][status // 100] += 1
     body = json.loads(raw)
     if status >= 400:
         assert body == {"code": status, "msg": body.get("msg"), "data": None} and isinstance(body["msg"], str), case

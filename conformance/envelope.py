@@ -56,6 +56,7 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
         where = f"{exchange.method} {urlsplit(exchange.url).path} -> HTTP {status}"
         media = dict((n.lower(), v) for n, v in exchange.response_headers).get("content-type", "")
         if exchange.stream and media.split(";")[0].strip().lower() == profile.stream["media_type"]:
+            _judge_stream_errors(exchange, media, profile, check, where)
             continue
         check(NO_SERVER_ERROR, status < 500, expected="HTTP status < 500", actual=status, detail=where)
         try:
@@ -63,7 +64,7 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
         except (ValueError, UnicodeDecodeError):
             body = None
         code = body.get(env.code_key) if isinstance(body, dict) else None
-        if isinstance(code, int) and not isinstance(code, bool) and code >= 500:
+        if isinstance(code, int) and not isinstance(code, bool) and 500 <= code < 600:
             check(NO_SERVER_ERROR, False, expected="no code 500", actual=code, detail=where)
         is_error = status >= 400 or code != env.success_code
         if is_error:
@@ -114,6 +115,26 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
                 actual=repr(body[env.msg_key]),
                 detail=where,
             )
+
+
+def _judge_stream_errors(exchange: Any, media: str, profile: Profile, check: Check, where: str) -> None:
+    """A 5xx inside an event stream is still a server error (ERR-004): an error event
+    whose code is 500 or more, at ``code`` or ``error.code``."""
+    from conformance.sse import SSEChecker
+
+    checker = SSEChecker(media, profile.stream["media_type"])
+    checker.feed(exchange.response_body, 0.0)
+    for event in checker.events:
+        if event.type not in profile.stream["error_events"]:
+            continue
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            continue
+        nested = payload.get("error") if isinstance(payload, dict) else None
+        codes = [payload.get("code") if isinstance(payload, dict) else None, nested.get("code") if isinstance(nested, dict) else None]
+        server_error = any(isinstance(c, int) and not isinstance(c, bool) and 500 <= c < 600 for c in codes)
+        check(NO_SERVER_ERROR, not server_error, expected="no error event with a 5xx code", actual=event.data[:300], detail=where)
 
 
 def _excerpt(body: bytes | str, limit: int = 300) -> str:

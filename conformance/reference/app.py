@@ -23,7 +23,7 @@ from starlette.routing import Route
 from . import bots, chat
 from .auth import EndpointClass, authenticate
 from .config import RateGroup, ServerConfig
-from .envelope import ApiError, error_response
+from .envelope import ApiError, envelope_faults, error_response
 from .runtime import Runtime
 
 Handler = Callable[[Runtime, Request, str], Awaitable[Response]]
@@ -59,6 +59,7 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
     config = runtime.config
 
     async def run(request: Request) -> Response:
+        failure: ApiError | None = None
         try:
             principal = authenticate(
                 request,
@@ -76,9 +77,11 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
                         f" {config.limit_for(endpoint.group)} per {config.rate_window:g} s; retry after {retry_after} s",
                         headers={"Retry-After": str(retry_after)},
                     )
-            return await endpoint.handler(runtime, request, principal)
+            response = await endpoint.handler(runtime, request, principal)
         except ApiError as error:
-            return error_response(error)
+            response, failure = error_response(error), error
+        # The envelope faults of faults_wire.py reword the answer, when any fault is on.
+        return envelope_faults(config, endpoint.path, response, failure) if config.faults else response
 
     run.__name__ = endpoint.handler.__name__
     return run

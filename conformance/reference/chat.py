@@ -19,9 +19,11 @@ instead of the message events that remain; a cancel or a server stop sends
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -272,13 +274,18 @@ def _error_answer(runtime: Runtime, body: dict[str, Any], error: ApiError) -> Re
     ``stream_errors="envelope"``; READING "Errors on a streaming request" allows both."""
     if body.get("stream") is not True or runtime.config.stream_errors != "event":
         raise error
-    writer = StreamWriter(runtime.config, runtime.sse_format)
+    config = runtime.config
+    writer = StreamWriter(config, runtime.sse_format)
+    code: int | str = str(error.code) if config.has("stream_error_code_string") else error.code  # fault: "400"
+    events = [_error_sse(config, code, error.msg)]
+    if config.has("stream_error_after_start"):
+        events.insert(0, _event("conversation.chat.created", chat={"status": "created"}))  # fault: error not first
 
-    async def events() -> AsyncIterator[bytes]:
-        for piece in writer.preamble() + _error_event(writer, error.code, error.msg) + writer.flush():
+    async def answer() -> AsyncIterator[bytes]:
+        for piece in writer.preamble() + [p for e in events for p in writer.write(e)] + writer.flush():
             yield piece
 
-    return StreamingResponse(events(), headers=_stream_headers(runtime.config))
+    return StreamingResponse(answer(), headers=_stream_headers(config))
 
 
 def _stream_headers(config: ServerConfig) -> dict[str, str]:
@@ -375,85 +382,270 @@ def _message_item(plan: ChatPlan, content: str) -> dict[str, object]:
     }
 
 
+def _event(name: str, **fields: object) -> SseEvent:
+    """An event whose payload carries ``"event"`` equal to its SSE name, as in the spec's example."""
+    return SseEvent(name, {"event": name, **fields})
+
+
 async def _stream(runtime: Runtime, plan: ChatPlan) -> AsyncIterator[bytes]:
-    """The event stream of one chat; ends promptly on cancel, failure or server stop."""
+    """The event stream of one chat, as bytes; ends promptly on cancel, failure or server stop."""
     config = runtime.config
     writer = StreamWriter(config, runtime.sse_format)
     running = runtime.register(plan.conversation.conversation_id, streaming=True)
+    locked = _fault_state(runtime).locked
     try:
+        if config.has("chat_abort_breaks_conversation"):
+            locked.add(plan.conversation.conversation_id)  # fault: released only by the code after the loop
         for piece in writer.preamble():
             yield piece
-        if config.start_events:
-            for status in ("created", "in_progress"):
-                name = f"conversation.chat.{status}"
-                for piece in writer.event(name, {"event": name, "chat": _chat_object(plan, status)}):
+        events: AsyncIterator[Item] = _events(runtime, plan, running)
+        if config.faults:
+            events = _apply_stream_faults(runtime, running, events)
+        async with aclosing(events):  # type: ignore[type-var]  # an async generator, so it has aclose()
+            async for item in events:
+                for piece in writer.write(item):
                     yield piece
-        tokens = model.tokenize(plan.answer(config.answer_style))
-        for index, token in enumerate(tokens):
-            if plan.fails and index == model.TOKENS_BEFORE_FAILURE:
-                for piece in _failure_events(writer, plan, model.FAILURE_CODE, model.FAILURE_MSG):
-                    yield piece
-                return
-            if await pause(running, config.token_delay):
-                for piece in _stopped_events(writer, plan, running):
-                    yield piece
-                return
-            name = "conversation.message.delta"
-            for piece in writer.event(name, {"event": name, "message_item": _message_item(plan, token)}):
-                yield piece
-        content = "".join(tokens)
-        runtime.store.add_answer(plan.conversation, content)
-        name = "conversation.message.completed"
-        for piece in writer.event(name, {"event": name, "message_item": _message_item(plan, content)}):
+        for piece in writer.flush():
             yield piece
-        name = "conversation.chat.completed"
-        record = _chat_object(plan, "completed") | {"usage": _usage(plan, len(tokens))}
-        for piece in writer.event(name, {"event": name, "run_record_item": record}):
-            yield piece
-        for piece in _terminal(writer, config.terminal_event):
-            yield piece
-        if config.keep_open_after_terminal > 0:
+        locked.discard(plan.conversation.conversation_id)
+        if config.keep_open_after_terminal > 0 and running.reason is None and not plan.fails:
             # READING "After the terminal event": the client closes; keep it open meanwhile.
             await pause(running, config.keep_open_after_terminal)
     finally:
         runtime.unregister(running)
 
 
-def _terminal(writer: StreamWriter, name: str) -> list[bytes]:
-    return writer.event(name, {"event": name}) + writer.flush()
+async def _events(runtime: Runtime, plan: ChatPlan, running: RunningChat) -> AsyncGenerator[SseEvent]:
+    """The events of one chat, in the order the module docstring shows."""
+    config = runtime.config
+    if config.start_events:
+        for status in ("created", "in_progress"):
+            yield _event(f"conversation.chat.{status}", chat=_chat_object(plan, status))
+    tokens = model.tokenize(plan.answer(config.answer_style))
+    for index, token in enumerate(tokens):
+        if plan.fails and index == model.TOKENS_BEFORE_FAILURE:
+            for event in _failure_events(config, plan, model.FAILURE_CODE, model.FAILURE_MSG):
+                yield event
+            return
+        if await pause(running, config.token_delay):
+            for event in _stopped_events(config, plan, running):
+                yield event
+            return
+        yield _event("conversation.message.delta", message_item=_message_item(plan, token))
+    content = "".join(tokens)
+    runtime.store.add_answer(plan.conversation, content)
+    yield _event("conversation.message.completed", message_item=_message_item(plan, content))
+    yield _event("conversation.chat.completed", run_record_item=_chat_object(plan, "completed") | {"usage": _usage(plan, len(tokens))})
+    yield _event(config.terminal_event)
 
 
-def _failure_events(writer: StreamWriter, plan: ChatPlan, code: int, msg: str) -> list[bytes]:
-    """Error event, ``conversation.chat.failed``, terminal event.
-
-    ``conversation.error`` carries the code and msg at the top level and under
-    ``error`` (the spec's JS client reads ``data.error``); the ``error`` variant is
-    exactly the spec's error-section payload ``{"code", "msg"}``.
-    """
-    config = writer.config
+def _failure_events(config: ServerConfig, plan: ChatPlan, code: int, msg: str) -> list[SseEvent]:
+    """Error event, ``conversation.chat.failed``, terminal event."""
     failed = _chat_object(plan, "failed") | {"last_error": {"code": code, "msg": msg}}
-    return (
-        _error_event(writer, code, msg)
-        + writer.event("conversation.chat.failed", {"event": "conversation.chat.failed", "chat": failed})
-        + _terminal(writer, config.terminal_event)
-    )
+    return [_error_sse(config, code, msg), _event("conversation.chat.failed", chat=failed), _event(config.terminal_event)]
 
 
-def _error_event(writer: StreamWriter, code: int, msg: str) -> list[bytes]:
-    name = writer.config.error_event
+def _error_sse(config: ServerConfig, code: int | str, msg: str) -> SseEvent:
+    """``conversation.error`` carries the code and msg at the top level and under
+    ``error`` (the spec's JS client reads ``data.error``); the ``error`` variant is
+    exactly the spec's error-section payload ``{"code", "msg"}``."""
+    name = config.error_event
     if name == "error":
-        payload: dict[str, object] = {"code": code, "msg": msg}
-    else:
-        payload = {"event": name, "code": code, "msg": msg, "error": {"code": code, "msg": msg}}
-    return writer.event(name, payload)
+        return SseEvent(name, {"code": code, "msg": msg})
+    return _event(name, code=code, msg=msg, error={"code": code, "msg": msg})
 
 
-def _stopped_events(writer: StreamWriter, plan: ChatPlan, running: RunningChat) -> list[bytes]:
+def _stopped_events(config: ServerConfig, plan: ChatPlan, running: RunningChat) -> list[SseEvent]:
     """A cancelled or interrupted chat: ``conversation.chat.failed``, then the terminal event."""
     if running.reason == "cancelled":
         failed = _chat_object(plan, "cancelled")
     else:
         failed = _chat_object(plan, "failed") | {"last_error": {"code": 500, "msg": "server shutting down"}}
-    return writer.event("conversation.chat.failed", {"event": "conversation.chat.failed", "chat": failed}) + _terminal(
-        writer, writer.config.terminal_event
-    )
+    return [_event("conversation.chat.failed", chat=failed), _event(config.terminal_event)]
+
+
+# Stream faults (faults_wire.py) -------------------------------------------------------
+
+Item = SseEvent | bytes  # an event, or bytes a byte-level fault writes as they are
+Stage = Callable[[Runtime, RunningChat, AsyncIterator[Item]], AsyncIterator[Item]]
+
+_START = ("conversation.chat.created", "conversation.chat.in_progress")
+_DELTA = "conversation.message.delta"
+_COMPLETED = "conversation.message.completed"
+_CHAT_COMPLETED = "conversation.chat.completed"
+_TERMINALS = ("conversation.stream.done", "done")
+KEEP_ALIVE_SECONDS = 0.5
+
+
+def _apply_stream_faults(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    """The event sequence as a server with ``runtime.config``'s stream faults sends it:
+    first the faults of single events, then each fault that reorders, delays or
+    prolongs the stream, as a stage of its own."""
+    stream: AsyncIterator[Item] = _edit_events(runtime, events)
+    for name, stage in _STAGES:
+        if runtime.config.has(name):
+            stream = stage(runtime, running, stream)
+    return stream
+
+
+async def _edit_events(runtime: Runtime, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    async for item in events:
+        for out in _event_faults(runtime, item) if isinstance(item, SseEvent) else [item]:
+            yield out
+
+
+def _event_faults(runtime: Runtime, event: SseEvent) -> list[Item]:
+    """One event as the faults of single events send it: changed, dropped or repeated."""
+    if isinstance(event.payload, str):
+        return [event]
+    has, fmt = runtime.config.has, runtime.sse_format
+    name, payload = event.name, copy.deepcopy(dict[str, Any](event.payload))
+    if has("stream_no_event_key"):
+        payload.pop("event", None)
+    if name in _START and has("stream_no_start_events"):
+        return []
+    if name == _DELTA and has("stream_message_without_role"):
+        del payload["message_item"]["role"]
+    if name == _COMPLETED:
+        item = payload["message_item"]
+        if has("stream_deltas_differ"):
+            item["content"] = item["content"][:-1]
+        if has("stream_message_ids_differ"):
+            item["id"] = format_message_id(runtime.store.new_id(), runtime.config.id_style)
+        if has("stream_message_completed_twice"):
+            return [SseEvent(name, payload)] * 2
+    if name == _CHAT_COMPLETED:
+        record = payload["run_record_item"]
+        if has("stream_no_chat_completed"):
+            return []
+        if has("stream_usage_strings"):
+            record["usage"] = {key: str(value) for key, value in record["usage"].items()}
+        if has("stream_usage_total_wrong"):
+            record["usage"]["total_tokens"] += 1
+        if has("stream_conversation_ids_differ"):
+            record["conversation_id"] = format_conversation_id(runtime.store.new_id(), runtime.config.id_style)
+        if has("stream_event_key_mismatch"):
+            payload["event"] = "chat.completed"
+        if has("stream_invalid_json"):
+            return [SseEvent(name, json.dumps(payload, ensure_ascii=False)[:-1])]  # the closing brace cut off
+        if has("stream_chat_completed_twice"):
+            return [SseEvent(name, payload)] * 2
+    if name in _TERMINALS:
+        if has("stream_no_terminal") or has("stream_never_ends"):
+            return []
+        if has("stream_done_terminal"):
+            name = "done"
+            payload = {**payload, "event": name} if "event" in payload else payload
+        if has("stream_terminal_twice"):
+            return [SseEvent(name, payload)] * 2
+        if has("stream_event_after_terminal"):
+            return [SseEvent(name, payload), SseEvent("ping", {})]
+        if has("stream_last_event_unterminated"):
+            data = encode_event(SseEvent(name, payload), fmt, 0)
+            return [data[: -len(fmt.line_ending)]]  # the blank line that ends it, dropped
+    return [SseEvent(name, payload)]
+
+
+async def _latin1_comment(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """stream_invalid_utf8: a comment line written in Latin-1 ('é' as the one byte 0xE9)."""
+    yield f": référence{runtime.sse_format.line_ending}".encode("latin-1")
+    async for item in events:
+        yield item
+
+
+async def _start_after_message(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """stream_start_after_message: the start events wait for the first message event."""
+    held: list[Item] | None = []
+    async for item in events:
+        if held is not None and _named(item, *_START):
+            held.append(item)
+            continue
+        yield item
+        if held is not None and _named(item, _DELTA, _COMPLETED):
+            for start in held:
+                yield start
+            held = None
+    for start in held or ():
+        yield start
+
+
+async def _completed_first(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """stream_delta_after_completed: the deltas wait for their completed event."""
+    deltas: list[Item] = []
+    async for item in events:
+        if _named(item, _DELTA):
+            deltas.append(item)
+            continue
+        yield item
+        if _named(item, _COMPLETED):
+            for delta in deltas:
+                yield delta
+            deltas = []
+    for delta in deltas:
+        yield delta
+
+
+async def _silent_after_cancel(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """cancel_stream_never_ends: once cancelled, nothing more (no chat.failed, no terminal
+    event), and the connection stays open. A plain sleep: the chat is already stopped."""
+    async for item in events:
+        if running.reason == "cancelled":
+            await asyncio.sleep(ENDLESS_STREAM_SECONDS)
+            return
+        yield item
+
+
+async def _pause_after_first_delta(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """chat_abort_breaks_conversation: a pause after the first delta, so that a client
+    closing on it is still mid-answer even with no token delay."""
+    paused = False
+    async for item in events:
+        yield item
+        if not paused and _named(item, _DELTA):
+            paused = True
+            await pause(running, ABORT_WINDOW_SECONDS)
+
+
+async def _never_end(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """stream_never_ends: after the last event (the terminal one is dropped), keep-alive
+    comments until ENDLESS_STREAM_SECONDS, or until the chat is stopped."""
+    started = time.monotonic()
+    async for item in events:
+        yield item
+    keep_alive = f": keep-alive{runtime.sse_format.line_ending * 2}".encode()
+    while time.monotonic() - started < ENDLESS_STREAM_SECONDS:
+        if await pause(running, KEEP_ALIVE_SECONDS):
+            return
+        yield keep_alive
+
+
+async def _hold_back(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+    """stream_held_back: the first event at once, every other one together, HOLD_SECONDS later."""
+    first_at: float | None = None
+    held: list[Item] = []
+    async for item in events:
+        if first_at is None:
+            first_at = time.monotonic()
+            yield item
+        else:
+            held.append(item)
+    if first_at is not None:
+        await pause(running, first_at + HOLD_SECONDS - time.monotonic())
+    for item in held:
+        yield item
+
+
+def _named(item: Item, *names: str) -> bool:
+    return isinstance(item, SseEvent) and item.name in names
+
+
+#: The stages, innermost first; each runs only when its fault is on.
+_STAGES: tuple[tuple[str, Stage], ...] = (
+    ("stream_start_after_message", _start_after_message),
+    ("stream_delta_after_completed", _completed_first),
+    ("cancel_stream_never_ends", _silent_after_cancel),
+    ("chat_abort_breaks_conversation", _pause_after_first_delta),
+    ("stream_never_ends", _never_end),
+    ("stream_held_back", _hold_back),
+    ("stream_invalid_utf8", _latin1_comment),
+)

@@ -103,6 +103,8 @@ class ServerConfig:
 
     Faults
       faults: names from conformance/reference/faults.py, each breaking one requirement.
+      slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
+        (over the spec's 30 s best practice by default).
     """
 
     principals: tuple[PrincipalConfig, ...] = DEV_PRINCIPALS
@@ -141,6 +143,7 @@ class ServerConfig:
 
     #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
     faults: frozenset[str] = frozenset()
+    slow_answer_seconds: float = 31.0
 
     def has(self, fault: str) -> bool:
         """Whether the fault named ``fault`` is switched on."""
@@ -172,6 +175,7 @@ class ServerConfig:
             raise ValueError("ServerConfig.principals: every api_key and session_key must be distinct")
         _check_non_negative("token_delay", self.token_delay)
         _check_non_negative("keep_open_after_terminal", self.keep_open_after_terminal)
+        _check_non_negative("slow_answer_seconds", self.slow_answer_seconds)
         if not 0 <= self.port <= 65535 or isinstance(self.port, bool):
             raise ValueError(f"ServerConfig.port must be 0..65535, got {self.port!r}")
         if self.max_body_bytes < 1:

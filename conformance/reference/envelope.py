@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 #: The error codes the spec lists (spec "错误码"). The server produces no other status.
 ERROR_CODES = frozenset({400, 401, 403, 404, 429, 500})
@@ -29,6 +32,14 @@ class ApiError(Exception):
         self.code = code
         self.msg = msg
         self.headers = dict(headers or {})
+
+
+class BodyTooLarge(ApiError):
+    """A request body over ``max_body_bytes``: a 400 like any other, a class of its own
+    only so that the huge-body faults can answer it their way."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(400, f"request body too large: more than {limit} bytes")
 
 
 def dumps(value: object) -> bytes:
@@ -49,3 +60,50 @@ def ok_response(msg: str, data: object = _MISSING) -> Response:
 
 def error_response(error: ApiError) -> Response:
     return json_response({"code": error.code, "msg": error.msg, "data": None}, error.code, error.headers)
+
+
+# Faults (faults_wire.py) -----------------------------------------------------------
+
+#: What an nginx in front of the server says when its upstream fails.
+BAD_GATEWAY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+_CANCEL_PATH = "/v3/chat/cancel"
+_RUN_PATH = "/api/conversation/chat"
+
+
+def envelope_faults(config: ServerConfig, path: str, response: Response, error: ApiError | None) -> Response:
+    """The answer of ``path`` as a server with the envelope faults of ``config`` words it.
+
+    Every documented endpoint's answer passes here (app.py), so each envelope fault is a
+    line or two in this one place. Event streams pass unchanged.
+    """
+    has = config.has
+    if isinstance(error, BodyTooLarge):
+        if has("validation_huge_body_500"):  # fault: the body buffer overflows into a 500
+            return error_response(ApiError(500, "internal server error"))
+        if has("err_huge_body_plain_text"):  # fault: a proxy's 413 page, not the envelope
+            return Response(b"413 Request Entity Too Large", 413, media_type="text/plain")
+        if has("err_huge_body_bad_gateway"):  # fault: the upstream died; the proxy's 502 page
+            return Response(BAD_GATEWAY_PAGE, 502, media_type="text/html")
+    if isinstance(response, StreamingResponse) or response.media_type != "application/json":
+        return response
+    body = json.loads(bytes(response.body))
+    status = response.status_code
+    if error is None:
+        if has("env_success_without_msg"):  # fault: {"code": 0, "data": {...}}
+            del body["msg"]
+        if has("env_success_msg_ok"):  # fault: msg "OK" (SHOULD "success")
+            body["msg"] = "OK"
+        if has("env_run_success_without_data") and path == _RUN_PATH:  # fault: no data on success
+            del body["data"]
+        return json_response(body, status)
+    if has("err_without_msg"):  # fault: {"code": 400, "data": null}
+        del body["msg"]
+    if has("err_data_not_null"):  # fault: data {} (SHOULD null)
+        body["data"] = {}
+    if has("err_status_200"):  # fault: every error answered with HTTP 200 (SHOULD = code)
+        status = 200
+    if has("err_cancel_code_string") and path == _CANCEL_PATH and error.code == 400:  # fault: code "400"
+        body["code"] = "400"
+    if has("err_run_code_4000") and path == _RUN_PATH and error.code == 400:  # fault: code 4000, not listed
+        body["code"] = 4000
+    return json_response(body, status, error.headers)

@@ -26,10 +26,14 @@ RETRY_MILLISECONDS = 3000
 
 @dataclass(frozen=True)
 class SseEvent:
-    """One event: its SSE name and its JSON payload."""
+    """One event: its SSE name and its JSON payload.
+
+    A ``str`` payload is sent as the data text verbatim: only the fault that sends an
+    event whose data is not JSON (faults_wire.py, ``stream_invalid_json``) uses it.
+    """
 
     name: str
-    payload: Mapping[str, object]
+    payload: Mapping[str, object] | str
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class SseFormat:
         return f"{field}:{' ' if self.space_after_colon else ''}{value}{self.line_ending}"
 
 
-def payload_lines(payload: Mapping[str, object], multiline: bool) -> list[str]:
+def payload_lines(payload: Mapping[str, object] | str, multiline: bool) -> list[str]:
     """The JSON text of a payload as ``data:`` line values.
 
     Multi-line: the indented dump breaks only between JSON tokens (strings never hold
@@ -62,6 +66,8 @@ def payload_lines(payload: Mapping[str, object], multiline: bool) -> list[str]:
     to the same object. Split on "\\n" only: ``str.splitlines`` would also split at
     U+2028 or U+0085 inside a string.
     """
+    if isinstance(payload, str):
+        return payload.split("\n")
     if multiline:
         return json.dumps(payload, ensure_ascii=False, indent=1).split("\n")
     return [json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
@@ -145,9 +151,13 @@ class StreamWriter:
         data = encode_preamble(self.format)
         return self._out(data) if data else []
 
-    def event(self, name: str, payload: Mapping[str, object]) -> list[bytes]:
+    def event(self, name: str, payload: Mapping[str, object] | str) -> list[bytes]:
         self._sequence += 1
         return self._out(encode_event(SseEvent(name, payload), self.format, self._sequence))
+
+    def write(self, item: SseEvent | bytes) -> list[bytes]:
+        """An event, or bytes written as they are (the byte-level stream faults)."""
+        return self._out(item) if isinstance(item, bytes) else self.event(item.name, item.payload)
 
     def flush(self) -> list[bytes]:
         """Whatever the chunker still holds; call after the last event."""

@@ -1,7 +1,375 @@
-"""Faults of streams, chat, conversations, cancel, envelopes and validation."""
+"""Faults of streams, chat, conversations, cancel, envelopes and validation.
+
+Each fault is a one-to-three-line branch, marked ``fault:``, at the one place it breaks:
+
+* ``chat.py``: the stream faults, in one step over the event sequence
+  (``_apply_stream_faults``) plus the Content-Type of a stream; the chat, conversation,
+  cancel and run handlers; the non-stream answer (``_answer_faults``).
+* ``inputs.py``: the validation of one additional message (``parse_message``).
+* ``envelope.py``: how an answer is worded (``envelope_faults``, applied by app.py to
+  every documented endpoint's answer).
+
+``requirement`` is the catalogue id whose check FAILs against a server with only that
+fault on (conformance/suite: test_chat_stream, test_chat, test_continuity, test_cancel,
+test_abort, the run module, and the envelope judge of conformance/envelope.py that the
+plugin runs on every exchange); ``level`` is that requirement's level.
+
+A fault is scoped as narrowly as its requirement allows, so that it fails few other
+requirements: a refusal of a documented input refuses that input only, an envelope
+fault that hides the code applies to one endpoint's errors, and a fault of the plain
+chat applies to non-stream chats only (the stream module judges streams).
+"""
 
 from __future__ import annotations
 
 from .faults import Fault
 
-WIRE_FAULTS: tuple[Fault, ...] = ()
+
+def _fault(name: str, requirement: str, description: str, *, level: str = "MUST", collateral: str | None = None) -> Fault:
+    return Fault(name, requirement, level, description, collateral)
+
+
+#: How long the never-ending streams stay open: longer than the 5 s stream timeout the
+#: kill matrix runs the suite with, so that the suite's own deadline must end them, yet
+#: bounded, so that a client without a deadline is released too (and then sees a stream
+#: that ended without its terminal event, which fails the same requirement).
+ENDLESS_STREAM_SECONDS = 8.0
+#: stream_held_back: the first event goes out at once, every other one after this pause
+#: (the liveness rule judges streams lasting >= 1 s).
+HOLD_SECONDS = 1.2
+#: chat_abort_breaks_conversation: the pause after the first delta in which the client's
+#: close reaches the server even with no token delay.
+ABORT_WINDOW_SECONDS = 0.5
+
+_STREAM = (
+    _fault(
+        "stream_wrong_media_type",
+        "CHAT-SSE-001",
+        "A stream answers Content-Type text/plain; charset=utf-8 (the events themselves are right).",
+    ),
+    _fault(
+        "stream_invalid_utf8",
+        "CHAT-SSE-002",
+        "A comment line before the first event is written in Latin-1 (': référence'), which is not UTF-8.",
+    ),
+    _fault(
+        "stream_last_event_unterminated",
+        "CHAT-SSE-003",
+        "The terminal event is not ended by a blank line before the server closes (so a client discards it).",
+    ),
+    _fault(
+        "stream_held_back",
+        "CHAT-SSE-004",
+        f"The first event goes out at once, every other one after a {HOLD_SECONDS:g} s pause, all together.",
+        level="SHOULD",
+    ),
+    _fault(
+        "stream_no_start_events",
+        "CHAT-SSE-005",
+        "No conversation.chat.created / in_progress (the legal variant start_events=False, declared as the SHOULD).",
+        level="SHOULD",
+    ),
+    _fault(
+        "stream_start_after_message",
+        "CHAT-SSE-006",
+        "The start events are sent after the first message event instead of before it.",
+    ),
+    _fault("stream_no_chat_completed", "CHAT-SSE-007", "conversation.chat.completed is never sent."),
+    _fault("stream_chat_completed_twice", "CHAT-SSE-007", "conversation.chat.completed is sent twice."),
+    _fault(
+        "stream_delta_after_completed",
+        "CHAT-SSE-008",
+        "conversation.message.completed is sent before the message's deltas instead of after them.",
+    ),
+    _fault(
+        "stream_deltas_differ",
+        "CHAT-SSE-009",
+        "conversation.message.completed carries the content without its last character: not the joined deltas.",
+    ),
+    _fault(
+        "stream_message_completed_twice",
+        "CHAT-SSE-010",
+        "conversation.message.completed is sent twice for the one message id.",
+    ),
+    _fault("stream_no_terminal", "CHAT-SSE-011", "The stream closes after chat.completed without a terminal event."),
+    _fault(
+        "stream_never_ends",
+        "CHAT-SSE-011",
+        f"No terminal event: after chat.completed the stream sends a keep-alive comment every 0.5 s and stays open"
+        f" (the server closes it after {ENDLESS_STREAM_SECONDS:g} s).",
+        collateral="The suite reads a stream until its terminal event; when its stream deadline ends the reading"
+        " first, the stream test ends in a transport error, which fails every requirement that test declares"
+        " (CHAT-SSE-001..020). Against a longer --stream-timeout the server closes first and only CHAT-SSE-011 fails.",
+    ),
+    _fault("stream_terminal_twice", "CHAT-SSE-012", "The terminal event is sent twice."),
+    _fault(
+        "stream_event_after_terminal",
+        "CHAT-SSE-012",
+        "An event of an unknown type ('ping', legal anywhere else) follows the terminal event.",
+    ),
+    _fault(
+        "stream_done_terminal",
+        "CHAT-SSE-013",
+        "The terminal event is named done (the legal variant terminal_event='done', declared as the SHOULD).",
+        level="SHOULD",
+    ),
+    _fault(
+        "stream_invalid_json",
+        "CHAT-SSE-014",
+        "The data of conversation.chat.completed is cut off mid-object: not JSON.",
+    ),
+    _fault(
+        "stream_event_key_mismatch",
+        "CHAT-SSE-015",
+        "conversation.chat.completed's payload says \"event\": \"chat.completed\", not its SSE name.",
+    ),
+    _fault(
+        "stream_no_event_key",
+        "CHAT-SSE-016",
+        "No payload carries the \"event\" key.",
+        level="SHOULD",
+    ),
+    _fault("stream_message_without_role", "CHAT-SSE-017", "The deltas' message_item has no role."),
+    _fault(
+        "stream_usage_strings",
+        "CHAT-SSE-018",
+        "chat.completed's usage counts are strings of digits, not integers.",
+    ),
+    _fault(
+        "stream_usage_total_wrong",
+        "CHAT-SSE-019",
+        "chat.completed's usage.total_tokens is prompt_tokens + completion_tokens + 1.",
+        level="SHOULD",
+    ),
+    _fault(
+        "stream_message_ids_differ",
+        "CHAT-SSE-020",
+        "conversation.message.completed carries another message id than the message's deltas.",
+    ),
+    _fault(
+        "stream_conversation_ids_differ",
+        "CHAT-SSE-020",
+        "chat.completed's run_record_item names another conversation_id than the rest of the stream.",
+    ),
+    _fault(
+        "stream_error_code_string",
+        "ERR-SSE-001",
+        "A parameter error on a stream request is answered as an event stream whose error event carries the"
+        " code as a string (\"400\").",
+    ),
+    _fault(
+        "stream_error_after_start",
+        "ERR-SSE-002",
+        "A parameter error on a stream request is answered as an event stream that sends"
+        " conversation.chat.created before the error event.",
+    ),
+)
+
+_CHAT = (
+    _fault(
+        "chat_bot_id_string_refused",
+        "CHAT-001",
+        "A non-stream chat refuses bot_id sent as a JSON string (400 'expected an integer'), as the request"
+        " table documents it.",
+    ),
+    _fault(
+        "chat_missing_bot_id_404",
+        "CHAT-REQ-001",
+        "A chat without bot_id is looked up as bot 0 and answered 404, not refused with 400.",
+    ),
+    _fault(
+        "chat_unknown_bot_answered",
+        "CHAT-REQ-002",
+        "A chat naming an unknown bot_id is answered (code 0) by a stand-in bot.",
+    ),
+    _fault("chat_missing_user_id_accepted", "CHAT-REQ-003", "A chat without user_id is accepted."),
+    _fault(
+        "chat_stream_default_true",
+        "CHAT-REQ-004",
+        "A chat with stream omitted is answered as an event stream.",
+    ),
+    _fault(
+        "chat_user_id_object_accepted",
+        "CHAT-REQ-005",
+        "A wrong type on a required field is accepted: user_id as a JSON object.",
+    ),
+    _fault("chat_custom_variables_refused", "CHAT-REQ-006", "A chat carrying custom_variables is refused (400)."),
+    _fault("chat_meta_data_refused", "CHAT-REQ-007", "A chat carrying meta_data is refused (400)."),
+    _fault("chat_extra_params_refused", "CHAT-REQ-008", "A chat carrying extra_params is refused (400)."),
+    _fault("chat_response_without_id", "CHAT-RESP-001", "The non-stream answer's data has no id."),
+    _fault(
+        "chat_response_content_not_string",
+        "CHAT-RESP-002",
+        "The non-stream answer's content is an array of tokens, not a string.",
+    ),
+    _fault(
+        "chat_response_role_bot",
+        "CHAT-RESP-003",
+        "The non-stream answer's role is \"bot\", not \"assistant\".",
+        level="SHOULD",
+    ),
+    _fault(
+        "chat_created_at_ms",
+        "CHAT-RESP-004",
+        "The non-stream answer's created_at is in milliseconds.",
+    ),
+    _fault(
+        "chat_slow_answer",
+        "BP-002",
+        "A non-stream chat with stream omitted answers after ServerConfig.slow_answer_seconds (31 s by default:"
+        " over the 30 s best practice).",
+        level="SHOULD",
+    ),
+    _fault(
+        "chat_abort_breaks_conversation",
+        "BP-003",
+        f"A stream the client closes mid-answer leaves its conversation locked: the next chat in it answers 400."
+        f" (The stream pauses {ABORT_WINDOW_SECONDS:g} s after its first delta so the close arrives mid-answer.)",
+    ),
+)
+
+_MESSAGES = (
+    _fault("msg_assistant_refused", "CHAT-MSG-001", "An additional message with role assistant is refused (400)."),
+    _fault("msg_missing_role_accepted", "CHAT-MSG-002", "An additional message without role is taken as the user's."),
+    _fault("msg_missing_content_accepted", "CHAT-MSG-003", "An additional message without content is taken as empty."),
+    _fault(
+        "msg_type_alias_refused",
+        "CHAT-MSG-004",
+        "An additional message naming its content type with `type` (the multimodal example's key) is refused.",
+    ),
+    _fault(
+        "msg_no_content_type_accepted",
+        "CHAT-MSG-005",
+        "An additional message with neither content_type nor type is taken as text.",
+    ),
+    _fault(
+        "msg_text_refused",
+        "CHAT-CT-001",
+        "A non-stream chat refuses a user message of content type text (400).",
+    ),
+    _fault("msg_image_refused", "CHAT-CT-002", "A message of content type image is refused (400)."),
+    _fault("msg_object_string_refused", "CHAT-CT-003", "A message of content type object_string is refused (400)."),
+    _fault("msg_card_refused", "CHAT-CT-004", "A message of content type card is refused (400).", level="SHOULD"),
+)
+
+_VALIDATION = (
+    _fault(
+        "validation_missing_content_500",
+        "ERR-004",
+        "An additional message without content crashes the handler: 500 in the envelope.",
+    ),
+    _fault(
+        "validation_huge_body_500",
+        "READ-001",
+        "A body over the size limit is answered 500 in the envelope instead of a 4xx.",
+    ),
+)
+
+_CONVERSATIONS = (
+    _fault(
+        "conv_id_not_kept",
+        "CHAT-CONV-001",
+        "Every chat starts a new conversation: ConversationID, conversation_id and ?conversation_id= are ignored.",
+    ),
+    _fault(
+        "conv_conversationid_ignored",
+        "CHAT-CONV-002",
+        "Body ConversationID is ignored (body conversation_id and ?conversation_id= are honoured).",
+        level="SHOULD",
+    ),
+    _fault(
+        "conv_reused_without_id",
+        "CHAT-CONV-003",
+        "A chat naming no conversation continues the user's last conversation with the bot.",
+    ),
+    _fault(
+        "conv_unknown_id_adopted",
+        "CHAT-CONV-004",
+        "A chat naming an unknown conversation id is answered (code 0) in a new conversation with that very id.",
+    ),
+)
+
+_CANCEL = (
+    _fault(
+        "cancel_refused",
+        "CANCEL-001",
+        "Cancel refuses every request with 400 'missing chat_id' (so a streaming chat runs on to completion).",
+    ),
+    _fault("cancel_missing_id_accepted", "CANCEL-002", "A cancel without conversation_id answers code 0."),
+    _fault(
+        "cancel_stream_never_ends",
+        "CANCEL-003",
+        f"Cancel answers code 0, and the cancelled stream goes silent without chat.failed or a terminal event"
+        f" and stays open (the server closes it after {ENDLESS_STREAM_SECONDS:g} s).",
+    ),
+    _fault("cancel_unknown_ok", "CANCEL-004", "A cancel naming an unknown conversation answers code 0."),
+)
+
+_RUN = (
+    _fault(
+        "run_server_error",
+        "RUN-001",
+        "/api/conversation/chat answers every valid request with 500 in the envelope.",
+    ),
+    _fault(
+        "run_missing_agent_id_404",
+        "RUN-002",
+        "/api/conversation/chat without agent_id looks up agent 0 and answers 404, not 400.",
+    ),
+    _fault("run_missing_query_accepted", "RUN-003", "/api/conversation/chat without query is accepted."),
+)
+
+_ENVELOPE = (
+    _fault("env_success_without_msg", "ENV-001", "Success answers carry no msg: {\"code\": 0, \"data\": {...}}."),
+    _fault(
+        "env_run_success_without_data",
+        "ENV-001",
+        "Success answers of /api/conversation/chat carry no data.",
+    ),
+    _fault(
+        "env_success_msg_ok",
+        "ENV-002",
+        "Success answers say msg \"OK\" (the legal variant success_msg, declared as the SHOULD).",
+        level="SHOULD",
+    ),
+    _fault("err_without_msg", "ERR-001", "Error answers carry no msg: {\"code\": 400, \"data\": null}."),
+    _fault(
+        "err_cancel_code_string",
+        "ERR-001",
+        "A 400 of /v3/chat/cancel carries the code as a string (\"400\").",
+    ),
+    _fault(
+        "err_run_code_4000",
+        "ERR-001",
+        "A 400 of /api/conversation/chat carries code 4000, which is not a listed code.",
+    ),
+    _fault(
+        "err_huge_body_plain_text",
+        "ERR-001",
+        "A body over the size limit is answered 413 in plain text, outside the envelope.",
+    ),
+    _fault("err_data_not_null", "ERR-002", "Error answers carry data {} instead of null.", level="SHOULD"),
+    _fault(
+        "err_status_200",
+        "ERR-003",
+        "Error answers have HTTP status 200 (the body code is right: the legal-at-MUST reading, declared as"
+        " the SHOULD).",
+        level="SHOULD",
+    ),
+    _fault(
+        "err_huge_body_bad_gateway",
+        "ERR-004",
+        "A body over the size limit is answered 502 with an HTML page, outside the envelope.",
+    ),
+)
+
+WIRE_FAULTS: tuple[Fault, ...] = (
+    *_STREAM,
+    *_CHAT,
+    *_MESSAGES,
+    *_VALIDATION,
+    *_CONVERSATIONS,
+    *_CANCEL,
+    *_RUN,
+    *_ENVELOPE,
+)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from starlette.requests import Request
 
-from .envelope import ApiError
+from .envelope import ApiError, BodyTooLarge
 
 #: Ids are int64 on the wire (spec tables "int64"); anything wider is not an id.
 INT64_MAX = 2**63 - 1
@@ -44,13 +44,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        bad_request(f"request body too large: more than {limit} bytes")
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            bad_request(f"request body too large: more than {limit} bytes")
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -131,11 +131,13 @@ class Fields:
     """Typed access to a parsed JSON object; every miss is a 400 naming the field.
 
     JSON ``null`` for an optional field reads as absent; for a required one, as missing.
+    ``faults`` are the server's switched-on faults (faults_wire.py), for the message ones.
     """
 
-    def __init__(self, body: Mapping[str, Any], prefix: str = "") -> None:
+    def __init__(self, body: Mapping[str, Any], prefix: str = "", faults: frozenset[str] = frozenset()) -> None:
         self.body = body
         self.prefix = prefix  # names nested fields in messages: "additional_messages[0]."
+        self.faults = faults
 
     def _get(self, name: str) -> Any:
         return self.body.get(name)
@@ -202,7 +204,7 @@ class Fields:
             return []
         if not isinstance(value, list):
             bad_request(f"invalid {self.prefix}{name}: expected an array")
-        return [parse_message(item, f"{self.prefix}{name}[{index}]") for index, item in enumerate(value)]
+        return [parse_message(item, f"{self.prefix}{name}[{index}]", self.faults) for index, item in enumerate(value)]
 
 
 def coerce_id(value: object, name: str) -> int:
@@ -228,27 +230,39 @@ class Message:
         self.content_type = content_type
 
 
-def parse_message(item: object, where: str) -> Message:
+#: The content-type faults of faults_wire.py: each refuses one documented type.
+_REFUSED_KIND_FAULTS = {"image": "msg_image_refused", "object_string": "msg_object_string_refused", "card": "msg_card_refused"}
+
+
+def parse_message(item: object, where: str, faults: frozenset[str] = frozenset()) -> Message:
     if not isinstance(item, dict):
         bad_request(f"invalid {where}: expected an object")
     fields = Fields(item, prefix=f"{where}.")
     role = fields.str_("role")
+    if role is None and "msg_missing_role_accepted" in faults:
+        role = "user"  # fault: a message without role is taken as the user's
     if role is None:
         bad_request(f"missing required field: {where}.role")
-    if role not in ROLES:
+    if role not in ROLES or (role == "assistant" and "msg_assistant_refused" in faults):  # fault: user only
         bad_request(f"invalid {where}.role: expected one of user, assistant")
     content = fields.str_("content")
+    if content is None and "validation_missing_content_500" in faults:
+        raise ApiError(500, "internal server error")  # fault: the missing key crashes the handler
+    if content is None and "msg_missing_content_accepted" in faults:
+        content = ""  # fault: a message without content is an empty one
     if content is None:
         bad_request(f"missing required field: {where}.content")
     # READING "additional_messages[].content_type": either key; both missing is 400.
     content_type = fields.str_("content_type")
-    alias = fields.str_("type")
+    alias = None if "msg_type_alias_refused" in faults else fields.str_("type")  # fault: the table's key only
     if content_type is not None and alias is not None and content_type != alias:
         bad_request(f"invalid {where}: content_type and type disagree")
     kind = content_type if content_type is not None else alias
+    if kind is None and "msg_no_content_type_accepted" in faults:
+        kind = "text"  # fault: neither key is taken as text
     if kind is None:
         bad_request(f"missing required field: {where}.content_type")
-    if kind not in CONTENT_TYPES:
+    if kind not in CONTENT_TYPES or _REFUSED_KIND_FAULTS.get(kind) in faults:
         bad_request(f"invalid {where}.content_type: expected one of {', '.join(sorted(CONTENT_TYPES))}")
     if kind == "object_string":
         # An object_string carries a JSON document as text (spec "消息内容类型").

@@ -24,6 +24,7 @@ from . import bots, chat
 from .auth import EndpointClass, authenticate
 from .config import RateGroup, ServerConfig
 from .envelope import ApiError, envelope_faults, error_response
+from .ratelimit import broken_refusal
 from .runtime import Runtime
 
 Handler = Callable[[Runtime, Request, str], Awaitable[Response]]
@@ -67,10 +68,14 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
                 by_class=config.auth_modes == "by_class",
                 api_keys=runtime.principal_by_api_key,
                 session_keys=runtime.principal_by_session_key,
+                faults=config.faults,
             )
             if runtime.limiter is not None:
                 retry_after = runtime.limiter.admit(principal, endpoint.group)
                 if retry_after is not None:
+                    broken = broken_refusal(config, retry_after)  # a rate-limit fault's 429, if on
+                    if broken is not None:
+                        return broken
                     raise ApiError(
                         429,
                         f"too many requests: {_GROUP_TITLES[endpoint.group]} allows"

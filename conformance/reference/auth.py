@@ -23,6 +23,18 @@ EndpointClass = Literal["openapi", "webapi"]
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="coze-plus-reference"'}
 
 
+#: The mode-refusal faults (faults_api.py): fault -> (endpoint class, refused mode, path
+#: prefix). Each refuses one mode on ONE endpoint of the class, not the whole class: the
+#: auth tests judge every endpoint, so one endpoint is enough to fail the requirement,
+#: and the other endpoints keep serving the rest of the suite.
+MODE_REFUSALS: Mapping[str, tuple[EndpointClass, str, str]] = {
+    "auth_bearer_refused_on_openapi": ("openapi", "bearer", "/v3/chat/cancel"),
+    "auth_cookie_refused_on_webapi": ("webapi", "cookie", "/api/conversation/chat"),
+    "auth_cookie_refused_on_openapi": ("openapi", "cookie", "/"),
+    "auth_bearer_refused_on_webapi": ("webapi", "bearer", "/"),
+}
+
+
 def _unauthorized(msg: str) -> ApiError:
     return ApiError(401, msg, headers=CHALLENGE)
 
@@ -43,14 +55,24 @@ def authenticate(
     by_class: bool,
     api_keys: Mapping[str, str],
     session_keys: Mapping[str, str],
+    faults: frozenset[str] = frozenset(),
 ) -> str:
     """The principal's name, or a 401 :class:`ApiError`.
 
     Every credential the endpoint accepts must be valid, and when both are sent they
     must name the same principal: a request is never half-authenticated.
+    ``faults`` switches on the auth faults of faults_api.py (each a branch marked there).
     """
+    if "auth_no_check" in faults:  # fault: whatever fails the check is the first principal
+        try:
+            return authenticate(request, endpoint_class, by_class=by_class, api_keys=api_keys, session_keys=session_keys)
+        except ApiError:
+            return next(iter(api_keys.values()))
     accept_bearer = not by_class or endpoint_class == "openapi"
     accept_cookie = not by_class or endpoint_class == "webapi"
+    for fault, (refused_class, mode, path) in MODE_REFUSALS.items():  # faults: one mode refused
+        if fault in faults and endpoint_class == refused_class and request.url.path.startswith(path):
+            accept_bearer, accept_cookie = accept_bearer and mode != "bearer", accept_cookie and mode != "cookie"
     principals: set[str] = set()
 
     header = request.headers.get("authorization")
@@ -59,6 +81,8 @@ def authenticate(
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("invalid Authorization header: expected 'Bearer <api_key>'")
         principal = _lookup(token.strip(), api_keys)
+        if principal is None and "auth_any_bearer" in faults:  # fault: a wrong token passes
+            principal = next(iter(api_keys.values()))
         if principal is None:
             raise _unauthorized("invalid API key")
         principals.add(principal)
@@ -66,6 +90,8 @@ def authenticate(
     session = request.cookies.get("session_key")
     if session is not None and accept_cookie:
         principal = _lookup(session, session_keys)
+        if principal is None and "auth_any_cookie" in faults:  # fault: a wrong cookie passes
+            principal = next(iter(session_keys.values()))
         if principal is None:
             raise _unauthorized("invalid session_key cookie")
         principals.add(principal)

@@ -14,41 +14,82 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .access import owned_bot
+from .config import ServerConfig
 from .envelope import ApiError, ok_response
 from .inputs import Fields, bad_request, parse_id_text, parse_object, read_body
 from .runtime import Runtime
-from .store import Bot, BotProfile
+from .store import Bot, BotProfile, now_seconds
+
+# Faults (faults_api.py) are one-line branches marked "fault:"; the helpers below carry
+# the ones every endpoint shares (milliseconds, unknown ids answered, another's bot).
+
+
+def _stamp(config: ServerConfig, fault: str, seconds: int | None) -> int | None:
+    """A timestamp in seconds (READING "Timestamps"), or in milliseconds under ``fault``."""
+    return seconds * 1000 if seconds is not None and config.has(fault) else seconds
+
+
+def _phantom(bot_id: int, principal: str) -> Bot:
+    """A published bot that was never created: what the faults that answer an unknown or
+    missing id with code 0 show. It is never stored."""
+    stamp = now_seconds()
+    profile = BotProfile(name=f"bot {bot_id}", description="", icon_url="", prompt="")
+    return Bot(bot_id, principal, profile, stamp, stamp, 1, stamp, profile, profile)
+
+
+def _find(runtime: Runtime, bot_id: int, principal: str, *, unknown_ok: str, any_owner: str) -> Bot:
+    """The principal's bot; the faults named by ``unknown_ok`` (an unknown id answered
+    with code 0) and ``any_owner`` (another principal's bot served) break one endpoint each."""
+    config = runtime.config
+    if config.has(unknown_ok) and runtime.store.bot(bot_id) is None:  # fault: unknown id answered
+        return _phantom(bot_id, principal)
+    return owned_bot(runtime.store, config, bot_id, principal, any_owner=config.has(any_owner))
 
 
 async def create(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /api/draftbot/create`` (spec "创建草稿智能体"): a new bot in status ``draft``."""
-    fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
+    config = runtime.config
+    fields = Fields(parse_object(await read_body(request, config.max_body_bytes)))
+    if config.has("bot_create_name_optional"):  # fault: a missing name is accepted
+        name = fields.str_("name") or ""
+    else:
+        name = fields.required_str("name", non_empty=True)
     profile = BotProfile(
-        name=fields.required_str("name", non_empty=True),
+        name=name,
         description=fields.str_("description") or "",
         icon_url=fields.str_("icon_url") or "",
         prompt=fields.str_("prompt") or "",
         model=fields.str_("model") or None,
     )
     bot = runtime.store.create_bot(principal, profile)
-    return ok_response(
-        runtime.config.success_msg,
-        {
-            "bot_id": bot.bot_id,
-            "name": profile.name,
-            "description": profile.description,
-            "icon_url": profile.icon_url,
-            "status": "draft",
-            "created_at": bot.created_at,
-            "updated_at": bot.updated_at,
-        },
-    )
+    if config.has("bot_create_without_data"):  # fault: success without a data object
+        return ok_response(config.success_msg)
+    bot_id: object = bot.bot_id
+    if config.has("bot_create_id_float"):  # fault: the id through a float (it loses digits)
+        bot_id = float(bot.bot_id)
+    if config.has("bot_create_id_prefixed"):  # fault: an id that is no decimal string
+        bot_id = f"bot_{bot.bot_id}"
+    data: dict[str, object] = {
+        "bot_id": bot_id,
+        "name": profile.name,
+        "description": profile.description,
+        "icon_url": profile.icon_url,
+        "status": "online" if config.has("bot_create_status_online") else "draft",  # fault: not "draft"
+        "created_at": _stamp(config, "ts_ms_create", bot.created_at),
+        "updated_at": _stamp(config, "ts_ms_create", bot.updated_at),
+    }
+    if config.has("bot_create_no_echo"):  # fault: description and icon_url not echoed
+        del data["description"], data["icon_url"]
+    return ok_response(config.success_msg, data)
 
 
 async def update_display_info(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /api/draftbot/update_display_info`` (spec "更新智能体显示信息"): the draft only."""
-    fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
-    bot_id = fields.bot_id("bot_id")
+    config = runtime.config
+    fields = Fields(parse_object(await read_body(request, config.max_body_bytes)))
+    # fault: a missing bot_id is accepted (and updates a bot that does not exist)
+    no_id = config.has("bot_update_bot_id_optional") and fields.body.get("bot_id") is None
+    bot_id = 0 if no_id else fields.bot_id("bot_id")
     changes: dict[str, object] = {}
     name = fields.str_("name", non_empty=True)
     if name is not None:
@@ -58,29 +99,44 @@ async def update_display_info(runtime: Runtime, request: Request, principal: str
         if value is not None:
             changes[key] = value
     # Validation first, ownership next, change last: a refused request changes nothing.
-    bot = owned_bot(runtime.store, runtime.config, bot_id, principal)
+    if no_id:
+        bot = _phantom(bot_id, principal)
+    else:
+        bot = _find(runtime, bot_id, principal, unknown_ok="bot_update_unknown_ok", any_owner="iso_update_other_bot")
+    before = bot.draft
     bot = runtime.store.update_draft(bot, **changes)
+    shown = before if config.has("bot_update_no_echo") else bot.draft  # fault: the old values
     return ok_response(
-        runtime.config.success_msg,
+        config.success_msg,
         {
             "bot_id": bot.bot_id,
-            "name": bot.draft.name,
-            "description": bot.draft.description,
-            "icon_url": bot.draft.icon_url,
-            "updated_at": bot.updated_at,
+            "name": shown.name,
+            "description": shown.description,
+            "icon_url": shown.icon_url,
+            "updated_at": _stamp(config, "ts_ms_update", bot.updated_at),
         },
     )
 
 
 async def publish(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /api/draftbot/publish`` (spec "发布智能体"): version 1, then one higher each time."""
-    fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
-    bot = owned_bot(runtime.store, runtime.config, fields.bot_id("bot_id"), principal)
+    config = runtime.config
+    fields = Fields(parse_object(await read_body(request, config.max_body_bytes)))
+    if config.has("bot_publish_bot_id_optional") and fields.body.get("bot_id") is None:
+        bot = _phantom(0, principal)  # fault: a missing bot_id is accepted
+    else:
+        bot_id = fields.bot_id("bot_id")
+        bot = _find(runtime, bot_id, principal, unknown_ok="bot_publish_unknown_ok", any_owner="iso_publish_other_bot")
     bot = runtime.store.publish(bot)
-    return ok_response(
-        runtime.config.success_msg,
-        {"bot_id": bot.bot_id, "version": bot.version, "status": "online", "published_at": bot.published_at},
-    )
+    data: dict[str, object] = {
+        "bot_id": bot.bot_id,
+        "version": str(bot.version) if config.has("bot_publish_version_string") else bot.version,  # fault: "1"
+        "status": "published" if config.has("bot_publish_status_published") else "online",  # fault: not "online"
+        "published_at": _stamp(config, "ts_ms_publish", bot.published_at),
+    }
+    if config.has("bot_publish_no_version"):  # fault: no version at all
+        del data["version"]
+    return ok_response(config.success_msg, data)
 
 
 def _query_bot_id(request: Request) -> int:
@@ -94,8 +150,15 @@ def _query_bot_id(request: Request) -> int:
 
 async def online_info(runtime: Runtime, request: Request, principal: str) -> Response:
     """``GET /v1/bot/get_online_info?bot_id=`` (spec "获取智能体在线信息"): the published snapshot."""
-    bot = owned_bot(runtime.store, runtime.config, _query_bot_id(request), principal)
-    online = bot.online
+    config = runtime.config
+    if config.has("bot_online_bot_id_optional") and "bot_id" not in request.query_params:
+        bot = _phantom(0, principal)  # fault: a missing bot_id is accepted
+    else:
+        bot_id = _query_bot_id(request)
+        bot = _find(
+            runtime, bot_id, principal, unknown_ok="bot_online_unknown_ok", any_owner="iso_online_info_other_bot"
+        )
+    online = bot.first_online if config.has("bot_online_stale") else bot.online  # fault: the first publish
     if online is None:
         # Not said (READING, last row); a bot with no online version has nothing to show.
         raise ApiError(404, f"bot {bot.bot_id} has no online version: it was never published")
@@ -105,23 +168,39 @@ async def online_info(runtime: Runtime, request: Request, principal: str) -> Res
         "description": online.description,
         "icon_url": online.icon_url,
         "version": bot.version,
-        "status": "online",
-        "published_at": bot.published_at,
+        "status": "published" if config.has("bot_online_status_published") else "online",  # fault: not "online"
+        "published_at": _stamp(config, "ts_ms_online", bot.published_at),
     }
     if online.model:
         data["model"] = online.model  # READING "Fields the API cannot set": absent when not set
-    return ok_response(runtime.config.success_msg, data)
+    if config.has("bot_online_model_object"):  # fault: model an object, not a string
+        data["model"] = {"name": online.model or "default"}
+    if config.has("bot_online_missing_display"):  # fault: icon_url left out
+        del data["icon_url"]
+    return ok_response(config.success_msg, data)
 
 
 async def details(runtime: Runtime, request: Request, principal: str) -> Response:
     """``GET /v1/bots/:bot_id`` (spec "获取智能体详细信息"): the current bot, draft and publish state."""
-    bot_id = parse_id_text(request.path_params["bot_id"], "bot_id")
-    bot = owned_bot(runtime.store, runtime.config, bot_id, principal)
-    return ok_response(runtime.config.success_msg, bot_details(bot))
+    config = runtime.config
+    segment = request.path_params["bot_id"]
+    if config.has("bot_detail_not_int64_500"):
+        bot_id = int(segment)  # fault: unchecked, so a segment of letters raises (a 500)
+    else:
+        try:
+            bot_id = parse_id_text(segment, "bot_id")
+        except ApiError:
+            if not config.has("bot_detail_not_int64_ok"):
+                raise
+            return ok_response(config.success_msg, bot_details(config, _phantom(0, principal)))  # fault: answered
+    bot = _find(runtime, bot_id, principal, unknown_ok="bot_detail_unknown_ok", any_owner="iso_bot_detail_other_bot")
+    return ok_response(config.success_msg, bot_details(config, bot))
 
 
-def bot_details(bot: Bot) -> dict[str, object]:
+def bot_details(config: ServerConfig, bot: Bot) -> dict[str, object]:
     draft = bot.draft
+    if config.has("bot_detail_stale") and bot.first_online is not None:  # fault: the first publish, forever
+        draft = bot.first_online
     data: dict[str, object] = {
         "bot_id": bot.bot_id,
         "name": draft.name,
@@ -130,13 +209,24 @@ def bot_details(bot: Bot) -> dict[str, object]:
         "status": bot.status,
         "prompt": draft.prompt,
         "tools": [dict(tool) for tool in draft.tools],
-        "created_at": bot.created_at,
-        "updated_at": bot.updated_at,
+        "created_at": _stamp(config, "ts_ms_detail", bot.created_at),
+        "updated_at": _stamp(config, "ts_ms_detail", bot.updated_at),
     }
     if draft.model:
         data["model"] = draft.model
     if bot.published_at is not None:
         # Publish state only once there is one: no version 0 or published_at 0.
         data["version"] = bot.version
-        data["published_at"] = bot.published_at
+        data["published_at"] = _stamp(config, "ts_ms_detail", bot.published_at)
+    for key, fault in (
+        ("icon_url", "bot_detail_missing_display"),
+        ("prompt", "bot_detail_no_prompt"),
+        ("version", "bot_detail_no_version"),
+    ):
+        if config.has(fault):  # fault: this documented field left out
+            data.pop(key, None)
+    if config.has("bot_detail_model_object"):  # fault: model an object, not a string
+        data["model"] = {"name": draft.model or "default"}
+    if config.has("bot_detail_tools_strings"):  # fault: tools as bare names, not objects
+        data["tools"] = [str(tool.get("type")) for tool in draft.tools] or ["code_interpreter"]
     return data

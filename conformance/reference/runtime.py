@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .config import ServerConfig
 from .eventstream import SseFormat
-from .ratelimit import SlidingWindowLimiter
+from .ratelimit import SlidingWindowLimiter, limit_function
 from .store import Store
 
 StopReason = str  # "cancelled" (by /v3/chat/cancel) or "shutdown" (the server stops)
@@ -37,9 +37,17 @@ class RunningChat:
 class Runtime:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = Store()
+        # The version faults of faults_api.py: a first publish of 2, a version stuck at 1.
+        self.store = Store(
+            first_version=2 if config.has("bot_publish_version_starts_at_2") else 1,
+            version_step=0 if config.has("bot_publish_version_stuck") else 1,
+        )
         self.limiter = (
-            SlidingWindowLimiter(config.limit_for, config.rate_window, config.clock) if config.rate_limits else None
+            SlidingWindowLimiter(
+                limit_function(config), config.rate_window, config.clock, sticky=config.has("rate_no_recovery")
+            )
+            if config.rate_limits
+            else None
         )
         self.sse_format = SseFormat.from_config(config)
         self.principal_by_api_key = {p.api_key: p.name for p in config.principals}

@@ -42,6 +42,8 @@ class Bot:
     version: int = 0  # 0 until the first publish (spec "发布智能体": version 1 then higher)
     published_at: int | None = None
     online: BotProfile | None = None  # the draft as it was at the last publish
+    #: The draft as it was at the first publish: only the stale-snapshot faults show it.
+    first_online: BotProfile | None = None
 
     @property
     def status(self) -> str:
@@ -58,8 +60,13 @@ class Conversation:
 
 
 class Store:
-    def __init__(self, id_seed: int | None = None) -> None:
+    """``first_version`` and ``version_step`` number the publishes (spec "发布智能体":
+    1, then higher); other values exist only for the version faults (faults_api.py)."""
+
+    def __init__(self, id_seed: int | None = None, *, first_version: int = 1, version_step: int = 1) -> None:
         self.lock = threading.Lock()
+        self._first_version = first_version
+        self._version_step = version_step
         self._mint = IdMint(id_seed)
         self._bots: dict[int, Bot] = {}
         self._conversations: dict[str, Conversation] = {}
@@ -103,8 +110,10 @@ class Store:
     def publish(self, bot: Bot) -> Bot:
         with self.lock:
             stamp = now_seconds()
-            bot.version += 1
+            bot.version = self._first_version if bot.online is None else bot.version + self._version_step
             bot.online = bot.draft
+            if bot.first_online is None:
+                bot.first_online = bot.draft
             bot.published_at = stamp
             bot.updated_at = stamp  # as in the spec's /v1/bots example: updated_at == published_at
             return bot

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from conformance.client import ApiClient
+from conformance.outcomes import Checks
 from conformance.profile import Profile
 from conformance.suite.helpers import Bot, Envelope, chat_body, envelope
 
@@ -44,7 +46,7 @@ def has_code(answer: Envelope, codes: frozenset[int] | set[int]) -> bool:
     return isinstance(code, int) and not isinstance(code, bool) and code in codes
 
 
-def unknown_id(*known: str) -> str:
+def unknown_id(*known: str | None) -> str:
     """Eighteen random digits: an id no server has handed out, in int64 range."""
     while True:
         candidate = str(10**17 + secrets.randbelow(9 * 10**17))
@@ -86,17 +88,21 @@ REFUSALS = (
     # these modules) has no room for a third, and bot_id is already probed by
     # CHAT-REQ-001/002 while user_id and additional_messages have no other test.
     refusal("CHAT-REQ-005", _replaced("user_id", lambda user: {"id": user}), "user_id-object"),
-    refusal("CHAT-REQ-005", _replaced("additional_messages", lambda messages: messages[0]), "additional_messages-object"),
+    refusal(
+        "CHAT-REQ-005", _replaced("additional_messages", lambda messages: messages[0]), "additional_messages-object"
+    ),
     refusal("CHAT-MSG-002", _message_without(lambda profile: ("role",)), "message-role-missing"),
     refusal("CHAT-MSG-003", _message_without(lambda profile: ("content",)), "message-content-missing"),
     # READING "additional_messages[].content_type": either key names the type; neither is 400.
-    refusal("CHAT-MSG-005", _message_without(lambda profile: profile.messages.content_type_keys), "message-type-missing"),
+    refusal(
+        "CHAT-MSG-005", _message_without(lambda profile: profile.messages.content_type_keys), "message-type-missing"
+    ),
 )
 
 
 @pytest.mark.parametrize(("requirement", "change"), REFUSALS)
 def test_invalid_chat_refused(
-    api: Any, check: Any, profile: Profile, published_bot: Bot, user_id: str, requirement: str, change: Change
+    api: ApiClient, check: Checks, profile: Profile, published_bot: Bot, user_id: str, requirement: str, change: Change
 ) -> None:
     body = change(chat_body(published_bot, user_id, "你好"), profile)
     answer = envelope(api.request("POST", chat_path(profile), json=body))
@@ -104,7 +110,7 @@ def test_invalid_chat_refused(
 
 
 @pytest.mark.requirement("CHAT-REQ-002")
-def test_unknown_bot_refused(api: Any, check: Any, profile: Profile, published_bot: Bot, user_id: str) -> None:
+def test_unknown_bot_refused(api: ApiClient, check: Checks, profile: Profile, published_bot: Bot, user_id: str) -> None:
     # READING "Unknown bot / conversation id": 400 or 404 in the envelope, never data.
     body = {**chat_body(published_bot, user_id, "你好"), "bot_id": unknown_id(published_bot.id)}
     answer = envelope(api.request("POST", chat_path(profile), json=body))
@@ -114,7 +120,7 @@ def test_unknown_bot_refused(api: Any, check: Any, profile: Profile, published_b
 
 @pytest.mark.requirement("READ-001")
 def test_huge_chat_body_never_server_error(
-    api: Any, check: Any, profile: Profile, published_bot: Bot, user_id: str
+    api: ApiClient, check: Checks, profile: Profile, published_bot: Bot, user_id: str
 ) -> None:
     # The padding rides in meta_data (documented, an object of strings) rather than in
     # the message, so a server that accepts the body spends no model tokens on it.

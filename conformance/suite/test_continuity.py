@@ -24,16 +24,18 @@ are ever in flight on one conversation: every step waits for the previous answer
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from conformance.client import DeadlineExceeded
+from conformance.catalogue import Catalogue
+from conformance.client import ApiClient, DeadlineExceeded
+from conformance.outcomes import Checks
 from conformance.profile import ConversationForm, Profile
 from conformance.suite.helpers import Bot, Envelope, chat_body, conversation_request, envelope, id_text, user_message
+from conformance.suite.test_chat import chat_path, has_code, unknown_id
 
 #: The spec's multimodal example ("消息内容类型", 多模态消息示例).
 IMAGE_URL = "https://example.com/image.jpg"
@@ -42,33 +44,34 @@ OBJECT_STRING = json.dumps({"type": "text", "text": "你好"}, ensure_ascii=Fals
 #: "card | 卡片消息": the spec shows no card, so a small JSON document as text.
 CARD = json.dumps({"title": "cz-conf", "text": "你好"}, ensure_ascii=False)
 
-FIRST_CHAT = ("CHAT-001", "CHAT-REQ-004", "CHAT-CT-001", "CHAT-RESP-001", "CHAT-RESP-002", "CHAT-RESP-003",
-              "CHAT-RESP-004", "BP-002")  # fmt: skip
-OPTIONAL_INPUTS = ("CHAT-REQ-006", "CHAT-REQ-007", "CHAT-REQ-008", "CHAT-MSG-001", "CHAT-MSG-004", "CHAT-CT-002",
-                   "CHAT-CT-003", "CHAT-CT-004")  # fmt: skip
+#: What each step judges (the test's marker lists them all).
+FIRST_CHAT = (
+    "CHAT-001", "CHAT-REQ-004", "CHAT-CT-001", "CHAT-RESP-001", "CHAT-RESP-002", "CHAT-RESP-003", "CHAT-RESP-004",
+    "BP-002",
+)  # fmt: skip
+OPTIONAL_INPUTS = (
+    "CHAT-REQ-006", "CHAT-REQ-007", "CHAT-REQ-008", "CHAT-MSG-001", "CHAT-MSG-004", "CHAT-CT-002", "CHAT-CT-003",
+    "CHAT-CT-004",
+)  # fmt: skip
 CONVERSATIONS = ("CHAT-CONV-001", "CHAT-CONV-002", "CHAT-CONV-003", "CHAT-CONV-004")
-
-
-def has_code(answer: Envelope, codes: frozenset[int] | set[int]) -> bool:
-    """The body code is one of ``codes`` (a JSON integer: 400.0 or "400" is not a code)."""
-    code = answer.code
-    return isinstance(code, int) and not isinstance(code, bool) and code in codes
 
 
 class Chats:
     """Sends this test's chats, one at a time, with the shared published bot."""
 
-    def __init__(self, api: Any, profile: Profile, bot: Bot, user_id: str) -> None:
+    def __init__(self, api: ApiClient, profile: Profile, bot: Bot, user_id: str) -> None:
         self.api = api
         self.profile = profile
         self.bot = bot
         self.user_id = user_id
-        self.path = profile.endpoint("chat").path
+        self.path = chat_path(profile)
 
     def body(self, text: str = "你好", **extra: Any) -> dict[str, Any]:
         return chat_body(self.bot, self.user_id, text, **extra)
 
-    def send(self, body: Mapping[str, Any], params: Mapping[str, str] | None = None, timeout: float | None = None) -> Envelope:
+    def send(
+        self, body: Mapping[str, Any], params: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> Envelope:
         return envelope(self.api.request("POST", self.path, json=dict(body), params=params, timeout=timeout))
 
     def conversation_of(self, answer: Envelope) -> str | None:
@@ -78,7 +81,7 @@ class Chats:
 # --------------------------------------------------------------------------- 1. the first chat
 
 
-def first_chat(check: Any, profile: Profile, chats: Chats) -> str | None:
+def first_chat(check: Checks, profile: Profile, chats: Chats) -> str | None:
     """A plain chat with ``stream`` omitted; returns its conversation id (None if none)."""
     body = {k: v for k, v in chats.body("你好").items() if k != "stream"}  # CHAT-REQ-004: default false
     within = profile.chat.answer_within_seconds
@@ -89,7 +92,8 @@ def first_chat(check: Any, profile: Profile, chats: Chats) -> str | None:
     try:
         answer = chats.send(body, timeout=timeout)
     except DeadlineExceeded as exc:
-        check("BP-002", False, expected=f"an answer within {within:g} s", actual=f"none after {exc.elapsed:.1f} s")
+        waited = exc.elapsed if exc.elapsed is not None else timeout
+        check("BP-002", False, expected=f"an answer within {within:g} s", actual=f"none after {waited:.1f} s")
         raise
     elapsed = answer.response.elapsed
     check("BP-002", elapsed <= within, expected=f"an answer within {within:g} s", actual=f"{elapsed:.2f} s")
@@ -101,7 +105,8 @@ def first_chat(check: Any, profile: Profile, chats: Chats) -> str | None:
         actual=f"Content-Type {answer.response.headers.get('content-type')!r}; {answer.describe()}",
         soft=True,
     )
-    check("CHAT-CT-001", answer.ok, expected="a text user message accepted: code 0 with data", actual=answer.describe(), soft=True)
+    accepted = "a text user message accepted: code 0 with data"
+    check("CHAT-CT-001", answer.ok, expected=accepted, actual=answer.describe(), soft=True)
     check("CHAT-001", answer.ok, expected="code 0 with a data object", actual=answer.describe())
     data = answer.data
     ids = {k: data.get(k) for k in (profile.conversation.response_key, "id")}
@@ -155,7 +160,11 @@ def optional_inputs(profile: Profile) -> tuple[OptionalInput, ...]:
     """One entry per optional-input requirement (spec: the request table's objects, the
     message table's roles, the content-type table, the multimodal example's ``type``)."""
     _, *aliases = profile.messages.content_type_keys
-    kinds = {"CHAT-CT-002": ("image", IMAGE_URL), "CHAT-CT-003": ("object_string", OBJECT_STRING), "CHAT-CT-004": ("card", CARD)}
+    kinds = {
+        "CHAT-CT-002": ("image", IMAGE_URL),
+        "CHAT-CT-003": ("object_string", OBJECT_STRING),
+        "CHAT-CT-004": ("card", CARD),
+    }
     listed = profile.messages.accepted_content_types + profile.messages.preferred_content_types
     assert all(kind in listed for kind, _ in kinds.values()), "suite bug: a content type the profile does not list"
     assert "assistant" in profile.messages.roles, "suite bug: the profile lists no assistant role"
@@ -164,7 +173,7 @@ def optional_inputs(profile: Profile) -> tuple[OptionalInput, ...]:
         OptionalInput("CHAT-REQ-007", fields={"meta_data": {"cz_suite": "conformance"}}),
         OptionalInput("CHAT-REQ-008", fields={"extra_params": {"cz_flag": "1"}}),
         # An earlier exchange, the assistant's turn included, before the user's message.
-        OptionalInput("CHAT-MSG-001", messages=(user_message("你好"), user_message("你好!有什么可以帮你?", role="assistant"))),
+        OptionalInput("CHAT-MSG-001", messages=(user_message("你好"), user_message("你好!", role="assistant"))),
         # READING "additional_messages[].content_type": the example's key instead of the table's.
         OptionalInput("CHAT-MSG-004", messages=tuple(user_message("你好", key=alias) for alias in aliases)),
         *(OptionalInput(req, messages=(user_message(content, kind),)) for req, (kind, content) in kinds.items()),
@@ -179,7 +188,9 @@ def inputs_body(chats: Chats, inputs: tuple[OptionalInput, ...]) -> dict[str, An
     return body
 
 
-def judge_inputs(check: Any, catalogue: Any, chats: Chats, inputs: tuple[OptionalInput, ...]) -> list[Envelope]:
+def judge_inputs(
+    check: Checks, catalogue: Catalogue, chats: Chats, inputs: tuple[OptionalInput, ...]
+) -> list[Envelope]:
     """Send every input in one chat; only if it is refused, find which input was.
 
     A chat that accepts them all shows each is accepted. A refused one says nothing of
@@ -191,7 +202,9 @@ def judge_inputs(check: Any, catalogue: Any, chats: Chats, inputs: tuple[Optiona
 
     def verdict(group: tuple[OptionalInput, ...], answer: Envelope) -> None:
         for item in group:
-            check(item.requirement, answer.ok, expected="accepted: code 0 with data", actual=answer.describe(), soft=True)
+            check(
+                item.requirement, answer.ok, expected="accepted: code 0 with data", actual=answer.describe(), soft=True
+            )
 
     def probe(group: tuple[OptionalInput, ...]) -> Envelope:
         answer = chats.send(inputs_body(chats, group))
@@ -236,7 +249,7 @@ class Attempt:
 
 
 def judge_continuation(
-    check: Any, profile: Profile, chats: Chats, first: str | None, start: Callable[[], str]
+    check: Checks, profile: Profile, chats: Chats, first: str | None, start: Callable[[], str]
 ) -> int | None:
     """Continue a conversation in each form, in the profile's order, until both the MUST
     (some form keeps the id) and the SHOULD (the preferred form does) are known.
@@ -275,15 +288,9 @@ def judge_continuation(
 # --------------------------------------------------------------------------- 4. an unknown conversation
 
 
-def unknown_id(*known: str | None) -> str:
-    """Eighteen random digits: an id no server has handed out."""
-    while True:
-        candidate = str(10**17 + secrets.randbelow(9 * 10**17))
-        if candidate not in known:
-            return candidate
-
-
-def judge_unknown_conversation(check: Any, profile: Profile, chats: Chats, form_index: int, *known: str | None) -> None:
+def judge_unknown_conversation(
+    check: Checks, profile: Profile, chats: Chats, form_index: int, *known: str | None
+) -> None:
     # READING "Chat with an unknown / another principal's ConversationID": 400/403/404,
     # or a new conversation with a different id. Sent in the form the server honoured,
     # so that a server ignoring the form cannot pass by not reading it.
@@ -305,9 +312,9 @@ def judge_unknown_conversation(check: Any, profile: Profile, chats: Chats, form_
 
 @pytest.mark.requirement(*FIRST_CHAT, *OPTIONAL_INPUTS, *CONVERSATIONS)
 def test_conversations_start_and_continue(
-    api: Any,
-    check: Any,
-    catalogue: Any,
+    api: ApiClient,
+    check: Checks,
+    catalogue: Catalogue,
     profile: Profile,
     published_bot: Bot,
     user_id: str,

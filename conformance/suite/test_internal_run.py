@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from conformance.client import ApiClient
+from conformance.outcomes import Checks
 from conformance.profile import Profile
 from conformance.suite.helpers import Bot, StreamResult, read_chat_stream, stream_rules
-
-#: spec 错误码: "| 400 | 请求参数错误 |" (the profile names no role for the code).
-BAD_REQUEST = 400
+from conformance.suite.test_chat import BAD_REQUEST
 
 
 def run_path(profile: Profile) -> str:
@@ -80,7 +80,7 @@ def is_int(value: Any) -> bool:
 
 
 @pytest.mark.requirement("RUN-001")
-def test_run_answers(api: Any, check: Any, profile: Profile, published_bot: Bot) -> None:
+def test_run_answers(api: ApiClient, check: Checks, profile: Profile, published_bot: Bot) -> None:
     result = read_chat_stream(api, run_path(profile), run_body(published_bot), profile)
     if result.reading is not None:
         # A stream that answers: a success status and events, none of them an error.
@@ -106,7 +106,7 @@ def missing(field: str, requirement: str) -> Any:
 
 @pytest.mark.parametrize(("field", "requirement"), [missing("agent_id", "RUN-002"), missing("query", "RUN-003")])
 def test_run_without_required_field_refused(
-    api: Any, check: Any, profile: Profile, published_bot: Bot, field: str, requirement: str
+    api: ApiClient, check: Checks, profile: Profile, published_bot: Bot, field: str, requirement: str
 ) -> None:
     assert field in profile.endpoint("run").required, f"suite bug: {field} is not required by the profile"
     body = {k: v for k, v in run_body(published_bot).items() if k != field}

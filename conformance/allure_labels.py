@@ -36,6 +36,8 @@ SEVERITY = {
     "MAY": allure.severity_level.MINOR,
 }
 _LEVEL_ORDER = ("MUST", "SHOULD", "MAY")
+# allure-pytest's dynamic API carries no type hints.
+_dynamic: Any = allure.dynamic
 
 
 def _text(data: bytes | None) -> str:
@@ -103,12 +105,12 @@ class AllureLabels:
         reqs = self._requirements(declared)
         if not self.active or not reqs:
             return
-        allure.dynamic.epic(*dict.fromkeys(r.area for r in reqs))
-        allure.dynamic.feature(*dict.fromkeys(r.endpoint for r in reqs))
-        allure.dynamic.story(*(r.id for r in reqs))
+        _dynamic.epic(*dict.fromkeys(r.area for r in reqs))
+        _dynamic.feature(*dict.fromkeys(r.endpoint for r in reqs))
+        _dynamic.story(*(r.id for r in reqs))
         levels = [lv for lv in _LEVEL_ORDER if any(r.level == lv for r in reqs)]
-        allure.dynamic.severity(SEVERITY[levels[0]])
-        allure.dynamic.tag(*levels)
+        _dynamic.severity(SEVERITY[levels[0]])
+        _dynamic.tag(*levels)
 
     def attach(self, item: pytest.Item) -> None:
         if not self.active:

@@ -73,7 +73,7 @@ def report_schema(name: str) -> dict[str, Any]:
     raise FileNotFoundError(f"no {name}.schema.json in {', '.join(map(str, _REPORT_SCHEMA_DIRS))}")
 
 
-class BaselineError(pytest.UsageError):
+class BaselineError(pytest.UsageError):  # type: ignore[misc]  # final for mypy; subclassed as settings.SettingsError is
     """A malformed baseline or an unknown id in it; pytest exits with code 4."""
 
 
@@ -217,7 +217,7 @@ def _entry(item: Mapping[str, str]) -> Entry:
 
 def _schema_problems(data: Any) -> list[str]:
     validator = Draft202012Validator(report_schema("baseline"))
-    problems = []
+    problems: list[str] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = list(error.absolute_path)
         where = f"entry {path[1] + 1}" if len(path) >= 2 and path[0] == "expected" else ".".join(map(str, path)) or "top level"
@@ -239,7 +239,7 @@ def _messages(error: ValidationError) -> list[str]:
 
 
 def _unknown_ids(entries: Iterable[Entry], known: Collection[str], package_dir: Path) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for number, entry in enumerate(entries, 1):
         if entry.requirement is not None and entry.requirement not in known:
             close = difflib.get_close_matches(entry.requirement, list(known), n=1)

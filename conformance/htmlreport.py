@@ -36,6 +36,9 @@ _COLOURS = {
 }
 
 
+_ORDER = ("FAIL", "XFAIL", "WARN", "NOT RUN", "SKIP", "PASS")
+
+
 def _row(label: str, value: str) -> str:
     return f'<tr><th style="text-align:left;padding-right:1em">{escape(label)}</th><td>{escape(value)}</td></tr>'
 
@@ -58,17 +61,20 @@ def requirements_html(rows: list[dict[str, Any]]) -> str:
     outcome, tests, gloss)."""
     counts = Counter(row["outcome"] for row in rows)
     caption = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    # What needs reading first comes first; the catalogue's order within each outcome.
+    ordered = sorted(rows, key=lambda row: _ORDER.index(row["outcome"]) if row["outcome"] in _ORDER else len(_ORDER))
+    cell = 'style="padding:1px 8px;vertical-align:top"'
     body = "".join(
         "<tr>"
-        f"<td><code>{escape(row['id'])}</code></td>"
-        f"<td>{escape(row['level'])}</td>"
-        f'<td style="font-weight:bold;color:{_COLOURS.get(row["outcome"], "inherit")}">{escape(row["outcome"])}</td>'
-        f"<td>{len(row['tests'])}</td>"
-        f"<td>{escape(row.get('gloss') or '')}</td>"
+        f"<td {cell}><code>{escape(row['id'])}</code></td>"
+        f"<td {cell}>{escape(row['level'])}</td>"
+        f'<td style="padding:1px 8px;vertical-align:top;font-weight:bold;color:{_COLOURS.get(row["outcome"], "inherit")}">{escape(row["outcome"])}</td>'
+        f"<td {cell}>{len(row['tests'])}</td>"
+        f"<td {cell}>{escape(row.get('gloss') or '')}</td>"
         "</tr>"
-        for row in rows
+        for row in ordered
     )
-    head = "".join(f'<th style="text-align:left">{h}</th>' for h in ("Requirement", "Level", "Outcome", "Tests", "What is checked"))
+    head = "".join(f'<th style="text-align:left;padding:1px 8px">{h}</th>' for h in ("Requirement", "Level", "Outcome", "Tests", "What is checked"))
     return (
         '<details class="conformance-requirements" open>'
         f"<summary><strong>Requirements ({len(rows)}): {escape(caption)}</strong></summary>"

@@ -31,7 +31,6 @@ import dataclasses
 import datetime
 import functools
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -493,7 +492,7 @@ class CertificationReporter:
             # mark, done by hand so that --strict / strict_xfail cannot change it.
             reason = "baseline: " + "; ".join(f"{e.key}: {e.reason}" for e in used)
             report.outcome = "skipped"
-            report.wasxfail = reason  # type: ignore[attr-defined]
+            report.wasxfail = reason
             report.conformance_outcome = XFAIL  # type: ignore[attr-defined]
             item.stash[_BASELINE_KEY] = reason
             return
@@ -774,8 +773,9 @@ def _move_reproduction(report: pytest.TestReport) -> None:
         return
     _, script = report.sections[index]
     longrepr = report.longrepr
-    if hasattr(longrepr, "addsection"):
-        longrepr.addsection(REPRODUCE_SECTION, script)
+    addsection = getattr(longrepr, "addsection", None)  # pytest's ExceptionRepr
+    if callable(addsection):
+        addsection(REPRODUCE_SECTION, script)
     elif isinstance(longrepr, str):
         report.longrepr = f"{longrepr}\n\n{' ' + REPRODUCE_SECTION + ' ':-^80}\n{script}"
     else:

@@ -91,7 +91,7 @@ class FakePytest:
 )
 def test_run_passes_everything_to_pytest_and_returns_its_code(monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: list[str]) -> None:
     fake = FakePytest(ret=3)
-    monkeypatch.setattr(cli.pytest, "main", fake)
+    monkeypatch.setattr(pytest, "main", fake)
     assert cli.main(argv) == 3
     ((args, plugins),) = fake.calls
     assert args == expected

@@ -95,7 +95,8 @@ def mutations(example: Any) -> Iterator[Any]:
             smaller = dict(example)
             del smaller[key]
             yield smaller
-            for other in (None, [], {}, "x", 7, True):
+            others: tuple[Any, ...] = (None, [], {}, "x", 7, True)
+            for other in others:
                 if type(other) is not type(example[key]):
                     yield {**example, key: other}
                     break

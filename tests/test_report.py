@@ -22,6 +22,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from conformance.baseline import report_schema
+from conformance.htmlreport import requirements_html
 from conformance.outcomes import Outcome, Record
 from conformance.redact import Redactor
 from conformance.report import (
@@ -135,6 +136,19 @@ def test_verdict_to_dict_matches_the_results_schema_part() -> None:
     schema = report_schema("results")
     sub = {**schema["properties"]["verdict"], "$defs": schema["$defs"]}
     assert not list(Draft202012Validator(sub).iter_errors(verdict.to_dict()))
+
+
+def test_the_html_requirement_table_puts_failures_first_and_escapes() -> None:
+    rows: list[dict[str, Any]] = [
+        {"id": "A-001", "level": "MUST", "outcome": "PASS", "tests": [1], "gloss": "<b>ok</b>"},
+        {"id": "A-002", "level": "MUST", "outcome": "NOT RUN", "tests": [], "gloss": None},
+        {"id": "A-003", "level": "SHOULD", "outcome": "WARN", "tests": [1, 2], "gloss": "w"},
+        {"id": "A-004", "level": "MUST", "outcome": "FAIL", "tests": [1], "gloss": "f & g"},
+    ]
+    page = requirements_html(rows)
+    assert [page.index(rid) for rid in ("A-004", "A-003", "A-002", "A-001")] == sorted(page.index(rid) for rid in ("A-001", "A-002", "A-003", "A-004"))
+    assert "&lt;b&gt;ok&lt;/b&gt;" in page and "f &amp; g" in page and "<b>ok" not in page
+    assert "Requirements (4): 1 FAIL, 1 NOT RUN, 1 PASS, 1 WARN" in page
 
 
 # --------------------------------------------------------------------------- exit codes (unit)
@@ -293,6 +307,7 @@ def test_four(check):
 
 
 def make_suite(pytester: pytest.Pytester, *, fail2: bool = False, warn3: bool = False, fail4: bool = False, extra: str = "") -> None:
+    """The harness and the stand-in suite; the flags break DEMO-002, DEMO-003, DEMO-004."""
     pytester.makeconftest(HARNESS)
     flags = f"FAIL_DEMO_002 = {fail2}\nWARN_DEMO_003 = {warn3}\nFAIL_DEMO_004 = {fail4}\n"
     pytester.makepyfile(test_demo=SUITE + "\n" + flags + extra)
@@ -336,7 +351,7 @@ def last_line(result: pytest.RunResult) -> str:
 def test_the_verdict_is_the_last_line_and_the_exit_code_follows(
     pytester: pytest.Pytester, flags: dict[str, bool], args: tuple[str, ...], code: int, line: str
 ) -> None:
-    make_suite(pytester, **flags)
+    make_suite(pytester, fail2=flags.get("fail2", False), warn3=flags.get("warn3", False))
     result = run(pytester, *args)
     assert last_line(result) == line
     assert result.ret == code
@@ -605,3 +620,109 @@ def test_reports_not_wired_in_time_are_a_loud_error(pytester: pytest.Pytester) -
 
 def test_results_schema_is_valid() -> None:
     Draft202012Validator.check_schema(report_schema("results"))
+
+
+# --------------------------------------------------------------------------- end to end, for the lead to enable
+#
+# These run the real suite (``pytest --pyargs conformance``) against the reference
+# server, so they need the reporter installed by the plugin
+# (``conformance.report.install`` in plugin.py's pytest_configure). They are plain
+# functions, not collected, until renamed ``test_*``; the chromium one also needs
+# ``chromium`` on PATH (Debian: apt-get install chromium).
+
+SUITE_ARGS: tuple[str, ...] = ("--pyargs", "conformance", "-p", "no:cacheprovider")
+SPECIAL_API_KEY = 'e2e-ak"/+=%-0123456789'
+SPECIAL_SESSION_KEY = "e2e-sk/+=%-0123456789"  # no '"': a cookie value cannot carry one unquoted
+NARROW_FAULT = ("ts_ms_create", "BOT-CREATE-006")  # a reference-server fault that fails exactly one requirement
+
+
+class _Target:
+    """A reference server with known credentials (special characters included)."""
+
+    def __init__(self, *faults: str) -> None:
+        from conformance.reference import PrincipalConfig, ReferenceServer, ServerConfig
+
+        self.server = ReferenceServer(ServerConfig(
+            principals=(
+                PrincipalConfig(name="p1", api_key=SPECIAL_API_KEY, session_key=SPECIAL_SESSION_KEY),
+                PrincipalConfig(name="p2", api_key=SPECIAL_API_KEY + "-2", session_key=SPECIAL_SESSION_KEY + "-2"),
+            ),
+            rate_limits=False,
+            faults=frozenset(faults),
+        ))
+
+    def __enter__(self) -> _Target:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return str(self.server.url)
+
+    def env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in (("COZE_API_KEY", SPECIAL_API_KEY), ("COZE_SESSION_KEY", SPECIAL_SESSION_KEY),
+                            ("COZE_API_KEY_2", SPECIAL_API_KEY + "-2"), ("COZE_SESSION_KEY_2", SPECIAL_SESSION_KEY + "-2")):
+            monkeypatch.setenv(name, value)
+
+
+def e2e_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _Target(NARROW_FAULT[0]) as target:
+        target.env(monkeypatch)
+        result = pytester.runpytest_subprocess(*SUITE_ARGS, "--target-url", target.url, "--report-dir", "out",
+                                               "-n", "2", "-vv", "--showlocals", "--tb=long", "-rA")
+    assert result.ret == 1
+    out = pytester.path / "out"
+    reports = read_reports(out)
+    line = last_line(result)
+    assert line.startswith(("NOT CONFORMANT — ", "INCOMPLETE — ")) and NARROW_FAULT[1] in line
+    assert reports["results"]["verdict"]["line"] == line
+    assert not list(Draft202012Validator(report_schema("results")).iter_errors(reports["results"]))
+    assert {p.get("name"): p.get("value") for p in reports["junit"].iter("property")}["conformance_verdict"] == line
+    assert "<h2>Certification</h2>" in reports["html"] and reports["allure"]
+    redactor = Redactor({"COZE_API_KEY": SPECIAL_API_KEY, "COZE_SESSION_KEY": SPECIAL_SESSION_KEY})
+    assert not redactor.contains_secret("\n".join(result.outlines + result.errlines))
+    assert [p.name for p in out.rglob("*") if p.is_file() and redactor.contains_secret(p.read_bytes())] == []
+
+
+def e2e_html_report_opens_in_headless_chromium(pytester: pytest.Pytester) -> None:
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    assert chromium, "chromium is needed for this test (apt-get install chromium)"
+    result = pytester.runpytest_subprocess(*SUITE_ARGS, "--report-dir", "out")
+    page = (pytester.path / "out" / "report.html").as_uri()
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1800"]
+    shot = pytester.path / "out" / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", page], check=True, capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    dom = subprocess.run([*flags, "--dump-dom", page], check=True, capture_output=True, text=True, timeout=120).stdout
+    # pytest-html renders its test table with JavaScript: the dumped DOM shows what a reader sees.
+    assert "<h2>Certification</h2>" in dom and html.escape(last_line(result)) in dom
+    assert 'class="col-requirements"' in dom and "Requirements (" in dom
+    print(f"screenshot: {shot}")  # look at it
+
+
+def e2e_ci_gate_listed_fault_passes_unlisted_fault_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "ci-gate.sh"
+    fault, requirement = NARROW_FAULT
+    listed = tmp_path / "baseline.toml"
+    listed.write_text(f'[[expected]]\nrequirement = "{requirement}"\nreason = "the fault {fault} is on"\n', encoding="utf-8")
+    monkeypatch.setenv("COZE_CONFORMANCE", f"{sys.executable} -m conformance.cli")
+    monkeypatch.setenv("COZE_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.chdir(tmp_path)
+    codes = []
+    with _Target(fault) as target:
+        target.env(monkeypatch)
+        for baseline in ([str(listed)], []):
+            done = subprocess.run([str(script), target.url, *baseline, "--", "-p", "no:cacheprovider", "-q"],
+                                  capture_output=True, text=True, timeout=600)
+            codes.append(done.returncode)
+            assert f"ci-gate: exit {done.returncode}" in done.stderr
+    assert codes == [0, 1]

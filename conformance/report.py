@@ -359,13 +359,13 @@ class CertificationReporter:
         self.keys: dict[str, str] = {}
         self.ran: set[str] = set()
         self.errors: list[tuple[str, str, str]] = []  # (node id, phase, message)
-        self.xfailed: dict[str, str] = {}
         self.test_outcomes: dict[str, str] = {}
         self.started = time.time()
         self.verdict: Verdict | None = None
         self.results: dict[str, RequirementResult] = {}
         self.statuses: dict[Any, EntryStatus] = {}
         self.exit_code: int | None = None
+        self.allure: Any = None  # AllureLabels when allure-pytest is installed (pytest_configure)
 
     # ---- catalogue views
 
@@ -533,8 +533,6 @@ class CertificationReporter:
         if report.failed and outcome != str(Outcome.FAIL):
             message = getattr(report, "conformance_error", None) or self.redactor.redact(_crash_line(report))
             self.errors.append((nodeid, report.when, message))
-        if outcome == XFAIL:
-            self.xfailed[nodeid] = getattr(report, "wasxfail", "")
         previous = self.test_outcomes.get(nodeid)
         if report.failed:
             self.test_outcomes[nodeid] = "error" if outcome != str(Outcome.FAIL) else "failed"

@@ -189,6 +189,7 @@ class Envelope:
     success_description: str
     preferred_success_msg: str
     error_data_null_preferred: bool
+    parameter_error_code: int
     error_codes: tuple[ErrorCode, ...]
 
     @property
@@ -444,10 +445,13 @@ def _envelope(t: _Table) -> Envelope:
         success_description=t.text("success_description"),
         preferred_success_msg=t.text("preferred_success_msg"),
         error_data_null_preferred=t.flag("error_data_null_preferred"),
+        parameter_error_code=t.integer("parameter_error_code"),
         error_codes=tuple(errors),
     )
     if env.success_code in env.codes:
         raise ProfileError(f"[envelope]: success_code {env.success_code} is also an error code")
+    if env.parameter_error_code not in env.codes:
+        raise ProfileError(f"[envelope]: parameter_error_code {env.parameter_error_code} is not a listed error code")
     t.done()
     return env
 

@@ -23,7 +23,7 @@ from conformance.client import ApiClient, ExchangeLog, TransportError
 from conformance.plugin import build_client
 from conformance.settings import Settings
 from conformance.shared import SharedState
-from conformance.suite.helpers import Bot, envelope, id_text
+from conformance.suite.helpers import Bot, blocked, envelope, id_text
 
 MAX_BOTS_PER_PRINCIPAL = 5
 NAME_LIMIT = 30
@@ -57,10 +57,6 @@ def setup_client(conformance_settings: Settings) -> Iterator[ApiClient]:
     client.close()
 
 
-def _blocked(requirement: str, why: str) -> pytest.skip.Exception:
-    return pytest.skip.Exception(f"blocked by {requirement}: {why}", _use_item_location=True)
-
-
 class BotMaker:
     """Creates and publishes bots within the run's per-principal budget."""
 
@@ -71,15 +67,21 @@ class BotMaker:
         self.principal = principal
         self.model = model
 
-    def create(self, label: str = "") -> Bot:
+    def reserve_name(self, label: str = "") -> str:
+        """A bot name from this principal's budget for the run (SKIPs when spent)."""
         try:
             n = self.state.increment(f"bots-{self.principal}", limit=MAX_BOTS_PER_PRINCIPAL)
         except ValueError:
-            raise _blocked("BOT-CREATE-001", f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots is spent") from None
-        name = f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[:NAME_LIMIT]
+            raise pytest.skip.Exception(
+                f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots per principal is spent", _use_item_location=True
+            ) from None
+        return f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[:NAME_LIMIT]
+
+    def create(self, label: str = "") -> Bot:
+        name = self.reserve_name(label)
         body: dict[str, Any] = {
             "name": name,
-            "description": f"conformance suite bot {n} of run {self.run_id}",
+            "description": f"conformance suite bot {name}",
             "icon_url": "https://example.com/cz-conf-icon.png",
             "prompt": "你是一个测试助手。",
         }
@@ -88,19 +90,19 @@ class BotMaker:
         try:
             answer = envelope(self.api.request("POST", "/api/draftbot/create", json=body))
         except TransportError as exc:
-            raise _blocked("BOT-CREATE-001", str(exc)) from None
+            raise blocked("BOT-CREATE-001", str(exc)) from None
         bot_id = id_text(answer.data.get("bot_id")) if answer.ok else None
         if bot_id is None or not bot_id.isdigit():
-            raise _blocked("BOT-CREATE-001", f"create answered {answer.describe()}")
+            raise blocked("BOT-CREATE-001", f"create answered {answer.describe()}")
         return Bot(bot_id, name, body["description"], body["icon_url"], body["prompt"])
 
     def publish(self, bot: Bot) -> Bot:
         try:
             answer = envelope(self.api.request("POST", "/api/draftbot/publish", json={"bot_id": bot.json_id}))
         except TransportError as exc:
-            raise _blocked("BOT-PUBLISH-001", str(exc)) from None
+            raise blocked("BOT-PUBLISH-001", str(exc)) from None
         if not answer.ok:
-            raise _blocked("BOT-PUBLISH-001", f"publish answered {answer.describe()}")
+            raise blocked("BOT-PUBLISH-001", f"publish answered {answer.describe()}")
         return Bot(bot.id, bot.name, bot.description, bot.icon_url, bot.prompt, published=True)
 
 
@@ -121,12 +123,16 @@ def published_bot(
 
 
 @pytest.fixture
-def new_bot(
-    conformance_settings: Settings, api: ApiClient, shared_state: SharedState, run_id: str
-) -> Callable[..., Bot]:
+def bot_maker(conformance_settings: Settings, api: ApiClient, shared_state: SharedState, run_id: str) -> BotMaker:
+    """The first principal's bot maker, within the run's budget, with this test's client."""
+    return BotMaker(api, shared_state, run_id, "principal-1", conformance_settings.model)
+
+
+@pytest.fixture
+def new_bot(bot_maker: BotMaker) -> Callable[..., Bot]:
     """Make a draft bot of the first principal (``publish=True`` to publish it too);
     its exchanges are this test's, so a failure's curl replay includes them."""
-    maker = BotMaker(api, shared_state, run_id, "principal-1", conformance_settings.model)
+    maker = bot_maker
 
     def make(*, publish: bool = False, label: str = "") -> Bot:
         bot = maker.create(label)
@@ -145,10 +151,10 @@ def conversation_of(api: ApiClient, published_bot: Bot, user_id: str) -> Callabl
         try:
             answer = envelope(api.request("POST", "/v3/chat", json=chat_body(published_bot, user_id, "你好")))
         except TransportError as exc:
-            raise _blocked("CHAT-001", str(exc)) from None
+            raise blocked("CHAT-001", str(exc)) from None
         conversation = id_text(answer.data.get("conversation_id")) if answer.ok else None
         if conversation is None:
-            raise _blocked("CHAT-RESP-001", f"chat answered {answer.describe()}")
+            raise blocked("CHAT-RESP-001", f"chat answered {answer.describe()}")
         return conversation
 
     return start

@@ -8,15 +8,23 @@ gives (READING "Id types"): a string for ``bot_id`` in ``/v3/chat``, an integer 
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pytest
+
 from conformance.client import ApiClient, ApiResponse, ApiStream, NotJson
 from conformance.grammar import StreamReading, StreamRules, check_chat_stream
-from conformance.profile import Profile
+from conformance.profile import Endpoint, Profile
 from conformance.sse import Event, SSEChecker
+
+
+#: A request a real model answers at length, so that a stream lasts (liveness, cancel
+#: and abort mid-answer mean something); its content is never asserted (READING).
+LONG_ANSWER = "请用大约三百字介绍一下你自己。"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,54 @@ class Envelope:
         return f"HTTP {self.status}: {text[:400]}{'...' if len(text) > 400 else ''}"
 
 
+def is_integer(value: Any) -> bool:
+    """A JSON integer (``True`` is not one, nor 400.0 or "400")."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def has_code(answer: Envelope, codes: frozenset[int] | set[int]) -> bool:
+    """The body code is one of ``codes``."""
+    return is_integer(answer.code) and answer.code in codes
+
+
+def fields_of(data: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The ``keys`` of a data object, for showing what a server answered."""
+    return {key: data.get(key) for key in keys} if isinstance(data, dict) else {}
+
+
+def blocked(requirement: str, why: str) -> pytest.skip.Exception:
+    """A setup step the server failed: the test SKIPs as "blocked by <requirement>",
+    and the test owning ``requirement`` FAILs it."""
+    return pytest.skip.Exception(f"blocked by {requirement}: {why}", _use_item_location=True)
+
+
+def id_value(endpoint: Endpoint, key: str, text: str) -> int | str:
+    """An id (kept as text) in the JSON type ``endpoint``'s table gives (READING "Id types")."""
+    return int(text) if endpoint.id_types.get(key) == "integer" else text
+
+
+def chat_path(profile: Profile) -> str:
+    return profile.endpoint("chat").path
+
+
+def unknown_id(*known: str | None) -> str:
+    """Eighteen random digits: an id no server has handed out, in int64 range."""
+    while True:
+        candidate = str(10**17 + secrets.randbelow(9 * 10**17))
+        if candidate not in known:
+            return candidate
+
+
+def open_stream_or_skip(answer: ApiStream, rules: StreamRules) -> None:
+    """A stream a test needs as setup: anything but an event stream blocks the test."""
+    if answer.media_type != rules.media_type:
+        body = answer.read_all().decode("utf-8", "replace")[:300]
+        raise blocked(
+            "CHAT-SSE-001",
+            f"a stream in the conversation answered HTTP {answer.status} {answer.media_type or 'no Content-Type'}: {body}",
+        )
+
+
 def envelope(response: ApiResponse) -> Envelope:
     try:
         body = response.json()
@@ -103,6 +159,17 @@ def chat_body(
     }
     body.update(extra)
     return body
+
+
+def in_every_form(profile: Profile, conversation_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """``body`` naming ``conversation_id`` in every form the profile lists at once
+    (READING "Conversation id in a chat request": a server MUST honour at least one;
+    which one is CHAT-CONV's business). Returns (body, query parameters or None)."""
+    query: dict[str, str] = {}
+    for index in range(len(profile.conversation.forms)):
+        body, params = conversation_request(profile, index, conversation_id, body)
+        query.update(params or {})
+    return body, query or None
 
 
 def conversation_request(profile: Profile, form_index: int, conversation_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:

@@ -15,9 +15,17 @@ from conformance.client import ApiClient
 from conformance.grammar import StreamReading, StreamRules
 from conformance.outcomes import Checks
 from conformance.profile import Profile
-from conformance.suite.helpers import Bot, chat_body, envelope, id_text, read_events, stream_rules
-from conformance.suite.test_cancel import in_conversation, open_stream_or_skip
-from conformance.suite.test_chat_stream import LONG_ANSWER
+from conformance.suite.helpers import (
+    LONG_ANSWER,
+    Bot,
+    chat_body,
+    envelope,
+    id_text,
+    in_every_form,
+    open_stream_or_skip,
+    read_events,
+    stream_rules,
+)
 
 
 def closed_mid_answer(reading: StreamReading, rules: StreamRules) -> bool:
@@ -40,7 +48,7 @@ def test_next_chat_after_a_client_abort(
     rules = stream_rules(profile)
     chat = profile.endpoint("chat").path
     conversation = conversation_of()
-    body, query = in_conversation(profile, conversation, chat_body(published_bot, user_id, LONG_ANSWER, stream=True))
+    body, query = in_every_form(profile, conversation, chat_body(published_bot, user_id, LONG_ANSWER, stream=True))
     with api.stream("POST", chat, json=body, params=query) as stream:
         open_stream_or_skip(stream, rules)
         reading = read_events(stream, rules, stop=lambda event: rules.kind(event.type) == "delta")
@@ -53,7 +61,7 @@ def test_next_chat_after_a_client_abort(
         )
         return
 
-    body, query = in_conversation(profile, conversation, chat_body(published_bot, user_id, "继续。"))
+    body, query = in_every_form(profile, conversation, chat_body(published_bot, user_id, "继续。"))
     answer = envelope(api.request("POST", chat, json=body, params=query))
     returned = id_text(answer.data.get(profile.conversation.response_key)) if answer.ok else None
     check(

@@ -49,8 +49,7 @@ from conformance.plugin import SETTINGS_KEY
 from conformance.profile import Endpoint, Profile, load_profile
 from conformance.settings import OPTIONS_BY_DEST, Settings
 from conformance.shared import SharedState
-from conformance.suite.conftest import MAX_BOTS_PER_PRINCIPAL, NAME_LIMIT
-from conformance.suite.helpers import Bot, chat_body, envelope, id_text, read_chat_stream, stream_rules
+from conformance.suite.helpers import Bot, chat_body, envelope, id_text, id_value, read_chat_stream, stream_rules
 
 # --------------------------------------------------------------------------- requirements by mode
 
@@ -79,8 +78,6 @@ REFUSAL_PLAN: Mapping[str, tuple[str, ...]] = {
 #: shared_state key of the bot this module updates and publishes (never the run's
 #: shared published bot: publishing changes its version under other tests).
 MODULE_BOT = "auth-module-bot"
-#: shared_state counter of the run's bots of the first principal (conftest's BotMaker).
-BOT_COUNTER = "bots-principal-1"
 
 MESSAGE = "你好"
 
@@ -124,19 +121,8 @@ class Resources:
         return str(self._fixture("user_id"))
 
     def bot_name(self) -> str:
-        """A name from the run's per-principal bot budget (conftest's BotMaker naming)."""
-        state: SharedState = self._fixture("shared_state")
-        run_id: str = self._fixture("run_id")
-        try:
-            n = state.increment(BOT_COUNTER, limit=MAX_BOTS_PER_PRINCIPAL)
-        except ValueError:
-            pytest.skip(f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots is spent")
-        return f"cz-conf-{run_id}-1{n}a"[:NAME_LIMIT]
-
-
-def id_value(endpoint: Endpoint, key: str, text: str) -> int | str:
-    """An id (kept as text) in the type ``endpoint``'s table gives (READING "Id types")."""
-    return int(text) if endpoint.id_types.get(key) == "integer" else text
+        """A name from the run's per-principal bot budget."""
+        return str(self._fixture("bot_maker").reserve_name("a"))
 
 
 @dataclass(frozen=True)

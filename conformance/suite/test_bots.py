@@ -29,13 +29,8 @@ from conformance.client import ApiClient
 from conformance.outcomes import Checks
 from conformance.profile import Endpoint, Profile
 from conformance.settings import Settings
-from conformance.shared import SharedState
-from conformance.suite.conftest import MAX_BOTS_PER_PRINCIPAL, NAME_LIMIT
-from conformance.suite.helpers import Bot, Envelope, envelope, id_text
-
-#: spec 错误码 "| 400 | 请求参数错误 |": a missing required parameter (必填 是). The
-#: profile lists the code but names no role for it, so the value lives here.
-BAD_REQUEST = 400
+from conformance.suite.conftest import NAME_LIMIT, BotMaker
+from conformance.suite.helpers import Bot, Envelope, envelope, fields_of, id_text, id_value, is_integer
 
 #: The display fields every bot answer carries (spec response examples).
 DISPLAY_FIELDS = ("name", "description", "icon_url")
@@ -46,11 +41,6 @@ NOT_INT64_SEGMENTS = {"letters": "not-a-bot-id", "beyond-int64": str(2**63)}
 
 
 # --------------------------------------------------------------------------- requests
-
-
-def id_value(endpoint: Endpoint, key: str, text: str) -> int | str:
-    """An id (kept as text) in the JSON type or text form ``endpoint``'s table gives."""
-    return int(text) if endpoint.id_types.get(key) == "integer" else text
 
 
 def send(api: ApiClient, endpoint: Endpoint, fields: Mapping[str, str]) -> Envelope:
@@ -74,14 +64,6 @@ def unknown_bot_id(run_id: str) -> str:
     return str(9_100_000_000_000_000_000 + digest % 10**17)
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _fields(data: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: data.get(key) for key in keys} if isinstance(data, dict) else {}
-
-
 # --------------------------------------------------------------------------- judging both info endpoints
 
 
@@ -99,14 +81,14 @@ def judge_online_info(check: Checks, profile: Profile, answer: Envelope, bot_id:
         and id_text(data.get("bot_id")) == bot_id
         and all(isinstance(data.get(key), str) for key in DISPLAY_FIELDS),
         expected=f"bot_id {bot_id} (an integer or decimal string); name, description, icon_url strings",
-        actual=_fields(data, ("bot_id", *DISPLAY_FIELDS)),
+        actual=fields_of(data, ("bot_id", *DISPLAY_FIELDS)),
         soft=True,
     )
     check(
         "BOT-ONLINE-003",
-        _is_integer(data.get("version")) and data.get("status") == profile.bots.online_status,
+        is_integer(data.get("version")) and data.get("status") == profile.bots.online_status,
         expected=f"version an integer, status {profile.bots.online_status!r}",
-        actual=_fields(data, ("version", "status")),
+        actual=fields_of(data, ("version", "status")),
         soft=True,
     )
     check(
@@ -147,22 +129,22 @@ def judge_bot_detail(check: Checks, profile: Profile, answer: Envelope, bot_id: 
         and id_text(data.get("bot_id")) == bot_id
         and all(isinstance(data.get(key), str) for key in DISPLAY_FIELDS),
         expected=f"bot_id {bot_id} (an integer or decimal string); name, description, icon_url strings",
-        actual=_fields(data, ("bot_id", *DISPLAY_FIELDS)),
+        actual=fields_of(data, ("bot_id", *DISPLAY_FIELDS)),
         soft=True,
     )
     # Status is not pinned: after a later update the detail may describe the draft.
     check(
         "BOT-GET-003",
-        _is_integer(data.get("version")) and isinstance(data.get("status"), str),
+        is_integer(data.get("version")) and isinstance(data.get("status"), str),
         expected="version an integer, status a string",
-        actual=_fields(data, ("version", "status")),
+        actual=fields_of(data, ("version", "status")),
         soft=True,
     )
     check(
         "BOT-GET-004",
         isinstance(data.get("prompt"), str) and (data.get("model") is None or isinstance(data.get("model"), str)),
         expected="prompt a string; model absent, null or a string",
-        actual=_fields(data, ("prompt", "model")),
+        actual=fields_of(data, ("prompt", "model")),
         soft=True,
     )
     check(
@@ -177,7 +159,7 @@ def judge_bot_detail(check: Checks, profile: Profile, answer: Envelope, bot_id: 
         "BOT-GET-006",
         all(profile.timestamps.plausible(data.get(key)) for key in stamps),
         expected="created_at, updated_at, published_at: seconds since the epoch",
-        actual=_fields(data, stamps),
+        actual=fields_of(data, stamps),
         soft=True,
     )
 
@@ -195,7 +177,7 @@ DETAIL_READ = ("BOT-GET-001", "BOT-GET-003", "BOT-GET-004", "BOT-GET-005", "BOT-
         pytest.param("bot_detail", judge_bot_detail, marks=pytest.mark.requirement(*DETAIL_READ), id="bots-detail"),
     ],
 )
-def test_info_shows_documented_fields(
+def test_info_shows_documentedfields_of(
     api: ApiClient,
     check: Checks,
     profile: Profile,
@@ -211,15 +193,11 @@ def test_info_shows_documented_fields(
 
 
 @pytest.fixture
-def bot_name(shared_state: SharedState, run_id: str) -> str:
+def bot_name(bot_maker: BotMaker) -> str:
     """A bot name from the run's per-principal budget, for the test that judges create
     itself: ``new_bot()`` SKIPs as "blocked by BOT-CREATE-001" when create breaks, but
-    the test owning BOT-CREATE-001 must FAIL. Mirrors conftest's BotMaker naming."""
-    try:
-        n = shared_state.increment("bots-principal-1", limit=MAX_BOTS_PER_PRINCIPAL)
-    except ValueError:
-        pytest.skip(f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots is spent")
-    return f"cz-conf-{run_id}-1{n}l"[:NAME_LIMIT]
+    the test owning BOT-CREATE-001 must FAIL."""
+    return bot_maker.reserve_name("l")
 
 
 def _publish(api: ApiClient, check: Checks, profile: Profile, bot_id: str, which: str) -> Any:
@@ -231,13 +209,13 @@ def _publish(api: ApiClient, check: Checks, profile: Profile, bot_id: str, which
         "BOT-PUBLISH-001",
         id_text(data.get("bot_id")) == bot_id and data.get("status") == profile.bots.online_status,
         expected=f"bot_id {bot_id}, status {profile.bots.online_status!r}",
-        actual=_fields(data, ("bot_id", "status")),
+        actual=fields_of(data, ("bot_id", "status")),
         detail=which,
         soft=True,
     )
     check(
         "BOT-PUBLISH-003",
-        _is_integer(data.get("version")),
+        is_integer(data.get("version")),
         expected="an integer",
         actual=data.get("version"),
         detail=which,
@@ -296,9 +274,9 @@ def test_bot_lifecycle(
     assert bot_id is not None  # is_bot_id held
     check(
         "BOT-CREATE-004",
-        _fields(data, DISPLAY_FIELDS) == {key: sent[key] for key in DISPLAY_FIELDS},
+        fields_of(data, DISPLAY_FIELDS) == {key: sent[key] for key in DISPLAY_FIELDS},
         expected={key: sent[key] for key in DISPLAY_FIELDS},
-        actual=_fields(data, DISPLAY_FIELDS),
+        actual=fields_of(data, DISPLAY_FIELDS),
         soft=True,
     )
     check(
@@ -312,14 +290,14 @@ def test_bot_lifecycle(
         "BOT-CREATE-006",
         all(profile.timestamps.plausible(data.get(key)) for key in ("created_at", "updated_at")),
         expected="created_at, updated_at: seconds since the epoch",
-        actual=_fields(data, ("created_at", "updated_at")),
+        actual=fields_of(data, ("created_at", "updated_at")),
         soft=True,
     )
 
     first = _publish(api, check, profile, bot_id, "first publish")
     check(
         "BOT-PUBLISH-004",
-        _is_integer(first) and first == profile.bots.first_version,
+        is_integer(first) and first == profile.bots.first_version,
         expected=profile.bots.first_version,
         actual=first,
         detail="first publish",
@@ -333,9 +311,9 @@ def test_bot_lifecycle(
     data = updated.data
     check(
         "BOT-UPDATE-001",
-        id_text(data.get("bot_id")) == bot_id and _fields(data, ("name", "description")) == new,
+        id_text(data.get("bot_id")) == bot_id and fields_of(data, ("name", "description")) == new,
         expected={"bot_id": bot_id, **new},
-        actual=_fields(data, ("bot_id", "name", "description")),
+        actual=fields_of(data, ("bot_id", "name", "description")),
         soft=True,
     )
     check(
@@ -350,7 +328,7 @@ def test_bot_lifecycle(
     later = _publish(api, check, profile, bot_id, "publish after the update")
     check(
         "BOT-PUBLISH-004",
-        _is_integer(first) and _is_integer(later) and later > first,
+        is_integer(first) and is_integer(later) and later > first,
         expected=f"greater than the first publish's {first!r}",
         actual=later,
         detail="publish after the update",
@@ -364,9 +342,9 @@ def test_bot_lifecycle(
         answer = send(api, profile.endpoint(endpoint_name), {"bot_id": bot_id})
         check(
             rid,
-            answer.ok and _fields(answer.data, ("name", "description")) == new,
+            answer.ok and fields_of(answer.data, ("name", "description")) == new,
             expected=new,
-            actual=_fields(answer.data, ("name", "description")) if answer.ok else answer.describe(),
+            actual=fields_of(answer.data, ("name", "description")) if answer.ok else answer.describe(),
             soft=True,
         )
         judge(check, profile, answer, bot_id)
@@ -394,7 +372,7 @@ def refusal(requirement: str, endpoint: str, codes: str, fields: Callable[[str],
 
 
 def _codes(profile: Profile, kind: str) -> frozenset[int]:
-    return frozenset({BAD_REQUEST}) if kind == "bad request" else profile.unknown_ids.codes
+    return frozenset({profile.envelope.parameter_error_code}) if kind == "bad request" else profile.unknown_ids.codes
 
 
 def _segment(segment: str) -> Callable[[str], dict[str, str]]:

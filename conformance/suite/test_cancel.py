@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -24,38 +23,21 @@ from conformance.grammar import StreamReading, StreamRules
 from conformance.outcomes import Checks
 from conformance.profile import Profile
 from conformance.sse import Event
-from conformance.suite.helpers import Bot, Envelope, chat_body, envelope, read_events, stream_rules
-from conformance.suite.test_chat_stream import LONG_ANSWER, PARAMETER_ERROR  # LONG_ANSWER: still streaming when the cancel arrives
+from conformance.suite.helpers import (
+    LONG_ANSWER,
+    Bot,
+    Envelope,
+    chat_body,
+    envelope,
+    has_code,
+    in_every_form,
+    open_stream_or_skip,
+    read_events,
+    stream_rules,
+)
 
 # How long past the stream's own deadline the reader thread may take to notice it.
 JOIN_MARGIN_SECONDS = 5.0
-
-
-def in_conversation(profile: Profile, conversation_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """``body`` continuing ``conversation_id`` in every form the profile lists at once
-    (READING "Conversation id in a chat request": a server MUST honour at least one;
-    which one is CHAT-CONV's business, not this module's). Returns (body, query)."""
-    body, query = dict(body), {}
-    for form in profile.conversation.forms:
-        if form.location == "query":
-            query[form.key] = conversation_id
-        else:
-            body[form.key] = conversation_id
-    return body, query
-
-
-def blocked(requirement: str, why: str) -> BaseException:
-    """A setup step the server failed: this test SKIPs, the owner of ``requirement`` FAILs."""
-    return pytest.skip.Exception(f"blocked by {requirement}: {why}", _use_item_location=True)
-
-
-def open_stream_or_skip(answer: ApiStream, rules: StreamRules) -> None:
-    if answer.media_type != rules.media_type:
-        body = answer.read_all().decode("utf-8", "replace")[:300]
-        raise blocked(
-            "CHAT-SSE-001",
-            f"a stream in the conversation answered HTTP {answer.status} {answer.media_type or 'no Content-Type'}: {body}",
-        )
 
 
 # --------------------------------------------------------------------------- the stream reader
@@ -135,11 +117,6 @@ def cancel_came_late(reader: StreamReader, rules: StreamRules, sent: float, answ
     return None
 
 
-def has_code(answer: Envelope, codes: frozenset[int]) -> bool:
-    code = answer.code
-    return isinstance(code, int) and not isinstance(code, bool) and code in codes
-
-
 def succeeded(answer: Envelope, profile: Profile) -> bool:
     # CANCEL-001: code 0; data is not required (the spec's cancel example has none).
     return answer.status < 400 and has_code(answer, frozenset({profile.envelope.success_code}))
@@ -166,7 +143,7 @@ def test_cancel_ends_a_streaming_chat(
 ) -> None:
     rules = stream_rules(profile)
     conversation = conversation_of()
-    body, query = in_conversation(profile, conversation, chat_body(published_bot, user_id, LONG_ANSWER, stream=True))
+    body, query = in_every_form(profile, conversation, chat_body(published_bot, user_id, LONG_ANSWER, stream=True))
     with api.stream("POST", profile.endpoint("chat").path, json=body, params=query) as answer:
         open_stream_or_skip(answer, rules)
         reader = StreamReader(answer, rules)
@@ -225,7 +202,7 @@ def test_cancel_refuses(
 ) -> None:
     # Missing conversation_id (必填 是): 400. Unknown id: 400 or 404 (READING "Cancel").
     body = {"conversation_id": unknown_conversation(run_id)} if send_unknown_id else {}
-    codes = profile.unknown_ids.codes if send_unknown_id else frozenset({PARAMETER_ERROR})
+    codes = profile.unknown_ids.codes if send_unknown_id else frozenset({profile.envelope.parameter_error_code})
     answer = envelope(api.request("POST", profile.endpoint("cancel").path, json=body))
     check(
         requirement,

@@ -14,7 +14,6 @@ HTTP status equal to it is judged by the plugin on every answer (ERR-003).
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -23,35 +22,13 @@ import pytest
 from conformance.client import ApiClient
 from conformance.outcomes import Checks
 from conformance.profile import Profile
-from conformance.suite.helpers import Bot, Envelope, chat_body, envelope
-
-#: spec 错误码: "| 400 | 请求参数错误 |" -- the profile lists the code but names no role
-#: for it, so the one code a malformed request may get is named here.
-BAD_REQUEST = 400
+from conformance.suite.helpers import Bot, chat_body, chat_path, envelope, has_code, unknown_id
 
 #: READING "body size limits": "a huge body may be accepted or refused with a 4xx,
 #: never a 5xx"; the catalogue's READ-001 says "over 1 MiB".
 HUGE_BODY_BYTES = 1024 * 1024 + 64 * 1024
 
 Change = Callable[[dict[str, Any], Profile], dict[str, Any]]
-
-
-def chat_path(profile: Profile) -> str:
-    return profile.endpoint("chat").path
-
-
-def has_code(answer: Envelope, codes: frozenset[int] | set[int]) -> bool:
-    """The body code is one of ``codes`` (a JSON integer: 400.0 or "400" is not a code)."""
-    code = answer.code
-    return isinstance(code, int) and not isinstance(code, bool) and code in codes
-
-
-def unknown_id(*known: str | None) -> str:
-    """Eighteen random digits: an id no server has handed out, in int64 range."""
-    while True:
-        candidate = str(10**17 + secrets.randbelow(9 * 10**17))
-        if candidate not in known:
-            return candidate
 
 
 # --------------------------------------------------------------------------- one change each
@@ -106,7 +83,8 @@ def test_invalid_chat_refused(
 ) -> None:
     body = change(chat_body(published_bot, user_id, "你好"), profile)
     answer = envelope(api.request("POST", chat_path(profile), json=body))
-    check(requirement, has_code(answer, {BAD_REQUEST}), expected=f"code {BAD_REQUEST}", actual=answer.describe())
+    bad_request = profile.envelope.parameter_error_code
+    check(requirement, has_code(answer, {bad_request}), expected=f"code {bad_request}", actual=answer.describe())
 
 
 @pytest.mark.requirement("CHAT-REQ-002")

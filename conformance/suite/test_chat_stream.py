@@ -27,25 +27,24 @@ from conformance.grammar import StreamReading, StreamRules, read_stream
 from conformance.outcomes import Checks
 from conformance.profile import Profile
 from conformance.sse import Finding, SSEChecker
-from conformance.suite.helpers import Bot, StreamResult, chat_body, id_text, read_chat_stream, stream_rules
+from conformance.suite.helpers import (
+    LONG_ANSWER,
+    Bot,
+    StreamResult,
+    chat_body,
+    chat_path,
+    id_text,
+    is_integer,
+    read_chat_stream,
+    stream_rules,
+)
 
 # Every requirement a checker or grammar rule is attributed to (catalogue `rule`);
 # the happy-path test asserts this list is exactly what the catalogue maps.
 STREAM_REQUIREMENTS = tuple(f"CHAT-SSE-{n:03d}" for n in range(1, 21))
 RULE_TEXTS: dict[str, str] = {rule: text for rule, (_, text) in {**sse.RULES, **grammar.RULES}.items()}
 
-# spec 错误码: "400 | 请求参数错误" -- the code of a missing required parameter. The
-# profile lists the codes but names none of them, so the value is spelled here.
-PARAMETER_ERROR = 400
-
-# A request a real model answers at length, so that the stream lasts and liveness
-# (CHAT-SSE-004) means something; its content is never asserted (READING).
-LONG_ANSWER = "请用大约三百字介绍一下你自己。"
 FINDINGS_SHOWN = 3
-
-
-def chat_path(profile: Profile) -> str:
-    return profile.endpoint("chat").path
 
 
 # --------------------------------------------------------------------------- reading
@@ -219,10 +218,6 @@ def error_codes(payload: Any) -> list[Any]:
     return [payload.get("code"), nested.get("code") if isinstance(nested, dict) else None]
 
 
-def is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def carries(payload: Any, code: int) -> bool:
     return any(is_integer(c) and c == code for c in error_codes(payload))
 
@@ -241,13 +236,13 @@ def test_streaming_request_with_a_parameter_error(
     api: ApiClient, check: Checks, profile: Profile, published_bot: Bot, user_id: str, missing: str
 ) -> None:
     assert missing in profile.endpoint("chat").required, f"suite bug: {missing} is not a required chat parameter"
-    assert PARAMETER_ERROR in profile.envelope.codes
+    parameter_error = profile.envelope.parameter_error_code
     rules = stream_rules(profile)
     body = {k: v for k, v in chat_body(published_bot, user_id, stream=True).items() if k != missing}
     result = read_chat_stream(api, chat_path(profile), body, profile)
     expected = (
-        f"the error envelope with code {PARAMETER_ERROR}, or an event stream whose first event "
-        f"is an error event {list(rules.error_events)} carrying code {PARAMETER_ERROR}"
+        f"the error envelope with code {parameter_error}, or an event stream whose first event "
+        f"is an error event {list(rules.error_events)} carrying code {parameter_error}"
     )
 
     if result.reading is None:
@@ -261,7 +256,7 @@ def test_streaming_request_with_a_parameter_error(
             "the server answered the error envelope, not an event stream (READING 'Errors on a "
             "streaming request' allows it), so there is no error event to judge",
         )
-        check("ERR-SSE-002", is_integer(code) and code == PARAMETER_ERROR, expected=expected, actual=describe(result))
+        check("ERR-SSE-002", is_integer(code) and code == parameter_error, expected=expected, actual=describe(result))
         return
 
     reading = result.reading
@@ -285,7 +280,7 @@ def test_streaming_request_with_a_parameter_error(
     first_payload = reading.grammar.payloads[0] if reading.events else None
     check(
         "ERR-SSE-002",
-        first is not None and rules.kind(first.type) == "error" and carries(first_payload, PARAMETER_ERROR),
+        first is not None and rules.kind(first.type) == "error" and carries(first_payload, parameter_error),
         expected=expected,
         actual=f"first event {first.type}: {first.data[:300]}" if first is not None else describe(result),
         detail=f"HTTP {result.status}, {len(reading.events)} events",

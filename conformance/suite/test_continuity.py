@@ -34,8 +34,18 @@ from conformance.catalogue import Catalogue
 from conformance.client import ApiClient, DeadlineExceeded
 from conformance.outcomes import Checks
 from conformance.profile import ConversationForm, Profile
-from conformance.suite.helpers import Bot, Envelope, chat_body, conversation_request, envelope, id_text, user_message
-from conformance.suite.test_chat import chat_path, has_code, unknown_id
+from conformance.suite.helpers import (
+    Bot,
+    Envelope,
+    chat_body,
+    chat_path,
+    conversation_request,
+    envelope,
+    has_code,
+    id_text,
+    unknown_id,
+    user_message,
+)
 
 #: The spec's multimodal example ("消息内容类型", 多模态消息示例).
 IMAGE_URL = "https://example.com/image.jpg"

@@ -21,8 +21,7 @@ import pytest
 from conformance.client import ApiClient
 from conformance.outcomes import Checks
 from conformance.profile import Profile
-from conformance.suite.helpers import Bot, StreamResult, read_chat_stream, stream_rules
-from conformance.suite.test_chat import BAD_REQUEST
+from conformance.suite.helpers import Bot, StreamResult, is_integer, read_chat_stream, stream_rules
 
 
 def run_path(profile: Profile) -> str:
@@ -75,10 +74,6 @@ def describe(result: StreamResult) -> str:
     return f"HTTP {result.status} {result.content_type!r}: {text[:400]}{'...' if len(text) > 400 else ''}"
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @pytest.mark.requirement("RUN-001")
 def test_run_answers(api: ApiClient, check: Checks, profile: Profile, published_bot: Bot) -> None:
     result = read_chat_stream(api, run_path(profile), run_body(published_bot), profile)
@@ -91,7 +86,7 @@ def test_run_answers(api: ApiClient, check: Checks, profile: Profile, published_
         # An envelope that answers: the success code. A refusal of a run the table calls
         # valid is no answer to it, whatever its status.
         code = answer_code(result, profile)
-        answered = result.status < 400 and is_int(code) and code == profile.envelope.success_code
+        answered = result.status < 400 and is_integer(code) and code == profile.envelope.success_code
     check(
         "RUN-001",
         answered,
@@ -114,7 +109,7 @@ def test_run_without_required_field_refused(
     code = answer_code(result, profile)
     check(
         requirement,
-        is_int(code) and code == BAD_REQUEST,
-        expected=f"code {BAD_REQUEST} in the envelope (or in a leading error event, should the run stream)",
+        is_integer(code) and code == profile.envelope.parameter_error_code,
+        expected=f"code {profile.envelope.parameter_error_code} in the envelope (or in a leading error event, should the run stream)",
         actual=describe(result),
     )

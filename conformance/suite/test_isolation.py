@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -33,9 +32,10 @@ from conformance.suite.helpers import (
     Bot,
     Envelope,
     chat_body,
-    conversation_request,
     envelope,
+    fields_of,
     id_text,
+    in_every_form,
     read_events,
     stream_rules,
 )
@@ -67,24 +67,6 @@ def leaked(answer: Envelope, secrets_: tuple[str, ...]) -> list[str]:
     if answer.body is not None:
         shown += json.dumps(answer.body, ensure_ascii=False)
     return [text for text in secrets_ if text and text in shown]
-
-
-def _fields(data: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: data.get(key) for key in keys} if isinstance(data, dict) else {}
-
-
-def in_every_form(
-    profile: Profile, conversation: str, body: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, str] | None]:
-    """``body`` naming ``conversation`` in every form the profile lists (READING
-    "Conversation id in a chat request": a server MUST honour at least one). Whichever
-    one the server honours, the request is about that conversation; the others are
-    documented keys with the same value."""
-    query: dict[str, str] = {}
-    for index in range(len(profile.conversation.forms)):
-        body, params = conversation_request(profile, index, conversation, body)
-        query.update(params or {})
-    return body, query or None
 
 
 # --------------------------------------------------------------------------- bots
@@ -137,9 +119,9 @@ def test_other_principal_cannot_change_bot(
     if detail.ok:
         check(
             "ISO-003",
-            _fields(detail.data, ("name", "description")) == {"name": bot.name, "description": bot.description},
+            fields_of(detail.data, ("name", "description")) == {"name": bot.name, "description": bot.description},
             expected={"name": bot.name, "description": bot.description},
-            actual=_fields(detail.data, ("name", "description")),
+            actual=fields_of(detail.data, ("name", "description")),
             detail="the owner's /v1/bots/:bot_id after principal 2's update",
             soft=True,
         )
@@ -149,9 +131,9 @@ def test_other_principal_cannot_change_bot(
     if after.ok:
         check(
             "ISO-004",
-            _fields(after.data, ONLINE_FIELDS) == _fields(before.data, ONLINE_FIELDS),
-            expected=_fields(before.data, ONLINE_FIELDS),
-            actual=_fields(after.data, ONLINE_FIELDS),
+            fields_of(after.data, ONLINE_FIELDS) == fields_of(before.data, ONLINE_FIELDS),
+            expected=fields_of(before.data, ONLINE_FIELDS),
+            actual=fields_of(after.data, ONLINE_FIELDS),
             detail="the owner's get_online_info before and after principal 2's update and publish",
             soft=True,
         )

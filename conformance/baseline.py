@@ -59,7 +59,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The report schemas ship as package data beside the wire schemas: in a wheel under
 # conformance/schemas/, in a source tree or an editable install at the repo root.
-_REPORT_SCHEMA_DIRS = (PACKAGE_DIR / "schemas" / "reporting", PACKAGE_DIR.parent / "schemas" / "reporting")
+_REPORT_SCHEMA_DIRS = (PACKAGE_DIR / "schema_files" / "reporting", PACKAGE_DIR.parent / "schemas" / "reporting")
 
 
 @functools.cache

@@ -97,6 +97,7 @@ class _Run:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.server: Any = None
+        self.server_headers: dict[str, str] | None = None
         self.records: list[Record] = []
         self.suite_items = 0
 
@@ -126,6 +127,7 @@ class _Run:
 RUN_KEY = pytest.StashKey[_Run]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml, pytest-html and allure read their options
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requirement(*ids): the catalogue requirement ids this conformance test judges"
@@ -136,14 +138,18 @@ def pytest_configure(config: pytest.Config) -> None:
     run = _Run(config)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "conformance-run")
+    from conformance.report import install
+
     if hasattr(config, "workerinput"):
         config.stash[SETTINGS_KEY] = Settings.from_worker(config.workerinput["coze_settings"])
+        install(config, run)
         return
     settings = resolve_settings(config)
     if not settings.target_url:
         settings, run.server = _start_embedded(settings)
     config.stash[SETTINGS_KEY] = settings
-    _preflight(settings)
+    install(config, run)
+    run.server_headers = _preflight(settings)
 
 
 def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
@@ -164,12 +170,12 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
     return dataclasses.replace(settings, target_url=server.url, embedded=True, sources=sources, **keys), server
 
 
-def _preflight(settings: Settings) -> None:
+def _preflight(settings: Settings) -> dict[str, str] | None:
     from conformance.preflight import PreflightError, check_same_principal, preflight
 
     client = build_client(settings)
     try:
-        preflight(client, timeout=10)
+        report = preflight(client, timeout=10)
         # Both keys of one principal must name the same principal, or every test that
         # mixes the modes would blame the server for our settings. The embedded server's
         # keys are ours; a remote target's are checked (it creates one bot, kept).
@@ -182,6 +188,7 @@ def _preflight(settings: Settings) -> None:
         client.close()
     if mismatch:
         raise SettingsError(f"{mismatch} (checked by the preflight)")
+    return dict(report.server_headers) if report.server_headers else None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -408,8 +415,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call" or new:
         setattr(report, RECORDS_ATTR, [r.to_dict() for r in new])
     if report.when == "call":
-        for rid in declared_requirements(item):
-            report.user_properties.append(("requirement", rid))
         failures = [r for r in checks.records if r.outcome is Outcome.FAIL]
         if report.passed and failures:
             # Soft MUST failures and SHOULD failures under --strict fail the test at its end.

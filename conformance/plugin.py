@@ -407,7 +407,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     checks = item.stash.get(CHECKS_KEY, None)
     if checks is None:
         return report
-    if report.when == "call" and call.excinfo is not None:
+    if report.when in ("setup", "call") and call.excinfo is not None:
         _transport_failure(checks, call.excinfo)
     already = item.stash.get(_SENT_KEY, 0)
     new = checks.records[already:]

@@ -32,8 +32,8 @@ CATALOGUE = REFERENCE.parent / "catalogue.toml"
 #: The files that hold the API faults' hooks (faults_api.py's docstring names them).
 HOOK_FILES = ("auth.py", "access.py", "bots.py", "ratelimit.py", "runtime.py")
 
-#: An id no server here hands out (the mint makes 19-digit ids below 9.1e18 too, but a
-#: clash would need the same value; the bot probes never create this many bots).
+#: An id no server here hands out: the mint (reference/ids.py) starts below 8e18 and
+#: steps by less than 1000, so a probe's handful of ids stays far below it.
 UNKNOWN_BOT = 9_100_000_000_000_000_001
 #: Seconds since the epoch stay below this until the year 33658; milliseconds exceed it.
 MILLISECONDS = 10**12

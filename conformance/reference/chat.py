@@ -36,7 +36,7 @@ from .access import owned_bot, owned_conversation
 from .config import AnswerStyle, ServerConfig
 from .envelope import ApiError, ok_response
 from .eventstream import SseEvent, SseFormat, StreamWriter, encode_event
-from .faults_wire import ABORT_WINDOW_SECONDS, ENDLESS_STREAM_SECONDS, HOLD_SECONDS
+from .faults_wire import ENDLESS_STREAM_SECONDS, HOLD_SECONDS, MID_ANSWER_PAUSE_SECONDS
 from .ids import format_chat_id, format_conversation_id, format_message_id
 from .inputs import Fields, Message, bad_request, read_body, parse_object
 from .model import Turn
@@ -482,8 +482,8 @@ def _apply_stream_faults(runtime: Runtime, running: RunningChat, events: AsyncIt
     first the faults of single events, then each fault that reorders, delays or
     prolongs the stream, as a stage of its own."""
     stream: AsyncIterator[Item] = _edit_events(runtime, events)
-    for name, stage in _STAGES:
-        if runtime.config.has(name):
+    for names, stage in _STAGES:
+        if any(runtime.config.has(name) for name in names):
             stream = stage(runtime, running, stream)
     return stream
 
@@ -596,14 +596,14 @@ async def _silent_after_cancel(runtime: Runtime, running: RunningChat, events: A
 
 
 async def _pause_after_first_delta(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
-    """chat_abort_breaks_conversation: a pause after the first delta, so that a client
-    closing on it is still mid-answer even with no token delay."""
+    """A pause after the first delta (ended early by a cancel), so that a client closing
+    or cancelling on it finds the chat still answering even with no token delay."""
     paused = False
     async for item in events:
         yield item
         if not paused and _named(item, _DELTA):
             paused = True
-            await pause(running, ABORT_WINDOW_SECONDS)
+            await pause(running, MID_ANSWER_PAUSE_SECONDS)
 
 
 async def _never_end(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
@@ -639,13 +639,13 @@ def _named(item: Item, *names: str) -> bool:
     return isinstance(item, SseEvent) and item.name in names
 
 
-#: The stages, innermost first; each runs only when its fault is on.
-_STAGES: tuple[tuple[str, Stage], ...] = (
-    ("stream_start_after_message", _start_after_message),
-    ("stream_delta_after_completed", _completed_first),
-    ("cancel_stream_never_ends", _silent_after_cancel),
-    ("chat_abort_breaks_conversation", _pause_after_first_delta),
-    ("stream_never_ends", _never_end),
-    ("stream_held_back", _hold_back),
-    ("stream_invalid_utf8", _latin1_comment),
+#: The stages, innermost first; each runs when one of its faults is on.
+_STAGES: tuple[tuple[tuple[str, ...], Stage], ...] = (
+    (("stream_start_after_message",), _start_after_message),
+    (("stream_delta_after_completed",), _completed_first),
+    (("cancel_stream_never_ends",), _silent_after_cancel),
+    (("chat_abort_breaks_conversation", "cancel_refused", "cancel_stream_never_ends"), _pause_after_first_delta),
+    (("stream_never_ends",), _never_end),
+    (("stream_held_back",), _hold_back),
+    (("stream_invalid_utf8",), _latin1_comment),
 )

@@ -37,9 +37,11 @@ ENDLESS_STREAM_SECONDS = 8.0
 #: stream_held_back: the first event goes out at once, every other one after this pause
 #: (the liveness rule judges streams lasting >= 1 s).
 HOLD_SECONDS = 1.2
-#: chat_abort_breaks_conversation: the pause after the first delta in which the client's
-#: close reaches the server even with no token delay.
-ABORT_WINDOW_SECONDS = 0.5
+#: chat_abort_breaks_conversation, cancel_refused, cancel_stream_never_ends: the pause
+#: after the first delta, so that the client's close or cancel reaches the server while
+#: the chat is still answering, even with no token delay (a short stream, not judged for
+#: liveness: it lasts under 1 s).
+MID_ANSWER_PAUSE_SECONDS = 0.5
 
 _STREAM = (
     _fault(
@@ -224,7 +226,7 @@ _CHAT = (
         "chat_abort_breaks_conversation",
         "BP-003",
         f"A stream the client closes mid-answer leaves its conversation locked: the next chat in it answers 400."
-        f" (The stream pauses {ABORT_WINDOW_SECONDS:g} s after its first delta so the close arrives mid-answer.)",
+        f" (The stream pauses {MID_ANSWER_PAUSE_SECONDS:g} s after its first delta so the close arrives mid-answer.)",
     ),
 )
 
@@ -293,14 +295,16 @@ _CANCEL = (
     _fault(
         "cancel_refused",
         "CANCEL-001",
-        "Cancel refuses every request with 400 'missing chat_id' (so a streaming chat runs on to completion).",
+        f"Cancel refuses every request with 400 'missing chat_id', so a streaming chat runs on to completion."
+        f" (Streams pause {MID_ANSWER_PAUSE_SECONDS:g} s after their first delta so the cancel arrives mid-answer.)",
     ),
     _fault("cancel_missing_id_accepted", "CANCEL-002", "A cancel without conversation_id answers code 0."),
     _fault(
         "cancel_stream_never_ends",
         "CANCEL-003",
         f"Cancel answers code 0, and the cancelled stream goes silent without chat.failed or a terminal event"
-        f" and stays open (the server closes it after {ENDLESS_STREAM_SECONDS:g} s).",
+        f" and stays open (the server closes it after {ENDLESS_STREAM_SECONDS:g} s). (Streams pause"
+        f" {MID_ANSWER_PAUSE_SECONDS:g} s after their first delta so the cancel arrives mid-answer.)",
     ),
     _fault("cancel_unknown_ok", "CANCEL-004", "A cancel naming an unknown conversation answers code 0."),
 )

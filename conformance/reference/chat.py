@@ -435,14 +435,19 @@ async def _events(runtime: Runtime, plan: ChatPlan, running: RunningChat) -> Asy
     content = "".join(tokens)
     runtime.store.add_answer(plan.conversation, content)
     yield _event("conversation.message.completed", message_item=_message_item(plan, content))
-    yield _event("conversation.chat.completed", run_record_item=_chat_object(plan, "completed") | {"usage": _usage(plan, len(tokens))})
+    record = _chat_object(plan, "completed") | {"usage": _usage(plan, len(tokens))}
+    yield _event("conversation.chat.completed", run_record_item=record)
     yield _event(config.terminal_event)
 
 
 def _failure_events(config: ServerConfig, plan: ChatPlan, code: int, msg: str) -> list[SseEvent]:
     """Error event, ``conversation.chat.failed``, terminal event."""
     failed = _chat_object(plan, "failed") | {"last_error": {"code": code, "msg": msg}}
-    return [_error_sse(config, code, msg), _event("conversation.chat.failed", chat=failed), _event(config.terminal_event)]
+    return [
+        _error_sse(config, code, msg),
+        _event("conversation.chat.failed", chat=failed),
+        _event(config.terminal_event),
+    ]
 
 
 def _error_sse(config: ServerConfig, code: int | str, msg: str) -> SseEvent:
@@ -467,7 +472,8 @@ def _stopped_events(config: ServerConfig, plan: ChatPlan, running: RunningChat) 
 # Stream faults (faults_wire.py) -------------------------------------------------------
 
 Item = SseEvent | bytes  # an event, or bytes a byte-level fault writes as they are
-Stage = Callable[[Runtime, RunningChat, AsyncIterator[Item]], AsyncIterator[Item]]
+Items = AsyncIterator[Item]
+Stage = Callable[[Runtime, RunningChat, Items], Items]
 
 _START = ("conversation.chat.created", "conversation.chat.in_progress")
 _DELTA = "conversation.message.delta"
@@ -546,14 +552,14 @@ def _event_faults(runtime: Runtime, event: SseEvent) -> list[Item]:
     return [SseEvent(name, payload)]
 
 
-async def _latin1_comment(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _latin1_comment(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """stream_invalid_utf8: a comment line written in Latin-1 ('é' as the one byte 0xE9)."""
     yield f": référence{runtime.sse_format.line_ending}".encode("latin-1")
     async for item in events:
         yield item
 
 
-async def _start_after_message(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _start_after_message(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """stream_start_after_message: the start events wait for the first message event."""
     held: list[Item] | None = []
     async for item in events:
@@ -569,7 +575,7 @@ async def _start_after_message(runtime: Runtime, running: RunningChat, events: A
         yield start
 
 
-async def _completed_first(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _completed_first(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """stream_delta_after_completed: the deltas wait for their completed event."""
     deltas: list[Item] = []
     async for item in events:
@@ -585,7 +591,7 @@ async def _completed_first(runtime: Runtime, running: RunningChat, events: Async
         yield delta
 
 
-async def _silent_after_cancel(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _silent_after_cancel(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """cancel_stream_never_ends: once cancelled, nothing more (no chat.failed, no terminal
     event), and the connection stays open. A plain sleep: the chat is already stopped."""
     async for item in events:
@@ -595,7 +601,7 @@ async def _silent_after_cancel(runtime: Runtime, running: RunningChat, events: A
         yield item
 
 
-async def _pause_after_first_delta(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _pause_after_first_delta(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """A pause after the first delta (ended early by a cancel), so that a client closing
     or cancelling on it finds the chat still answering even with no token delay."""
     paused = False
@@ -606,7 +612,7 @@ async def _pause_after_first_delta(runtime: Runtime, running: RunningChat, event
             await pause(running, MID_ANSWER_PAUSE_SECONDS)
 
 
-async def _never_end(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _never_end(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """stream_never_ends: after the last event (the terminal one is dropped), keep-alive
     comments until ENDLESS_STREAM_SECONDS, or until the chat is stopped."""
     started = time.monotonic()
@@ -619,7 +625,7 @@ async def _never_end(runtime: Runtime, running: RunningChat, events: AsyncIterat
         yield keep_alive
 
 
-async def _hold_back(runtime: Runtime, running: RunningChat, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:
+async def _hold_back(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
     """stream_held_back: the first event at once, every other one together, HOLD_SECONDS later."""
     first_at: float | None = None
     held: list[Item] = []

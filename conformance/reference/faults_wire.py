@@ -25,7 +25,9 @@ from __future__ import annotations
 from .faults import Fault
 
 
-def _fault(name: str, requirement: str, description: str, *, level: str = "MUST", collateral: str | None = None) -> Fault:
+def _fault(
+    name: str, requirement: str, description: str, *, level: str = "MUST", collateral: str | None = None
+) -> Fault:
     return Fault(name, requirement, level, description, collateral)
 
 

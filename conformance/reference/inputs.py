@@ -231,7 +231,11 @@ class Message:
 
 
 #: The content-type faults of faults_wire.py: each refuses one documented type.
-_REFUSED_KIND_FAULTS = {"image": "msg_image_refused", "object_string": "msg_object_string_refused", "card": "msg_card_refused"}
+_REFUSED_KIND_FAULTS = {
+    "image": "msg_image_refused",
+    "object_string": "msg_object_string_refused",
+    "card": "msg_card_refused",
+}
 
 
 def parse_message(item: object, where: str, faults: frozenset[str] = frozenset()) -> Message:

@@ -365,12 +365,12 @@ PROBES = [
     row("stream_event_after_terminal", lambda w: first(ev := w.stream_events(), *TERMINALS) < len(ev) - 1),
     row("stream_done_terminal", lambda w: names(w.stream_events())[-1] == "done"),
     row("stream_invalid_json", lambda w: any(e.payload is None for e in w.stream_events())),
-    row(
-        "stream_event_key_mismatch",
-        lambda w: any(isinstance(e.payload, dict) and e.payload.get("event", e.name) != e.name for e in w.stream_events()),
-    ),
+    row("stream_event_key_mismatch", lambda w: any(e.payload.get("event", e.name) != e.name for e in w.stream_events())),
     row("stream_no_event_key", lambda w: all("event" not in e.payload for e in w.stream_events())),
-    row("stream_message_without_role", lambda w: any("role" not in p["message_item"] for p in payloads(w.stream_events(), DELTA))),
+    row(
+        "stream_message_without_role",
+        lambda w: any("role" not in p["message_item"] for p in payloads(w.stream_events(), DELTA)),
+    ),
     row("stream_usage_strings", lambda w: any(not isinstance(v, int) for v in usage(w).values())),
     row(
         "stream_usage_total_wrong",

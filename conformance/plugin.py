@@ -263,6 +263,24 @@ def declared_requirements(item: pytest.Item) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+def collection_problems(declared: dict[str, tuple[str, ...]], catalogue: Any, profile: str) -> list[str]:
+    """Why the suite's collection is unsound: a test judging no declared requirement,
+    an id the catalogue does not know, or one retired or outside the run's profile."""
+    problems = []
+    for nodeid, ids in declared.items():
+        if not ids:
+            problems.append(f"{nodeid}: no @pytest.mark.requirement(...)")
+        for rid in ids:
+            req = catalogue.get(rid)
+            if req is None:
+                problems.append(f"{nodeid}: unknown requirement id {rid!r}")
+            elif req.retired:
+                problems.append(f"{nodeid}: requirement {rid} is retired")
+            elif profile not in req.profiles:
+                problems.append(f"{nodeid}: requirement {rid} is not part of profile {profile!r}")
+    return problems
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
     suite_items = [item for item in items if _is_suite_item(item)]
@@ -272,13 +290,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     from conformance.catalogue import load_catalogue
 
-    catalogue = load_catalogue()
-    problems = []
-    for item in suite_items:
-        ids = declared_requirements(item)
-        if not ids:
-            problems.append(f"{item.nodeid}: no @pytest.mark.requirement(...)")
-        problems.extend(f"{item.nodeid}: unknown requirement id {rid!r}" for rid in ids if rid not in catalogue)
+    problems = collection_problems(
+        {item.nodeid: declared_requirements(item) for item in suite_items}, load_catalogue(), settings.profile
+    )
     if problems:
         raise pytest.UsageError("conformance collection:\n  " + "\n  ".join(problems))
     if settings.requirements:

@@ -13,7 +13,6 @@ from conformance import cli
 from conformance.catalogue import load_catalogue
 from conformance.openapi import build_openapi
 
-pytest_plugins = ["pytester"]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

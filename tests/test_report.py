@@ -36,7 +36,6 @@ from conformance.report import (
     requirement_results,
 )
 
-pytest_plugins = ["pytester"]
 
 # --------------------------------------------------------------------------- verdict (unit)
 

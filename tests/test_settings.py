@@ -10,7 +10,6 @@ import pytest
 from conformance.plugin import SUITE_DIR, targets_suite
 from conformance.settings import OPTIONS, OPTIONS_BY_DEST, Settings, SettingsError, markdown_table, resolve_settings
 
-pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -316,6 +316,10 @@ _RUN = (
         "run_server_error",
         "RUN-001",
         "/api/conversation/chat answers every valid request with 500 in the envelope.",
+        collateral="Every valid run fails: the auth tests that reach the cookie class through this endpoint"
+        " (AUTH-002, AUTH-004) fail too, and ERR-004 sees each 5xx. The fuzz module then shrinks the failing run"
+        " cases, which spends the chat group's rate budget (60 a minute), so chat-group tests that run later"
+        " may be answered 429 (CANCEL-002, RUN-002, RUN-003).",
     ),
     _fault(
         "run_missing_agent_id_404",

@@ -1,0 +1,220 @@
+"""Named wire variants of the reference server: the legal readings the suite must accept.
+
+Each variant is a set of ``ServerConfig`` knobs (config.py) that takes one documented
+form or one legal reading of an ambiguity (``spec/READING.md``, "Known ambiguities";
+``reading`` names the row it exercises, verbatim). The kill matrix
+(``python -m conformance.killmatrix``) runs the suite against every variant:
+
+* ``preferred`` -- a form the page allows at every level: the suite must pass it with
+  zero FAIL and zero WARN, by default and under ``--strict``;
+* ``alternate`` -- the other legal reading of a point where the page prefers one form
+  (READING "Levels": "each documented form is accepted at MUST level and the preferred
+  one is checked at SHOULD"): zero FAIL by default, and under ``--strict`` exactly the
+  SHOULD requirement ids in ``declares`` fail.
+
+The variants are data only (names, knobs, words): this package never imports the
+suite, and the matrix validates the knobs by building a ``ServerConfig`` from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+VariantKind = Literal["preferred", "alternate"]
+
+#: The suite sends a 1,114,112-byte chat body (conformance/suite/test_chat.py); a limit
+#: well above it makes the server accept the body instead of refusing it with 400.
+_HUGE_BODY_ACCEPTED = 4 * 1024 * 1024
+#: Long enough that the suite's read of stray events after the terminal event (READING
+#: "After the terminal event": at most 1 s) ends on its own clock, not on the close.
+_KEEP_OPEN_SECONDS = 1.5
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One named variant: the knobs, what kind of reading it is, and why it is legal."""
+
+    name: str
+    kind: VariantKind
+    knobs: Mapping[str, Any]
+    description: str
+    #: The READING.md "Known ambiguities" row (its "Point" cell) this variant exercises,
+    #: or "Levels" for that section's rules (never assert a msg text or an answer).
+    reading: str
+    #: alternate only: the SHOULD requirement ids that fail under --strict, and no other.
+    declares: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "knobs", MappingProxyType(dict(self.knobs)))
+        if self.kind not in ("preferred", "alternate"):
+            raise ValueError(f"variant {self.name!r}: kind must be 'preferred' or 'alternate', got {self.kind!r}")
+        if not self.knobs:
+            raise ValueError(f"variant {self.name!r}: no knobs (the clean server is not a variant)")
+        if "faults" in self.knobs:
+            raise ValueError(f"variant {self.name!r}: a variant switches no faults on")
+        if self.kind == "alternate" and not self.declares:
+            raise ValueError(f"variant {self.name!r}: an alternate reading declares the SHOULD ids it fails")
+        if self.kind == "preferred" and self.declares:
+            raise ValueError(f"variant {self.name!r}: a preferred form declares no failing requirement")
+
+
+def _variant(
+    name: str, kind: VariantKind, reading: str, description: str, declares: Iterable[str] = (), **knobs: Any
+) -> Variant:
+    return Variant(name, kind, knobs, description, reading, frozenset(declares))
+
+
+_SSE = "SSE line format"
+
+VARIANTS: tuple[Variant, ...] = (
+    # ---- SSE framing (READING "SSE line format"): every WHATWG-legal framing passes.
+    _variant("sse_crlf", "preferred", _SSE, "CRLF line ends in event streams.", line_ending="\r\n"),
+    _variant("sse_cr", "preferred", _SSE, "Lone-CR line ends in event streams.", line_ending="\r"),
+    _variant("sse_no_space", "preferred", _SSE, "No space after the colon of `event:` and `data:`.", space_after_colon=False),
+    _variant(
+        "sse_extras",
+        "preferred",
+        _SSE,
+        "A comment line before every event, `retry:` before the first and an `id:` in every event.",
+        sse_extras=True,
+    ),
+    _variant("sse_multiline_data", "preferred", _SSE, "Every payload spread over several `data:` lines.", multiline_data=True),
+    _variant("sse_bom", "preferred", _SSE, "A leading byte order mark (U+FEFF) before the first event.", bom=True),
+    _variant(
+        "sse_charset",
+        "preferred",
+        _SSE,
+        "Content-Type `text/event-stream; charset=utf-8`.",
+        content_type="text/event-stream; charset=utf-8",
+    ),
+    _variant(
+        "sse_split_writes",
+        "preferred",
+        _SSE,
+        "Streams written in pieces of 1 to 7 bytes, splitting lines and UTF-8 characters.",
+        chunk_sizes=(1, 7),
+    ),
+    _variant(
+        "sse_all_framing",
+        "preferred",
+        _SSE,
+        "Every framing variant at once: CRLF, no space, extras, multi-line data, BOM, charset, 1-7-byte writes.",
+        line_ending="\r\n",
+        space_after_colon=False,
+        sse_extras=True,
+        multiline_data=True,
+        bom=True,
+        content_type="text/event-stream; charset=utf-8",
+        chunk_sizes=(1, 7),
+        chunk_seed=7,
+    ),
+    # ---- stream events
+    _variant(
+        "stream_error_event_name",
+        "preferred",
+        "Error event",
+        "Stream errors are named `error` (the error section's name) instead of `conversation.error`.",
+        error_event="error",
+    ),
+    _variant(
+        "stream_errors_envelope",
+        "preferred",
+        "Errors on a streaming request",
+        "An error found before a `stream: true` chat starts is answered with the JSON error envelope, not an event.",
+        stream_errors="envelope",
+    ),
+    _variant(
+        "stream_keep_open",
+        "preferred",
+        "After the terminal event",
+        f"The stream stays open {_KEEP_OPEN_SECONDS:g} s after its terminal event before the server closes it.",
+        keep_open_after_terminal=_KEEP_OPEN_SECONDS,
+    ),
+    _variant(
+        "start_events_omitted",
+        "alternate",
+        "Stream start events",
+        "No conversation.chat.created / in_progress, as in the page's stream example.",
+        declares=("CHAT-SSE-005",),
+        start_events=False,
+    ),
+    _variant(
+        "terminal_named_done",
+        "alternate",
+        "Terminal event",
+        "The terminal event is named `done`, as the page's EventSource example listens for.",
+        declares=("CHAT-SSE-013",),
+        terminal_event="done",
+    ),
+    # ---- ids, statuses and envelopes
+    _variant(
+        "ids_prefixed",
+        "preferred",
+        "Id types",
+        "Conversation and message ids are `conv_…` / `msg_…` strings, as in the page's examples.",
+        id_style="prefixed",
+    ),
+    _variant(
+        "forbidden_as_404",
+        "preferred",
+        "Another principal's bot or conversation",
+        "Another principal's bot or conversation is answered 404 instead of 403.",
+        forbidden_status=404,
+    ),
+    _variant(
+        "unknown_id_as_400",
+        "preferred",
+        "Unknown bot / conversation id",
+        "An unknown bot or conversation id is answered 400 (the page's only error example) instead of 404.",
+        unknown_id_status=400,
+    ),
+    _variant(
+        "success_msg_ok",
+        "alternate",
+        "Success `msg`, `data`",
+        'A success answer\'s msg is "ok" instead of "success".',
+        declares=("ENV-002",),
+        success_msg="ok",
+    ),
+    _variant(
+        "answer_text_other",
+        "preferred",
+        "Levels",
+        "The fake model answers another text (READING \"Levels\": never assert an answer's content).",
+        answer_style="count",
+    ),
+    # ---- auth and limits
+    _variant(
+        "auth_by_class",
+        "alternate",
+        "Auth per endpoint",
+        "Each endpoint accepts only the mode of its class: Bearer on /v1 and /v3, the session_key cookie on /api.",
+        declares=("AUTH-003", "AUTH-004"),
+        auth_modes="by_class",
+    ),
+    _variant(
+        "huge_body_accepted",
+        "preferred",
+        "`get_online_info` of a never-published bot; unknown routes; wrong methods; body size limits;"
+        " GET `/v3/chat`; delete; the \"运行管理\" API",
+        f"Request bodies up to {_HUGE_BODY_ACCEPTED // (1024 * 1024)} MiB are accepted (the suite's huge body is"
+        " answered, not refused).",
+        max_body_bytes=_HUGE_BODY_ACCEPTED,
+    ),
+)
+
+
+def all_variants() -> Mapping[str, Variant]:
+    """The variants by name, in the order above; names are unique."""
+    variants: dict[str, Variant] = {}
+    for variant in VARIANTS:
+        if variant.name in variants:
+            raise ValueError(f"duplicate variant name {variant.name!r}")
+        variants[variant.name] = variant
+    return MappingProxyType(variants)
+
+
+__all__ = ["VARIANTS", "Variant", "VariantKind", "all_variants"]

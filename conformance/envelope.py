@@ -97,6 +97,7 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
         data = body.get(env.data_key) if isinstance(body, dict) else None
         shaped = (
             isinstance(body, dict)
+            and type(code) is int  # 0.0 equals 0 in Python, but it is not a JSON integer
             and isinstance(body.get(env.msg_key), str)
             and (isinstance(data, dict) or (data_optional and env.data_key not in body))
         )

@@ -52,6 +52,7 @@ OK = {"code": 0, "msg": "success", "data": {"id": "1"}}
         pytest.param(FakeExchange(200, OK), {"ERR-004": [True], "ENV-001": [True], "ENV-002": [True]}, id="success"),
         pytest.param(FakeExchange(200, {**OK, "msg": "ok"}), {"ERR-004": [True], "ENV-001": [True], "ENV-002": [False]}, id="msg-not-success"),
         pytest.param(FakeExchange(200, {"code": 0, "msg": "success"}), {"ERR-004": [True], "ENV-001": [False]}, id="success-without-data"),
+        pytest.param(FakeExchange(200, {**OK, "code": 0.0}), {"ERR-004": [True], "ENV-001": [False]}, id="float-code"),
         pytest.param(
             FakeExchange(200, {"code": 0, "msg": "success"}, path="/v3/chat/cancel"),
             {"ERR-004": [True], "ENV-001": [True], "ENV-002": [True]},

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
-from conformance.client import ApiClient, ApiResponse, ApiStream, NotJson
+from conformance.client import ApiClient, ApiResponse, ApiStream, DeadlineExceeded, NotJson
 from conformance.grammar import StreamReading, StreamRules, check_chat_stream
 from conformance.profile import Endpoint, Profile
 from conformance.sse import Event, SSEChecker
@@ -202,7 +202,13 @@ class StreamResult:
         return self.reading is not None
 
 
-def read_events(answer: ApiStream, rules: StreamRules, *, stop: Callable[[Event], bool] | None = None) -> StreamReading:
+def read_events(
+    answer: ApiStream,
+    rules: StreamRules,
+    *,
+    stop: Callable[[Event], bool] | None = None,
+    checker: SSEChecker | None = None,
+) -> StreamReading:
     """Read an open event stream through the SSE checker, then judge it by the grammar.
 
     Reads until the server closes, or until the terminal (or an error) event and then
@@ -210,7 +216,8 @@ def read_events(answer: ApiStream, rules: StreamRules, *, stop: Callable[[Event]
     terminal event": a server may keep the connection open; the client closes it).
     ``stop(event)`` returning True ends the reading early (the caller closes the
     stream, e.g. a client abort after the first delta)."""
-    checker = SSEChecker(answer.headers.get("content-type"), rules.media_type)
+    if checker is None:
+        checker = SSEChecker(answer.headers.get("content-type"), rules.media_type)
     ended = stopped = False
     for chunk, t in answer.chunks():
         for event in checker.feed(chunk, t):
@@ -261,7 +268,15 @@ def read_chat_stream(
         if answer.media_type != rules.media_type:
             data = answer.read_all()
             return StreamResult(answer.status, answer.media_type, content_type, None, data, time.monotonic() - started)
-        reading = read_events(answer, rules)
+        checker = SSEChecker(content_type, rules.media_type)
+        extra: dict[str, Any] = {}
+        try:
+            reading = read_events(answer, rules, checker=checker)
+        except DeadlineExceeded as exc:
+            # A stream that never ends is judged on what arrived (the grammar then finds
+            # no terminal event), not lost to a transport error.
+            reading = _reading(checker, rules, "client")
+            extra["deadline"] = str(exc)
         return StreamResult(
-            answer.status, answer.media_type, content_type, reading, answer.received, time.monotonic() - started
+            answer.status, answer.media_type, content_type, reading, answer.received, time.monotonic() - started, extra
         )

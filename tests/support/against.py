@@ -39,9 +39,11 @@ def _value(text: str) -> Any:
     if lowered in ("true", "false"):
         return lowered == "true"
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+    # ServerConfig fields are immutable: a set literal ({'fault'}) means a frozenset.
+    return frozenset(value) if isinstance(value, set) else value
 
 
 @contextmanager

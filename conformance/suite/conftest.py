@@ -26,6 +26,8 @@ from conformance.shared import SharedState
 from conformance.suite.helpers import Bot, blocked, envelope, id_text
 
 MAX_BOTS_PER_PRINCIPAL = 5
+#: shared_state key: why bot creation failed this run, once it has.
+CREATE_BLOCKED = "create-blocked"
 NAME_LIMIT = 30
 
 
@@ -78,6 +80,11 @@ class BotMaker:
         return f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[:NAME_LIMIT]
 
     def create(self, label: str = "") -> Bot:
+        broken = self.state.get(CREATE_BLOCKED)
+        if broken:
+            # Create already failed once this run: skip without spending the budget the
+            # test owning BOT-CREATE-001 needs for its own attempt.
+            raise blocked("BOT-CREATE-001", broken)
         name = self.reserve_name(label)
         body: dict[str, Any] = {
             "name": name,
@@ -93,7 +100,9 @@ class BotMaker:
             raise blocked("BOT-CREATE-001", str(exc)) from None
         bot_id = id_text(answer.data.get("bot_id")) if answer.ok else None
         if bot_id is None or not bot_id.isdigit():
-            raise blocked("BOT-CREATE-001", f"create answered {answer.describe()}")
+            why = f"create answered {answer.describe()}"
+            self.state.get_or_create(CREATE_BLOCKED, lambda: why)
+            raise blocked("BOT-CREATE-001", why)
         return Bot(bot_id, name, body["description"], body["icon_url"], body["prompt"])
 
     def publish(self, bot: Bot) -> Bot:
@@ -116,10 +125,17 @@ def published_bot(
 
     def make() -> dict[str, Any]:
         maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings.model)
-        bot = maker.publish(maker.create("s"))
-        return bot.__dict__
+        try:
+            return {"bot": maker.publish(maker.create("s")).__dict__}
+        except pytest.skip.Exception as blocked_by:
+            # Remembered, so that the other tests (and workers) skip at once instead of
+            # each spending a bot of the run's budget on the same broken create.
+            return {"blocked": str(blocked_by.msg)}
 
-    return Bot(**shared_state.get_or_create("published_bot", make))
+    made = shared_state.get_or_create("published_bot", make)
+    if "blocked" in made:
+        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
+    return Bot(**made["bot"])
 
 
 @pytest.fixture

@@ -214,9 +214,11 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 # --------------------------------------------------------------------------- clients
 
 
-def build_client(settings: Settings, *, second: bool = False, log: Any = None) -> Any:
-    """An ApiClient for principal 1 (or 2), with the other principal for isolation modes."""
-    from conformance.client import ApiClient, Principal
+def build_client(settings: Settings, *, second: bool = False, log: Any = None, pacer: Any = None) -> Any:
+    """An ApiClient for principal 1 (or 2), with the other principal for isolation modes;
+    paced through ``pacer`` (conformance.pacer) when one is given."""
+    from conformance.client import Principal
+    from conformance.pacer import PacedClient
     from conformance.redact import Redactor
 
     p1 = Principal("principal-1", settings.api_key, settings.session_key)
@@ -227,9 +229,10 @@ def build_client(settings: Settings, *, second: bool = False, log: Any = None) -
 
     auth = load_profile(settings.profile).auth
     verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
-    return ApiClient(
+    return PacedClient(
         settings.target_url or "",
         me,
+        pacer=pacer,
         other=other,
         request_timeout=settings.request_timeout,
         stream_timeout=settings.stream_timeout,
@@ -360,19 +363,23 @@ def exchange_log(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def api(conformance_settings: Settings, exchange_log: Any) -> Iterator[Any]:
-    """An HTTP client of the first principal."""
-    client = build_client(conformance_settings, log=exchange_log)
+def api(conformance_settings: Settings, exchange_log: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """An HTTP client of the first principal, paced across the run's workers."""
+    from conformance.pacer import pacer_for
+
+    client = build_client(conformance_settings, log=exchange_log, pacer=pacer_for(request.config))
     yield client
     client.close()
 
 
 @pytest.fixture
-def api2(conformance_settings: Settings, exchange_log: Any) -> Iterator[Any]:
+def api2(conformance_settings: Settings, exchange_log: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """An HTTP client of the second principal; SKIPs when none is configured."""
+    from conformance.pacer import pacer_for
+
     if not conformance_settings.has_principal_2:
         pytest.skip("no second principal configured (--api-key-2 / --session-key-2)")
-    client = build_client(conformance_settings, second=True, log=exchange_log)
+    client = build_client(conformance_settings, second=True, log=exchange_log, pacer=pacer_for(request.config))
     yield client
     client.close()
 

@@ -52,9 +52,11 @@ def user_id(run_id: str, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def setup_client(conformance_settings: Settings) -> Iterator[ApiClient]:
+def setup_client(conformance_settings: Settings, request: pytest.FixtureRequest) -> Iterator[ApiClient]:
     """A first-principal client for run-wide setup (its exchanges are not a test's)."""
-    client = build_client(conformance_settings, log=ExchangeLog())
+    from conformance.pacer import pacer_for
+
+    client = build_client(conformance_settings, log=ExchangeLog(), pacer=pacer_for(request.config))
     yield client
     client.close()
 

@@ -69,7 +69,7 @@ KINDS = ("valid", "missing", "wrong-type", "not-json", "wrong-optional", "extrem
 #: Where generation departs from a request schema, and why.
 GENERATION_DEVIATIONS: Mapping[str, str] = {
     "bot ids": "bot_id and agent_id are a real bot of the suite's, in the JSON type the profile's id_types give: a made-up id is an unknown id, and refusing it is right.",
-    "conversation ids": "ConversationID and conversation_id are left out of valid bodies: a made-up one names an unknown conversation (a 4xx is right), a real one needs a chat of its own.",
+    "conversation ids": "an optional ConversationID or conversation_id is left out of valid bodies: a made-up one names an unknown conversation (a 4xx is right), a real one needs a chat of its own; a required one (cancel's, which has no valid kind) is made up, so each broken kind changes one thing only.",
     "stream": "pinned to false: a fuzzed chat is judged on its envelope; the stream is the grammar's (test_chat_stream).",
     "user_id": "pinned to the test's own user id (cz-conf-<run>-...), so a real deployment sees the suite's users only.",
     "bot name": "when a case changes a bot of the suite's (World.bot_name), name keeps that bot's cz-conf-<run>-... name and is never made extreme: the suite's bots stay recognisable on a real deployment (issue 5).",
@@ -96,6 +96,7 @@ FORMATS: dict[str, st.SearchStrategy[str]] = {
     "cz-key": KEY,
     "cz-url": st.from_regex(r"\A[a-z0-9]{1,12}\Z").map(lambda s: f"https://example.com/{s}.png"),
     "cz-json-text": st.dictionaries(KEY, TEXT, max_size=MAX_ENTRIES).map(lambda d: json.dumps(d, ensure_ascii=False)),
+    "cz-unknown-id": st.from_regex(r"\A[0-9a-f]{16}\Z").map(lambda s: f"cz-conf-unknown-{s}"),
 }
 SMALL_JSON: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.integers(-1000, 1000) | TEXT,
@@ -362,8 +363,10 @@ def generation_schema(spec: BodySpec, world: World, profile: Profile) -> dict[st
             properties[name] = {"const": world.bot_name}
         elif name in BOT_ID_PARAMS and name in endpoint.id_types:
             properties[name] = {"const": _typed_id(world.bot_id, endpoint.id_types[name])}
+        elif name in endpoint.id_types and name in spec.required:
+            properties[name] = {"type": "string", "format": "cz-unknown-id"}  # GENERATION_DEVIATIONS
         elif name in endpoint.id_types:
-            continue  # a conversation id: left out (GENERATION_DEVIATIONS)
+            continue  # an optional conversation id: left out (GENERATION_DEVIATIONS)
         else:
             properties[name] = _generative(node, profile)
     return {
@@ -386,7 +389,8 @@ def valid_bodies(spec: BodySpec, world: World, profile: Profile) -> st.SearchStr
 _OBJECT = st.dictionaries(KEY, TEXT, max_size=2)
 _ARRAY = st.lists(st.integers(0, 9) | TEXT, max_size=2)
 _NUMBER = st.integers(-(10**6), 10**6) | st.sampled_from([1.5, -0.25, 1e300])
-_STRICT = {
+Values = tuple[st.SearchStrategy[Any], ...]
+_STRICT: dict[str, Values] = {
     # Only types no server could read as the documented one: a number for a string id
     # or a digit string for an int64 id may be coerced (the page's own examples mix them).
     "string": (_OBJECT, _ARRAY),
@@ -395,7 +399,7 @@ _STRICT = {
     "array": (_OBJECT, TEXT, _NUMBER, st.booleans()),
     "object": (_ARRAY, TEXT, _NUMBER, st.booleans()),
 }
-_LENIENT = {
+_LENIENT: dict[str, Values] = {
     "string": (_OBJECT, _ARRAY, _NUMBER, st.booleans()),
     "integer": (_OBJECT, _ARRAY, TEXT.filter(lambda s: not s.isdigit()), st.booleans(), st.just(1.5)),
     "boolean": (TEXT, _NUMBER, _OBJECT, _ARRAY),
@@ -407,11 +411,12 @@ _LENIENT = {
 #: Ids (profile id_types) are strings or integers on the wire under READING "Id
 #: types": a number or a digit string is never a wrong type for one. A boolean only
 #: where the verdict is lenient (a JSON true is an integer 1 to some languages).
-_ID_STRICT = (_OBJECT, _ARRAY)
-_ID_LENIENT = (_OBJECT, _ARRAY, st.booleans())
+_ID_STRICT: Values = (_OBJECT, _ARRAY)
+_ID_LENIENT: Values = (_OBJECT, _ARRAY, st.booleans())
 
 
 def wrong_value(json_type: str, *, strict: bool, salt: int, is_id: bool = False) -> st.SearchStrategy[Any]:
+    table: Values
     if is_id:
         table = _ID_STRICT if strict else _ID_LENIENT
     else:
@@ -547,10 +552,12 @@ PRIORITIES: Mapping[str, tuple[tuple[str, str | None], ...]] = {
 }
 
 #: Requests per endpoint against the embedded server, chosen so the fuzz module sends
-#: per principal about 10 chat, 5 management (the own bot's create included) and 20
-#: info requests -- what the budget of 50 / 25 / 90 leaves after the other modules.
+#: per principal 10 chat, 4 management (the fuzz bot's create included) and 20 info
+#: requests -- what the budget of 50 / 25 / 90 leaves after the other modules. No
+#: create: its one kind that fits (a body that is no JSON) is the chat's and cancel's
+#: too, and the management budget is the tightest.
 EMBEDDED_EXAMPLES: Mapping[str, int] = {
-    "chat": 5, "run": 3, "cancel": 2, "create": 1, "update": 2, "publish": 1, "online_info": 10, "bot_detail": 10,
+    "chat": 5, "run": 3, "cancel": 2, "create": 0, "update": 2, "publish": 1, "online_info": 10, "bot_detail": 10,
 }
 #: Per endpoint against a remote target when --fuzz-examples is not given (issue 6).
 REMOTE_EXAMPLES = 25

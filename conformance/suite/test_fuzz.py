@@ -5,8 +5,9 @@ draws the cases (valid bodies from the request schemas through hypothesis-jsonsc
 then one named breakage per kind) and each example is one request, judged at once.
 
 * A broken MUST (a valid body refused, a bad one accepted, a 5xx) is shrunk by
-  Hypothesis to its smallest case and reported once, with that case's curl command
-  (credentials as ``$COZE_API_KEY`` / ``$COZE_SESSION_KEY``).
+  Hypothesis to its smallest case (within ``SHRINK_REQUESTS`` more requests) and
+  reported once, with that case's curl command (credentials as ``$COZE_API_KEY`` /
+  ``$COZE_SESSION_KEY``).
 * A request that gets no answer in time ends the test at once (no shrinking: every
   try could wait a whole deadline); the plugin FAILs the test's requirements with the
   transport error -- "never a hang" is a bounded failure.
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Flaky
 
 from conformance.catalogue import load_catalogue
@@ -48,6 +49,9 @@ from conformance.suite.helpers import Bot, envelope
 BAD_REQUEST = 400
 #: These change the bot they name: never the run's shared bot, which other tests read.
 OWN_BOT_ENDPOINTS = frozenset({"update", "publish"})
+#: Requests Hypothesis may spend shrinking a failure: every one is a real request to
+#: the target (paced, maybe billed); past it the smallest failing case seen is reported.
+SHRINK_REQUESTS = 25
 
 
 # --------------------------------------------------------------------------- the plan
@@ -116,6 +120,10 @@ class Violation(Exception):
         self.finding = finding
 
 
+class ShrinkBudgetSpent(BaseException):
+    """Stop shrinking (a BaseException: Hypothesis lets it through at once)."""
+
+
 class Unanswered(BaseException):
     """A request got no answer: a BaseException, so Hypothesis stops without shrinking."""
 
@@ -147,6 +155,11 @@ def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse) -> 
     return code == BAD_REQUEST, f"code {BAD_REQUEST} in the error envelope"
 
 
+def _size(finding: Finding) -> tuple[int, int, int]:
+    case = finding.case
+    return len(case.body or b""), len(case.path), len(case.params)
+
+
 def _send(api: ApiClient, case: FuzzCase) -> ApiResponse:
     headers = {"Content-Type": "application/json"} if case.body is not None else None
     return api.request(case.method, case.path, params=case.params or None, content=case.body, headers=headers)
@@ -171,6 +184,8 @@ def test_fuzz(
     print(f"fuzz seed of {row.id}: {run_seed} (replay with --hypothesis-seed={run_seed})")
 
     findings: list[Finding] = []
+    violations: list[Finding] = []
+    sent = 0
     levels = {rid: check.catalogue[rid].level for rid in row.requirements}
 
     @settings(
@@ -180,10 +195,17 @@ def test_fuzz(
         derandomize=False,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
+        # No explain phase: it traces every line of every shrinking step (the client,
+        # httpx, JSON) -- minutes against a real server, for a hint the curl gives better.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     )
     @seed(run_seed)
     @given(cases(profile, row.endpoint, row.kind, world, field=row.field, salt=run_seed))
     def one(case: FuzzCase) -> None:
+        nonlocal sent
+        if violations and sent >= row.examples + SHRINK_REQUESTS:
+            raise ShrinkBudgetSpent
+        sent += 1
         try:
             answer = _send(api, case)
         except TransportError as exc:
@@ -194,6 +216,7 @@ def test_fuzz(
             finding = Finding(requirement, held, expected, actual, case, answer.exchange.to_curl())
             findings.append(finding)
             if not held and levels[requirement] == "MUST":
+                violations.append(finding)
                 raise Violation(finding)
 
     shrunk: Finding | None = None
@@ -201,9 +224,10 @@ def test_fuzz(
         one()
     except Violation as violation:
         shrunk = violation.finding
-    except Flaky:
-        # The smallest case passed on its replay: report the last violation seen.
-        shrunk = next((f for f in reversed(findings) if not f.held and levels[f.requirement] == "MUST"), None)
+    except (Flaky, ShrinkBudgetSpent):
+        # The smallest case passed on its replay, or shrinking spent its requests:
+        # report the smallest violation seen.
+        shrunk = min(violations, key=_size, default=None)
     except Unanswered as unanswered:
         raise unanswered.error from None
 

@@ -60,6 +60,7 @@ __all__ = [
     "counts_for_barrier",
     "exact_findings",
     "idle_since",
+    "in_parallel",
     "install_barrier",
     "pacer_for",
     "parse_retry_after",
@@ -284,7 +285,7 @@ class RateLimitedTooLong(TransportError):
     answer: the plugin FAILs the test's requirements with this message."""
 
 
-def _refusal_code(status: int, body: bytes, refusal: int) -> bool:
+def _is_refusal(status: int, body: bytes, refusal: int) -> bool:
     """Whether an answer is a rate-limit refusal: HTTP 429 or body code 429 (READING
     "HTTP status of errors": the body code decides, the status is SHOULD)."""
     if status == refusal:
@@ -358,7 +359,7 @@ class PacedClient(ApiClient):
         while True:
             pacer.acquire(principal, group)
             answer = super().request(method, path, **kwargs)
-            if not _refusal_code(answer.status, answer.body, pacer.refusal_code):
+            if not _is_refusal(answer.status, answer.body, pacer.refusal_code):
                 return answer
             tries += 1
             self._wait_out(pacer, principal, group, answer.exchange, answer.headers, tries)
@@ -663,6 +664,7 @@ def run_burst(
     lock = threading.Lock()
     stop = threading.Event()
     counter = iter(range(planned))
+    crashed: list[BaseException] = []
 
     def work() -> None:
         while True:
@@ -672,19 +674,46 @@ def run_burst(
                 index = next(counter, None)
             if index is None:
                 return
-            attempt = send(index)
+            try:
+                attempt = send(index)
+            except BaseException as exc:  # a suite bug: surface it in the test, not a thread
+                crashed.append(exc)
+                stop.set()
+                return
             with lock:
                 burst.attempts.append(attempt)
                 if attempt.outcome == "refused" and stop_at_refusal:
                     stop.set()
 
-    threads = [threading.Thread(target=work, name=f"burst-{group}-{n}", daemon=True) for n in range(max(1, workers))]
+    in_parallel(work, count=max(1, workers), name=f"burst-{group}")
+    if crashed:
+        raise crashed[0]
+    burst.attempts.sort(key=lambda a: a.started)
+    return burst
+
+
+def in_parallel(*targets: Callable[[], None], count: int = 1, name: str = "phase") -> None:
+    """Run every target ``count`` times, each in its own thread, and wait for all;
+    the first exception of any thread is raised here."""
+    crashed: list[BaseException] = []
+
+    def guarded(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:
+            crashed.append(exc)
+
+    threads = [
+        threading.Thread(target=guarded, args=(target,), name=f"{name}-{i}-{n}", daemon=True)
+        for i, target in enumerate(targets)
+        for n in range(count)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    burst.attempts.sort(key=lambda a: a.started)
-    return burst
+    if crashed:
+        raise crashed[0]
 
 
 BurstVerdict = Literal["pass", "fail", "inconclusive"]

@@ -132,6 +132,14 @@ def test_a_burst_stops_at_the_first_refusal_and_at_its_time_budget() -> None:
     assert [a.started for a in slow.attempts] == sorted(a.started for a in slow.attempts)
 
 
+def test_a_suite_bug_in_a_burst_thread_is_raised_not_swallowed() -> None:
+    def broken(i: int) -> Attempt:
+        raise RuntimeError(f"bug at {i}")
+
+    with pytest.raises(RuntimeError, match="bug at"):
+        run_burst(broken, group="info", limit=10, planned=21, budget_seconds=45, workers=3)
+
+
 # --------------------------------------------------------------------------- probes against real servers
 
 SSE = "text/event-stream"

@@ -23,8 +23,8 @@ its own wait is over.
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,6 +41,7 @@ from conformance.pacer import (
     counts_for_barrier,
     exact_findings,
     idle_since,
+    in_parallel,
     install_barrier,
     pacer_for,
     retry_ready_at,
@@ -123,23 +124,23 @@ def _bursts(client: ApiClient, profile: Profile, chosen: dict[str, Probe]) -> di
     """The three bursts at once (each group's limit is its own)."""
     results: dict[str, Burst] = {}
 
-    def one(group: str) -> None:
+    def burst_of(group: str) -> Callable[[], None]:
         limit = profile.ratelimits[group].limit
         probe = chosen[group]
-        results[group] = run_burst(
-            lambda i: send_probe(client, probe, i, profile),
-            group=group,
-            limit=limit,
-            planned=2 * limit + 1,
-            budget_seconds=BURST_SECONDS,
-            workers=WORKERS,
-        )
 
-    threads = [threading.Thread(target=one, args=(g,), name=f"burst-{g}") for g in chosen]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        def run() -> None:
+            results[group] = run_burst(
+                lambda i: send_probe(client, probe, i, profile),
+                group=group,
+                limit=limit,
+                planned=2 * limit + 1,
+                budget_seconds=BURST_SECONDS,
+                workers=WORKERS,
+            )
+
+        return run
+
+    in_parallel(*(burst_of(group) for group in chosen), name="bursts")
     return results
 
 

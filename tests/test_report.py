@@ -719,7 +719,7 @@ def test_ci_gate_listed_fault_passes_unlisted_fault_fails(tmp_path: Path, monkey
     with _Target(fault) as target:
         target.env(monkeypatch)
         for baseline in ([str(listed)], []):
-            done = subprocess.run([str(script), target.url, *baseline, "--", "-p", "no:cacheprovider", "-q"],
+            done = subprocess.run([str(script), target.url, *baseline, "--", "-p", "no:cacheprovider", "-q", "-m", "not ratelimit", "--fuzz-examples", "3"],
                                   capture_output=True, text=True, timeout=600)
             codes.append(done.returncode)
             assert f"ci-gate: exit {done.returncode}" in done.stderr

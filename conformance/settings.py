@@ -100,6 +100,17 @@ def _header(value: str) -> tuple[str, str]:
     return name, text.strip()
 
 
+def _budget(value: str) -> tuple[str, int]:
+    group, sep, number = value.partition("=")
+    group = group.strip()
+    if not sep or group not in ("chat", "management", "info"):
+        raise ValueError("expected GROUP=N with GROUP one of chat, management, info")
+    requests = int(number)
+    if requests < 1:
+        raise ValueError("expected a budget of at least 1 request per window")
+    return group, requests
+
+
 def _profile(value: str) -> str:
     # Profiles are data files beside profile.py; the name only finds the file.
     folder = Path(__file__).resolve().parent / "profiles"
@@ -155,6 +166,12 @@ OPTIONS: tuple[Option, ...] = (
            later="issue 8"),
     Option("--fuzz-examples", "fuzz_examples", "Hypothesis examples per fuzzed endpoint (default 25 against a remote target).",
            env="COZE_FUZZ_EXAMPLES", ini="coze_fuzz_examples", parse=_count, metavar="N", later="issue 6"),
+    Option("--rate-budget", "rate_budgets", "Requests per rate window the suite allows itself per group, e.g. chat=30 "
+           "(repeatable; default: the profile's documented limits).",
+           env="COZE_RATE_BUDGET", ini="coze_rate_budget", default=(), parse=_budget, multiple=True, metavar="GROUP=N"),
+    Option("--ratelimit-exact", "ratelimit_exact", "Also run the exact rate-limit checks (idle window, the first N admitted, "
+           "recovery); adds minutes of waiting.",
+           env="COZE_RATELIMIT_EXACT", ini="coze_ratelimit_exact", default=False, parse=_bool, flag_only=True),
     Option("--header", "headers", "Extra request header 'Name: value' (repeatable), e.g. for a gateway.",
            env="COZE_HEADERS", ini="coze_headers", default=(), parse=_header, multiple=True, metavar="'NAME: VALUE'"),
     Option("--ca-bundle", "ca_bundle", "CA bundle (PEM file) to verify the target's TLS certificate.",
@@ -187,6 +204,8 @@ class Settings:
     report_dir: str | None = None
     expected_failures: str | None = None
     fuzz_examples: int | None = None
+    rate_budgets: tuple[tuple[str, int], ...] = ()
+    ratelimit_exact: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     ca_bundle: str | None = None
     insecure: bool = False
@@ -241,6 +260,7 @@ class Settings:
         values = dict(data)
         values["headers"] = tuple(tuple(h) for h in values["headers"])
         values["requirements"] = tuple(values["requirements"])
+        values["rate_budgets"] = tuple(tuple(b) for b in values["rate_budgets"])
         return cls(**values)
 
     def header_line(self) -> str:

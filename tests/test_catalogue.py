@@ -411,7 +411,7 @@ def test_mapping_order_and_lookup() -> None:
 def test_select_globs() -> None:
     assert list(CAT.select(["CHAT-SSE-00[1-3]"])) == ["CHAT-SSE-001", "CHAT-SSE-002", "CHAT-SSE-003"]
     both = CAT.select(["RATE-*", "READ-*"])
-    assert list(both) == ["RATE-001", "RATE-002", "RATE-003", "RATE-004", "READ-001"]
+    assert list(both) == ["RATE-001", "RATE-002", "RATE-003", "RATE-004", "RATE-005", "READ-001"]
     # Globs are case-sensitive and anchored: "CHAT-*" takes CHAT-SSE-* too, "chat-*" is a typo.
     assert "CHAT-SSE-001" in CAT.select(["CHAT-*"])
     with pytest.raises(CatalogueError, match="'chat-\\*'"):

@@ -28,6 +28,7 @@ VALID = {
     "fuzz_examples": ("3", "4"),
     "headers": ("X-Gateway: one", "X-Gateway: two"),
     "requirements": ("CHAT-*", "BOT-*"),
+    "rate_budgets": ("chat=30", "info=50"),
 }
 
 #: An invalid value per option that validates its input.
@@ -42,6 +43,7 @@ INVALID = {
     "profile": "nonesuch",
     "expected_failures": "/no/such/baseline.toml",
     "ca_bundle": "/no/such/bundle.pem",
+    "rate_budgets": "tea=3",
 }
 
 # Credentials that must accompany a target so that combinations stay valid.

@@ -28,9 +28,8 @@ timed out, or ended in a suite ERROR: a broken server must meet a FAIL, never a 
 ``--write`` publishes ``docs/kill-matrix.json`` and ``docs/kill-matrix.md`` (sorted, no
 times); ``--check`` computes them again and fails when the committed files differ.
 
-The outcomes are read from the run's ``results.json`` (conformance/report.py) when the
-certification reporter wrote one, else from a small recorder plugin registered by the
-job, which folds the plugin's records the same way (``report.requirement_results``).
+The outcomes are read from each run's ``results.json`` (conformance/report.py): per
+requirement its outcome and its outcome in each test, and the tests that ERRORed.
 """
 
 from __future__ import annotations
@@ -52,6 +51,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from conformance.report import REPORT_FILES
 
 __all__ = [
     "COLLATERAL_LIMIT",
@@ -90,9 +91,13 @@ BASE_KNOBS: Mapping[str, Any] = {"token_delay": 0.0, "rate_window": 3.0}
 #: published matrix (collateral included) is the same from every fresh run.
 #: ``--insecure`` changes nothing on a plain-http target except that no client loads
 #: the system CA bundle (each of ~80 clients of a run did: 2 s of a 4 s run).
+#: ``--rate-budget``: the pacer's budgets are per the profile's minute, the server's
+#: window is BASE_KNOBS' seconds; unbounded budgets leave the pacing to the server, whose
+#: 429s (Retry-After within its short window) the paced client waits out.
 SUITE_ARGS: tuple[str, ...] = (
     "--fuzz-examples", "5", "--stream-timeout", "5", "--request-timeout", "5", "--insecure",
     "--hypothesis-seed", "0",
+    "--rate-budget", "chat=1000000", "--rate-budget", "management=1000000", "--rate-budget", "info=1000000",
 )
 #: pytest options of a job: only results.json is read, so the HTML and Allure reports
 #: (pytest-html, allure-pytest) are not written -- they cost a second per run.
@@ -108,7 +113,7 @@ INDEPENDENT_DECLARES = frozenset({"ENV-002", "CHAT-SSE-005"})
 
 FAIL, WARN, PASS, SKIP, NOT_RUN = "FAIL", "WARN", "PASS", "SKIP", "NOT RUN"
 RUN_FILE = "run.json"
-RESULTS_FILE = "results.json"  # conformance.report.REPORT_FILES["results"]
+RESULTS_FILE = REPORT_FILES["results"]
 
 
 # --------------------------------------------------------------------------- subjects and plan
@@ -226,7 +231,7 @@ class RunResult:
         """From a job's run.json (see :func:`_run_document`)."""
         outcomes: dict[str, str] = {}
         failing: dict[str, frozenset[str]] = {}
-        for entry in doc["requirements"]:
+        for entry in doc.get("requirements", ()):
             outcomes[entry["id"]] = entry["outcome"]
             nodes = frozenset(t["nodeid"] for t in entry.get("tests", ()) if t["outcome"] == FAIL)
             if nodes:
@@ -237,6 +242,7 @@ class RunResult:
             tests=frozenset(doc.get("collected", ())),
             errors=tuple(doc.get("errors", ())),
             exit_code=doc.get("exit_code"),
+            problem=doc.get("problem"),
         )
 
 
@@ -628,9 +634,12 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
     people = _fresh_principals()
     if subject.server == INDEPENDENT:
         sys.path.insert(0, str(ROOT))  # tests/ is not a package of the distribution
-        from tests.independent.server import IndependentServer
+        from tests.independent.server import RATE_LIMITS, FixedWindowLimiter, IndependentServer
 
         server = IndependentServer(principals={n: (k, s) for n, k, s in people}, token_delay=0)
+        # The page's minute-long window would make the rate-limit phase wait a minute for
+        # its budget; the server's own limiter with the matrix's short window instead.
+        server.limiter = FixedWindowLimiter(RATE_LIMITS, window=float(BASE_KNOBS["rate_window"]))
         server.start()
         stop: Callable[[], None] = server.stop
         url = server.url
@@ -656,61 +665,33 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
 
 
 class _Recorder:
-    """A pytest plugin of the job: the collected suite tests, and -- until the run
-    writes results.json -- the plugin's records and the crashed tests."""
+    """A pytest plugin of the job: the suite tests the run collected (results.json
+    names only the tests that judged something)."""
 
     def __init__(self) -> None:
         self.collected: list[str] = []
-        self.records: list[Any] = []
-        self.failed: dict[str, str] = {}  # nodeid -> "phase: first line"
 
     def pytest_collection_finish(self, session: Any) -> None:
         from conformance.plugin import SUITE_DIR
 
         self.collected = [item.nodeid for item in session.items if SUITE_DIR in Path(str(item.path)).resolve().parents]
 
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.failed and report.nodeid not in self.failed:
-            text = (report.longreprtext or "failed").strip().splitlines()
-            self.failed[report.nodeid] = f"{report.when}: {text[-1] if text else 'failed'}"
 
-    def pytest_sessionfinish(self, session: Any) -> None:
-        from conformance.plugin import RUN_KEY
-
-        run = session.config.stash.get(RUN_KEY, None)
-        self.records = list(run.records) if run is not None else []
-
-
-def _run_document(recorder: _Recorder, report_dir: Path, exit_code: int) -> dict[str, Any]:
-    """run.json: per requirement its outcome and per-test outcomes, the errors, the
-    collected tests -- from results.json when the reporter wrote it, else folded from
-    the recorder's records with the reporter's own fold."""
+def _run_document(collected: Sequence[str], report_dir: Path, exit_code: int) -> dict[str, Any]:
+    """run.json: from the run's results.json (conformance/report.py), per requirement
+    its outcome and its outcome in each test, and the tests that ERRORed; plus the
+    collected tests and the exit code. No results.json is the run's problem."""
+    document: dict[str, Any] = {"exit_code": exit_code, "collected": list(collected)}
     results_path = report_dir / RESULTS_FILE
-    if results_path.is_file():
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-        requirements = [
-            {"id": r["id"], "outcome": r["outcome"], "tests": r.get("tests", [])} for r in results["requirements"]
-        ]
-        errors = [f"{e['nodeid']} ({e['when']}): {e['message']}" for e in results.get("errors", [])]
-        source = RESULTS_FILE
-    else:
-        from conformance.report import requirement_results
-
-        folded = requirement_results(recorder.records, {})
-        requirements = [
-            {"id": r.id, "outcome": r.outcome, "tests": [{"nodeid": n, "outcome": o} for n, o in r.tests]}
-            for r in folded.values()
-        ]
-        failing = {r.nodeid for r in recorder.records if str(r.outcome) == FAIL}
-        errors = [f"{n} ({why})" for n, why in sorted(recorder.failed.items()) if n not in failing]
-        source = "recorder"
-    return {
-        "source": source,
-        "exit_code": exit_code,
-        "collected": recorder.collected,
-        "requirements": requirements,
-        "errors": errors,
-    }
+    if not results_path.is_file():
+        document["problem"] = f"the suite wrote no {RESULTS_FILE} (exit {exit_code})"
+        return document
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    document["requirements"] = [
+        {"id": r["id"], "outcome": r["outcome"], "tests": r.get("tests", [])} for r in results["requirements"]
+    ]
+    document["errors"] = [f"{e['nodeid']} ({e['when']}): {e['message']}" for e in results.get("errors", [])]
+    return document
 
 
 def run_job(spec: RunSpec, report_dir: Path) -> int:
@@ -724,11 +705,14 @@ def run_job(spec: RunSpec, report_dir: Path) -> int:
     recorder = _Recorder()
     with _serve(subject) as env:
         os.environ.update(env)
-        args = ["conformance", *JOB_PYTEST_ARGS, *SUITE_ARGS, "--report-dir", str(report_dir)]
+        # A base temp dir of its own: concurrent runs numbering and pruning folders in
+        # the shared /tmp/pytest-of-<user> race, and a lost race is a ResourceWarning
+        # (pytest's find_prefixed) that filterwarnings=error turns into a crash.
+        args = ["conformance", *JOB_PYTEST_ARGS, *SUITE_ARGS, "--report-dir", str(report_dir), "--basetemp", str(report_dir / "tmp")]
         if spec.strict:
             args.append("--strict")
         code = int(pytest.main(args, plugins=[recorder]))
-    document = _run_document(recorder, report_dir, code)
+    document = _run_document(recorder.collected, report_dir, code)
     (report_dir / RUN_FILE).write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     return 0
 
@@ -867,6 +851,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         chosen = list(everything.values())
     specs = plan(chosen)
+    # A terminated runner ends its runs too (they are sessions of their own).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.keep:

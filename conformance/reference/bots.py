@@ -154,7 +154,12 @@ async def online_info(runtime: Runtime, request: Request, principal: str) -> Res
     if config.has("bot_online_bot_id_optional") and "bot_id" not in request.query_params:
         bot = _phantom(0, principal)  # fault: a missing bot_id is accepted
     else:
-        bot_id = _query_bot_id(request)
+        try:
+            bot_id = _query_bot_id(request)
+        except ApiError:
+            if not config.has("bot_online_not_int64_ok") or "bot_id" not in request.query_params:
+                raise
+            return ok_response(config.success_msg, {"bot_id": 0, "name": "", "version": 1, "status": "online"})  # fault
         bot = _find(
             runtime, bot_id, principal, unknown_ok="bot_online_unknown_ok", any_owner="iso_online_info_other_bot"
         )

@@ -89,6 +89,12 @@ _ISOLATION = (
 _RATE = (
     _fault("rate_chat_never_429", "RATE-001", "The chat group (/v3/chat, cancel, /api/conversation/chat) is never limited."),
     _fault("rate_chat_limit_10x", "RATE-001", "The chat group allows 600 requests per minute, ten times the documented 60."),
+    _fault(
+        "rate_management_limit_half",
+        "RATE-005",
+        "The management group admits half its documented limit (15 per minute, not 30).",
+        level="SHOULD",
+    ),
     _fault("rate_management_never_429", "RATE-002", "The management group (/api/draftbot/*) is never limited."),
     _fault("rate_info_never_429", "RATE-003", "The info group (the two /v1 endpoints) is never limited."),
     _fault("rate_429_plain_text", "RATE-004", "A refused request gets HTTP 429 with a text/plain body, no envelope."),
@@ -142,6 +148,11 @@ _BOTS = (
         "get_online_info shows the first publish's snapshot forever: stale after an update and republish.",
     ),
     _fault("bot_online_unknown_ok", "BOT-ONLINE-007", "get_online_info of an unknown bot_id answers code 0 with data."),
+    _fault(
+        "bot_online_not_int64_ok",
+        "BOT-ONLINE-008",
+        "get_online_info?bot_id=<not an int64> answers code 0 with the data of a bot 0.",
+    ),
     # GET /v1/bots/:bot_id
     _fault("bot_detail_missing_display", "BOT-GET-001", "/v1/bots/:bot_id's data has no icon_url."),
     _fault(

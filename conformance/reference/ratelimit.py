@@ -81,6 +81,8 @@ def limit_function(config: ServerConfig) -> Callable[[RateGroup], int]:
             return UNLIMITED
         if group == "chat" and config.has("rate_chat_limit_10x"):  # fault: 600 per minute, not 60
             return 10 * config.limit_for(group)
+        if group == "management" and config.has("rate_management_limit_half"):  # fault: 15 per minute, not 30
+            return max(1, config.limit_for(group) // 2)
         return config.limit_for(group)
 
     return limit_for

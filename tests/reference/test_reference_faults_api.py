@@ -281,6 +281,10 @@ CASES: dict[str, Case] = {
     "iso_conversation_owner_unchecked": Case(_bob_cancels),
     "rate_chat_never_429": Case(_never_limited("POST", "/v3/chat/cancel", json={}), rate_limited=True),
     "rate_chat_limit_10x": Case(_chat_limit_10x, rate_limited=True),
+    "rate_management_limit_half": Case(
+        lambda w: admitted_before_429(w.burst("POST", "/api/draftbot/create", LIMIT + 1, json={})) < LIMIT,
+        rate_limited=True,
+    ),
     "rate_management_never_429": Case(_never_limited("POST", "/api/draftbot/create", json={}), rate_limited=True),
     "rate_info_never_429": Case(_never_limited("GET", f"/v1/bots/{UNKNOWN_BOT}"), rate_limited=True),
     "rate_429_plain_text": Case(_refusal_not_json, rate_limited=True),
@@ -322,6 +326,7 @@ CASES: dict[str, Case] = {
     "bot_online_unknown_ok": Case(_refused_or_not("GET", "/v1/bot/get_online_info", params={"bot_id": UNKNOWN_BOT})),
     "bot_detail_missing_display": Case(_read("detail", lambda body: "icon_url" not in body["data"])),
     "bot_detail_not_int64_ok": Case(_refused_or_not("GET", "/v1/bots/not-a-bot-id")),
+    "bot_online_not_int64_ok": Case(_refused_or_not("GET", "/v1/bot/get_online_info", params={"bot_id": "not-a-bot-id"})),
     "bot_detail_not_int64_500": Case(lambda w: w.call("GET", "/v1/bots/not-a-bot-id").status_code == 500),
     "bot_detail_no_version": Case(_read("detail", lambda body: "version" not in body["data"])),
     "bot_detail_no_prompt": Case(_read("detail", lambda body: "prompt" not in body["data"])),

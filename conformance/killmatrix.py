@@ -7,7 +7,7 @@ and once per wire variant (``conformance/reference/variants.py``), each time aga
 fresh server (fresh rate-limit budget), plus the clean reference server and the
 independent server of ``tests/independent/``. Every run is a subprocess of its own: a
 small job (this module with ``--job``) starts the server in-process and runs the suite
-with ``pytest.main`` against it -- model delay 0, a short rate window, five fuzz
+with ``pytest.main`` against it -- a 10 ms model delay, a short rate window, five fuzz
 examples, short deadlines, every test run.
 
 What a run proves (README, "Kill matrix"):
@@ -82,9 +82,14 @@ PROFILE = "doc"
 #: Collateral failures a fault may cause without a written reason (issue 7, item 4).
 COLLATERAL_LIMIT = 5
 
-#: Server knobs of every reference run: no model delay; a short rate window so that a
-#: run's rate-limit phase never waits a documented minute for a budget to come back.
-BASE_KNOBS: Mapping[str, Any] = {"token_delay": 0.0, "rate_window": 3.0}
+#: Server knobs of every reference run. A short rate window, so that a run's rate-limit
+#: phase never waits a documented minute for a budget to come back -- two seconds, not
+#: less: the phase's burst must send N + 1 requests (N the documented limit, up to 100)
+#: within one window, and takes a few tenths of a second in-process. A model delay of
+#: 10 ms a token, not 0: with 0 a whole answer is written before the cancel test's
+#: cancel arrives, and whether it lands mid-answer (judged) or after (SKIP) then depends
+#: on the machine's load -- the published matrix would differ from run to run.
+BASE_KNOBS: Mapping[str, Any] = {"token_delay": 0.01, "rate_window": 2.0}
 #: Suite options of every run: few fuzz examples, and deadlines short enough that a
 #: stream that never ends costs seconds (the faults' endless streams last longer).
 #: A fixed ``--hypothesis-seed``: the fuzz tests draw the same cases in every run, so the
@@ -102,6 +107,9 @@ SUITE_ARGS: tuple[str, ...] = (
 #: pytest options of a job: only results.json is read, so the HTML and Allure reports
 #: (pytest-html, allure-pytest) are not written -- they cost a second per run.
 JOB_PYTEST_ARGS: tuple[str, ...] = ("-p", "no:cacheprovider", "-p", "no:html", "-p", "no:allure_pytest", "-q", "--no-header")
+#: Runs at a time. Most of a run is waiting (the rate window, Retry-After, streams), not
+#: computing: three at a time keep two cores busy, and the whole matrix within 10 minutes.
+JOBS = 3
 #: One run's wall-clock bound; a run that exceeds it is killed and reported.
 RUN_TIMEOUT = 300.0
 
@@ -636,7 +644,7 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
         sys.path.insert(0, str(ROOT))  # tests/ is not a package of the distribution
         from tests.independent.server import RATE_LIMITS, FixedWindowLimiter, IndependentServer
 
-        server = IndependentServer(principals={n: (k, s) for n, k, s in people}, token_delay=0)
+        server = IndependentServer(principals={n: (k, s) for n, k, s in people}, token_delay=float(BASE_KNOBS["token_delay"]))
         # The page's minute-long window would make the rate-limit phase wait a minute for
         # its budget; the server's own limiter with the matrix's short window instead.
         server.limiter = FixedWindowLimiter(RATE_LIMITS, window=float(BASE_KNOBS["rate_window"]))
@@ -813,7 +821,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m conformance.killmatrix",
         description="Run the suite once per fault and per variant; judge recall and precision (issue 7).",
     )
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
+    p.add_argument("--jobs", type=int, default=JOBS, help=f"runs at a time (default {JOBS})")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these faults / variants ('clean', 'independent' too)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help=f"write {DOC_JSON.relative_to(ROOT)} and {DOC_MD.relative_to(ROOT)}")

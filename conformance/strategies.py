@@ -8,7 +8,7 @@ of case breaks a valid body (or the query / path parameter) in one named way:
 ============== ================================================================ ==============
 kind           what the case does                                               expected
 ============== ================================================================ ==============
-valid          a schema-valid body, with or without unknown ``x_cz_*`` keys     accepted
+valid          a schema-valid body with one or two unknown ``x_cz_*`` keys      accepted
 missing        one required parameter left out                                  400
 wrong-type     a required parameter of a JSON type its table cannot mean        400 (400/404
                                                                                 for an id in a
@@ -377,10 +377,10 @@ def generation_schema(spec: BodySpec, world: World, profile: Profile) -> dict[st
     }
 
 
-def valid_bodies(spec: BodySpec, world: World, profile: Profile) -> st.SearchStrategy[dict[str, Any]]:
-    """Schema-valid bodies with real ids, with or without unknown ``x_cz_*`` keys."""
+def valid_bodies(spec: BodySpec, world: World, profile: Profile, *, min_extras: int = 0) -> st.SearchStrategy[dict[str, Any]]:
+    """Schema-valid bodies with real ids and ``min_extras`` to 2 unknown ``x_cz_*`` keys."""
     generated = from_schema(generation_schema(spec, world, profile), custom_formats=FORMATS)
-    extras = st.dictionaries(EXTRA_KEY, SMALL_JSON, max_size=2)
+    extras = st.dictionaries(EXTRA_KEY, SMALL_JSON, min_size=min_extras, max_size=2)
     return st.tuples(generated, extras).map(lambda pair: {**pair[1], **pair[0]})
 
 
@@ -435,7 +435,10 @@ def _body_cases(profile: Profile, spec: BodySpec, kind: str, world: World, field
     endpoint = spec.endpoint
     valid = valid_bodies(spec, world, profile)
     if kind == "valid":
-        return valid.map(lambda b: _body_case(endpoint, kind, "", dump_json(b)))
+        # At least one unknown key: REQ-005 allows them, and the rest of the suite sends
+        # documented keys only, so this kind is where tolerating them is judged.
+        with_extras = valid_bodies(spec, world, profile, min_extras=1)
+        return with_extras.map(lambda b: _body_case(endpoint, kind, "", dump_json(b)))
     if kind == "missing":
         if field not in spec.required:
             raise ValueError(f"{endpoint.key}: {field!r} is not a required parameter")
@@ -494,7 +497,10 @@ def _not_json(raw: bytes) -> bool:
 def _param_cases(profile: Profile, endpoint: Endpoint, kind: str, world: World, field: str | None, salt: int) -> st.SearchStrategy[FuzzCase]:
     """Cases for an endpoint whose parameters travel in the query or the path."""
     (name,) = endpoint.required
-    extras = st.lists(st.tuples(EXTRA_KEY, st.from_regex(r"\A[A-Za-z0-9._~-]{0,12}\Z")), max_size=2)
+    # A valid case carries at least one unknown query parameter (REQ-005; as in _body_cases).
+    extras = st.lists(
+        st.tuples(EXTRA_KEY, st.from_regex(r"\A[A-Za-z0-9._~-]{0,12}\Z")), min_size=1 if kind == "valid" else 0, max_size=2
+    )
     in_path = endpoint.params_in == "path"
     if kind == "valid":
         values: st.SearchStrategy[str] = st.just(world.bot_id)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from .access import owned_bot
 from .config import ServerConfig
 from .envelope import ApiError, ok_response
-from .inputs import Fields, bad_request, parse_id_text, parse_object, read_body
+from .inputs import Fields, bad_request, parse_id_text, read_object, refuse_unknown
 from .runtime import Runtime
 from .store import Bot, BotProfile, now_seconds
 
@@ -49,7 +49,7 @@ def _find(runtime: Runtime, bot_id: int, principal: str, *, unknown_ok: str, any
 async def create(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /api/draftbot/create`` (spec "创建草稿智能体"): a new bot in status ``draft``."""
     config = runtime.config
-    fields = Fields(parse_object(await read_body(request, config.max_body_bytes)))
+    fields = Fields(await read_object(request, config), faults=config.faults)
     if config.has("bot_create_name_optional"):  # fault: a missing name is accepted
         name = fields.str_("name") or ""
     else:
@@ -86,7 +86,7 @@ async def create(runtime: Runtime, request: Request, principal: str) -> Response
 async def update_display_info(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /api/draftbot/update_display_info`` (spec "更新智能体显示信息"): the draft only."""
     config = runtime.config
-    fields = Fields(parse_object(await read_body(request, config.max_body_bytes)))
+    fields = Fields(await read_object(request, config), faults=config.faults)
     # fault: a missing bot_id is accepted (and updates a bot that does not exist)
     no_id = config.has("bot_update_bot_id_optional") and fields.body.get("bot_id") is None
     bot_id = 0 if no_id else fields.bot_id("bot_id")
@@ -121,7 +121,7 @@ async def update_display_info(runtime: Runtime, request: Request, principal: str
 async def publish(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /api/draftbot/publish`` (spec "发布智能体"): version 1, then one higher each time."""
     config = runtime.config
-    fields = Fields(parse_object(await read_body(request, config.max_body_bytes)))
+    fields = Fields(await read_object(request, config), faults=config.faults)
     if config.has("bot_publish_bot_id_optional") and fields.body.get("bot_id") is None:
         bot = _phantom(0, principal)  # fault: a missing bot_id is accepted
     else:
@@ -151,6 +151,8 @@ def _query_bot_id(request: Request) -> int:
 async def online_info(runtime: Runtime, request: Request, principal: str) -> Response:
     """``GET /v1/bot/get_online_info?bot_id=`` (spec "获取智能体在线信息"): the published snapshot."""
     config = runtime.config
+    if config.has("req_unknown_key_refused"):  # fault: a strict schema refuses unknown parameters
+        refuse_unknown(request.query_params.keys(), frozenset({"bot_id"}), "query parameter")
     if config.has("bot_online_bot_id_optional") and "bot_id" not in request.query_params:
         bot = _phantom(0, principal)  # fault: a missing bot_id is accepted
     else:
@@ -188,6 +190,8 @@ async def online_info(runtime: Runtime, request: Request, principal: str) -> Res
 async def details(runtime: Runtime, request: Request, principal: str) -> Response:
     """``GET /v1/bots/:bot_id`` (spec "获取智能体详细信息"): the current bot, draft and publish state."""
     config = runtime.config
+    if config.has("req_unknown_key_refused"):  # fault: a strict schema refuses unknown parameters
+        refuse_unknown(request.query_params.keys(), frozenset(), "query parameter")
     segment = request.path_params["bot_id"]
     if config.has("bot_detail_not_int64_500"):
         bot_id = int(segment)  # fault: unchecked, so a segment of letters raises (a 500)

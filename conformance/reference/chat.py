@@ -38,7 +38,7 @@ from .envelope import ApiError, ok_response
 from .eventstream import SseEvent, SseFormat, StreamWriter, encode_event
 from .faults_wire import ENDLESS_STREAM_SECONDS, HOLD_SECONDS, MID_ANSWER_PAUSE_SECONDS
 from .ids import format_chat_id, format_conversation_id, format_message_id
-from .inputs import Fields, Message, bad_request, read_body, parse_object
+from .inputs import Fields, Message, bad_request, read_object
 from .model import Turn
 from .runtime import RunningChat, Runtime, pause
 from .store import BotProfile, Conversation, now_seconds
@@ -93,7 +93,7 @@ def _fault_state(runtime: Runtime) -> _FaultState:
 
 async def chat_v3(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /v3/chat`` (spec "Chat V3 - 智能体对话")."""
-    body = parse_object(await read_body(request, runtime.config.max_body_bytes))
+    body = await read_object(request, runtime.config)
     try:
         return await _chat_v3(runtime, request, principal, body)
     except ApiError as error:
@@ -148,7 +148,7 @@ async def chat_internal(runtime: Runtime, request: Request, principal: str) -> R
 
     ``query`` is the user's message; ``additional_messages`` go before it.
     """
-    body = parse_object(await read_body(request, runtime.config.max_body_bytes))
+    body = await read_object(request, runtime.config)
     try:
         return await _chat_internal(body, runtime, principal)
     except ApiError as error:
@@ -184,8 +184,8 @@ async def cancel(runtime: Runtime, request: Request, principal: str) -> Response
     "Cancel" allows code 0 or an error there, and cancelling is idempotent.
     """
     has = runtime.config.has
-    fields = Fields(parse_object(await read_body(request, runtime.config.max_body_bytes)))
-    conversation_id = fields.conversation_ref("conversation_id")
+    fields = Fields(await read_object(request, runtime.config), faults=runtime.config.faults)
+    conversation_id = fields.conversation_ref("conversation_id", required=True)
     if has("cancel_refused"):
         bad_request("missing required field: chat_id")  # fault: a field the spec does not have
     if conversation_id is None and has("cancel_missing_id_accepted"):

@@ -1,11 +1,14 @@
-"""Faults of streams, chat, conversations, cancel, envelopes and validation.
+"""Faults of streams, chat, conversations, cancel, envelopes, requests and validation.
 
 Each fault is a one-to-three-line branch, marked ``fault:``, at the one place it breaks:
 
 * ``chat.py``: the stream faults, in one step over the event sequence
   (``_apply_stream_faults``) plus the Content-Type of a stream; the chat, conversation,
   cancel and run handlers; the non-stream answer (``_answer_faults``).
-* ``inputs.py``: the validation of one additional message (``parse_message``).
+* ``inputs.py``: the validation of one additional message (``parse_message``), and the
+  request-level faults (REQ-*): the body parser (``parse_object``), the typed fields
+  (``Fields._wrong_type``) and the unknown-key refusal (``read_object``; the two GET
+  handlers of bots.py call ``refuse_unknown`` for query parameters).
 * ``envelope.py``: how an answer is worded (``envelope_faults``, applied by app.py to
   every documented endpoint's answer).
 
@@ -257,6 +260,33 @@ _MESSAGES = (
 )
 
 _VALIDATION = (
+    _fault(
+        "req_not_json_500",
+        "REQ-001",
+        "A body that is no JSON text (empty, cut short, form fields, ...) crashes the parser: 500 in the envelope.",
+    ),
+    _fault(
+        "req_required_wrong_type_500",
+        "REQ-002",
+        "A required parameter of the wrong JSON type (an object or an array for a string or an id) crashes the"
+        " handler: 500 in the envelope.",
+    ),
+    _fault(
+        "req_optional_wrong_type_500",
+        "REQ-003",
+        "An optional parameter of the wrong JSON type crashes the handler: 500 in the envelope.",
+    ),
+    _fault(
+        "req_optional_wrong_type_ignored",
+        "REQ-004",
+        "An optional parameter of the wrong JSON type is read as absent, and the request answered.",
+        level="SHOULD",
+    ),
+    _fault(
+        "req_unknown_key_refused",
+        "REQ-005",
+        "A strict schema: a body key or query parameter the request table does not document is refused (400).",
+    ),
     _fault(
         "validation_missing_content_500",
         "ERR-004",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NoReturn
 
 from starlette.requests import Request
 
+from .config import ServerConfig
 from .envelope import ApiError, BodyTooLarge
 
 #: Ids are int64 on the wire (spec tables "int64"); anything wider is not an id.
@@ -59,8 +60,52 @@ def _reject_constant(name: str) -> NoReturn:
     bad_request(f"malformed JSON: {name} is not a JSON number")
 
 
-def parse_object(raw: bytes) -> dict[str, Any]:
+#: The documented keys of each JSON body (spec request tables), for the fault
+#: ``req_unknown_key_refused`` only: the clean server ignores keys it does not know.
+DOCUMENTED_KEYS: Mapping[str, frozenset[str]] = {
+    "/v3/chat": frozenset(
+        {"bot_id", "user_id", "stream", "ConversationID", "conversation_id", "additional_messages",
+         "custom_variables", "meta_data", "extra_params"}
+    ),
+    "/v3/chat/cancel": frozenset({"conversation_id"}),
+    "/api/conversation/chat": frozenset({"agent_id", "conversation_id", "query", "stream", "additional_messages"}),
+    "/api/draftbot/create": frozenset({"name", "description", "icon_url", "prompt", "model"}),
+    "/api/draftbot/update_display_info": frozenset({"bot_id", "name", "description", "icon_url"}),
+    "/api/draftbot/publish": frozenset({"bot_id"}),
+}
+
+
+async def read_object(request: Request, config: ServerConfig) -> dict[str, Any]:
+    """The request's JSON object body, bounded by ``config.max_body_bytes``."""
+    value = parse_object(await read_body(request, config.max_body_bytes), config.faults)
+    if config.has("req_unknown_key_refused"):  # fault: a strict schema refuses unknown keys
+        refuse_unknown(value, DOCUMENTED_KEYS.get(request.url.path, frozenset(value)), "field")
+    return value
+
+
+def refuse_unknown(names: Iterable[str], documented: frozenset[str], what: str) -> None:
+    """The fault ``req_unknown_key_refused``: a 400 for the first undocumented name."""
+    for name in names:
+        if name not in documented:
+            bad_request(f"unknown {what}: {shorten(name)}")
+
+
+def parse_object(raw: bytes, faults: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Parse a JSON object body exactly: ints stay ints, fractions become Decimal."""
+    try:
+        value = _parse_json(raw)
+    except ApiError:
+        if "req_not_json_500" in faults:  # fault: the parser's exception escapes the handler
+            raise ApiError(500, "internal server error") from None
+        raise
+    if not isinstance(value, dict):
+        bad_request("request body must be a JSON object")
+    check_document(value)
+    return value
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The JSON text of ``raw``; a 400 when it is none (empty, not UTF-8, malformed)."""
     if not raw.strip():
         bad_request("request body must be a JSON object")
     try:
@@ -69,7 +114,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         bad_request(f"request body is not valid UTF-8 (byte {exc.start})")
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except ApiError:
         raise
     except json.JSONDecodeError as exc:
@@ -78,10 +123,6 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         # ValueError: an integer longer than Python's int-parsing limit;
         # RecursionError: nesting deeper than the C scanner allows.
         bad_request(f"malformed JSON: {type(exc).__name__}")
-    if not isinstance(value, dict):
-        bad_request("request body must be a JSON object")
-    check_document(value)
-    return value
 
 
 def check_document(value: object) -> None:
@@ -131,7 +172,8 @@ class Fields:
     """Typed access to a parsed JSON object; every miss is a 400 naming the field.
 
     JSON ``null`` for an optional field reads as absent; for a required one, as missing.
-    ``faults`` are the server's switched-on faults (faults_wire.py), for the message ones.
+    ``faults`` are the server's switched-on faults (faults_wire.py): the message ones,
+    and the request ones that answer a parameter of the wrong JSON type otherwise.
     """
 
     def __init__(self, body: Mapping[str, Any], prefix: str = "", faults: frozenset[str] = frozenset()) -> None:
@@ -142,6 +184,18 @@ class Fields:
     def _get(self, name: str) -> Any:
         return self.body.get(name)
 
+    def _wrong_type(self, name: str, expected: str, *, required: bool) -> None:
+        """A parameter of the wrong JSON type: 400, or -- under a request fault of the
+        top level -- a 500, or (optional ones) ``None``: the parameter read as absent."""
+        if not self.prefix:
+            if required and "req_required_wrong_type_500" in self.faults:  # fault: the handler crashes
+                raise ApiError(500, "internal server error")
+            if not required and "req_optional_wrong_type_500" in self.faults:  # fault: the handler crashes
+                raise ApiError(500, "internal server error")
+            if not required and "req_optional_wrong_type_ignored" in self.faults:  # fault: read as absent
+                return None
+        bad_request(f"invalid {self.prefix}{name}: expected {expected}")
+
     def str_(self, name: str, *, required: bool = False, non_empty: bool = False) -> str | None:
         value = self._get(name)
         if value is None:
@@ -149,7 +203,7 @@ class Fields:
                 bad_request(f"missing required field: {self.prefix}{name}")
             return None
         if not isinstance(value, str):
-            bad_request(f"invalid {self.prefix}{name}: expected a string")
+            return self._wrong_type(name, "a string", required=required)
         if non_empty and not value.strip():
             bad_request(f"invalid {self.prefix}{name}: must not be empty")
         return value
@@ -164,7 +218,7 @@ class Fields:
         if value is None:
             return False
         if not isinstance(value, bool):
-            bad_request(f"invalid {self.prefix}{name}: expected a boolean")
+            return bool(self._wrong_type(name, "a boolean", required=False))
         return value
 
     def bot_id(self, name: str) -> int:
@@ -172,15 +226,17 @@ class Fields:
         value = self._get(name)
         if value is None:
             bad_request(f"missing required field: {self.prefix}{name}")
+        if isinstance(value, (dict, list)):
+            self._wrong_type(name, "an integer id", required=True)
         return coerce_id(value, self.prefix + name)
 
-    def conversation_ref(self, name: str) -> str | None:
-        """An optional conversation id as exact text: a string, or an integer's digits."""
+    def conversation_ref(self, name: str, *, required: bool = False) -> str | None:
+        """A conversation id as exact text: a string, or an integer's digits."""
         value = self._get(name)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            bad_request(f"invalid {self.prefix}{name}: expected a string id")
+            return self._wrong_type(name, "a string id", required=required)
         text = str(value)
         if not text.strip():
             bad_request(f"invalid {self.prefix}{name}: must not be empty")
@@ -192,7 +248,7 @@ class Fields:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            bad_request(f"invalid {self.prefix}{name}: expected an object")
+            return self._wrong_type(name, "an object", required=False) or {}
         for key, item in value.items():
             if not isinstance(item, str):
                 bad_request(f"invalid {self.prefix}{name}.{shorten(key)}: expected a string value")
@@ -203,7 +259,7 @@ class Fields:
         if value is None:
             return []
         if not isinstance(value, list):
-            bad_request(f"invalid {self.prefix}{name}: expected an array")
+            return self._wrong_type(name, "an array", required=False) or []
         return [parse_message(item, f"{self.prefix}{name}[{index}]", self.faults) for index, item in enumerate(value)]
 
 

@@ -35,7 +35,7 @@ CATALOGUE = Path(__file__).resolve().parents[2] / "conformance" / "catalogue.tom
 ALICE = DEV_PRINCIPALS[0]
 TIMEOUT = httpx.Timeout(10.0)
 #: The catalogue areas this registry covers (issue 7; the rest are faults_api.py's).
-AREAS = ("CHAT-", "CANCEL-", "RUN-", "ENV-", "ERR-")
+AREAS = ("CHAT-", "CANCEL-", "RUN-", "ENV-", "ERR-", "REQ-")
 SINGLE_IDS = ("BP-002", "BP-003", "READ-001")
 #: How long a probe waits to call a stream endless: long past a clean stream's end,
 #: well short of ENDLESS_STREAM_SECONDS (when the server would close it).
@@ -342,6 +342,16 @@ Probe = Callable[[Wire], bool]
 SMALL_BODIES = {"max_body_bytes": SMALL_BODY_LIMIT}
 
 
+def not_json(w: Wire) -> httpx.Response:
+    return w.client.post("/v3/chat", content=b"{'bot_id': 1", headers={"Content-Type": "application/json"})
+
+
+def unknown_key_refused(w: Wire) -> bool:
+    body = w.code(w.chat(w.body(x_cz_extra=1))) == 400
+    query = w.code(w.client.get("/v1/bot/get_online_info", params={"bot_id": w.bot_id, "x_cz_q": "1"})) == 400
+    return body and query
+
+
 def row(fault: str, probe: Probe, **knobs: Any) -> Any:
     return pytest.param(fault, probe, knobs, id=fault)
 
@@ -453,6 +463,12 @@ PROBES = [
         "run_missing_query_accepted",
         lambda w: w.code(w.post("/api/conversation/chat", {"agent_id": int(w.bot_id)})) == 0,
     ),
+    # requests
+    row("req_not_json_500", lambda w: not_json(w).status_code == 500),
+    row("req_required_wrong_type_500", lambda w: w.post("/api/draftbot/publish", {"bot_id": [1]}).status_code == 500),
+    row("req_optional_wrong_type_500", lambda w: w.chat(w.body(custom_variables=[1])).status_code == 500),
+    row("req_optional_wrong_type_ignored", lambda w: w.code(w.chat(w.body(custom_variables=[1]))) == 0),
+    row("req_unknown_key_refused", unknown_key_refused),
     # envelopes
     row("env_success_without_msg", lambda w: "msg" not in w.chat(w.body()).json()),
     row("env_run_success_without_data", lambda w: "data" not in w.post("/api/conversation/chat", run_body(w)).json()),

@@ -423,8 +423,9 @@ def evaluate(
 ) -> Matrix:
     """Judge every run. ``levels``: MUST/SHOULD requirement id -> level for the profile.
     ``all_faults_declare``: the requirements of every registered fault (for the
-    unfaulted list; defaults to the chosen faults'). ``complete``: every subject ran,
-    so the list of tests no fault fails is meaningful."""
+    unfaulted list; defaults to the chosen faults'). ``complete``: every subject ran, so
+    the lists of tests no fault fails and requirements no fault declares are judged (a
+    run with ``--only`` judges its subjects alone)."""
     faults = sorted((judge_fault(s, results.get(_fault_key(s)), levels) for s in chosen if s.is_fault), key=lambda f: f.name)
     precision = [
         judge_precision(s, results.get(RunSpec(s.name, False).key), results.get(RunSpec(s.name, True).key), levels)
@@ -435,7 +436,7 @@ def evaluate(
     failed = {n for s in chosen if s.is_fault and (r := results.get(_fault_key(s))) is not None for n in r.failed_tests()}
     unkilled = tuple(n for n in tests if n not in failed) if complete else ()
     declared = set(all_faults_declare if all_faults_declare is not None else (f.requirement for f in faults))
-    unfaulted = tuple(rid for rid in sorted(levels) if rid not in declared)
+    unfaulted = tuple(rid for rid in sorted(levels) if rid not in declared) if complete else ()
     problems = [p for f in faults for p in f.problems] + [p for row in precision for p in row.problems]
     problems.extend(f"no fault fails the test {n}" for n in unkilled)
     problems.extend(f"no fault declares {rid} ({levels[rid]})" for rid in unfaulted)

@@ -1,0 +1,400 @@
+"""The kill matrix's logic (conformance/killmatrix.py), on synthetic run results.
+
+A full matrix run takes minutes; CI runs ``python -m conformance.killmatrix --check``.
+Here: the kill definition, collateral, the precision rules, the lists of unkilled
+tests and unfaulted requirements, determinism of the published files, the variants'
+data, the committed docs against the registries, and one small real run (``--only``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import killmatrix as km
+from conformance.catalogue import load_catalogue
+from conformance.reference import ServerConfig
+from conformance.reference.faults import Fault, all_faults
+from conformance.reference.variants import Variant, all_variants
+
+LEVELS = {"R-MUST": "MUST", "R-MUST-2": "MUST", "R-SHOULD": "SHOULD", "R-SHOULD-2": "SHOULD"}
+T1, T2, T3 = "conformance/suite/test_a.py::test_one", "conformance/suite/test_a.py::test_two", "conformance/suite/test_b.py::test_three"
+
+
+def result(
+    outcomes: Mapping[str, str] | None = None,
+    failing: Mapping[str, Iterable[str]] | None = None,
+    *,
+    tests: Iterable[str] = (T1, T2, T3),
+    errors: Iterable[str] = (),
+    exit_code: int | None = 0,
+    problem: str | None = None,
+) -> km.RunResult:
+    outcomes = {rid: "PASS" for rid in LEVELS} | dict(outcomes or {})
+    failing = dict(failing or {})
+    for rid, outcome in outcomes.items():
+        if outcome == "FAIL":
+            failing.setdefault(rid, [T1])
+    return km.RunResult(
+        outcomes=outcomes,
+        failing_tests={rid: frozenset(nodes) for rid, nodes in failing.items()},
+        tests=frozenset(tests),
+        errors=tuple(errors),
+        exit_code=exit_code,
+        problem=problem,
+    )
+
+
+def fault(name: str = "f", requirement: str = "R-MUST", level: str = "MUST", collateral: str | None = None) -> km.Subject:
+    return km.subjects({name: Fault(name, requirement, level, "breaks it", collateral)}, {})[name]
+
+
+CLEAN = km.subjects({}, {})[km.CLEAN]
+PREFERRED = km.Subject("pref", "preferred", knobs={"bom": True})
+ALTERNATE = km.Subject("alt", "alternate", knobs={"success_msg": "ok"}, declares=frozenset({"R-SHOULD"}))
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def test_plan_runs_must_faults_by_default_should_faults_strict_and_the_rest_in_both_modes() -> None:
+    specs = km.plan([fault("m"), fault("s", "R-SHOULD", "SHOULD"), CLEAN, ALTERNATE])
+    assert [s.key for s in specs] == ["m", "s --strict", "clean", "clean --strict", "alt", "alt --strict"]
+
+
+def test_subjects_hold_every_fault_and_variant_once_and_refuse_a_shared_name() -> None:
+    found = km.subjects()
+    assert set(all_faults()) | set(all_variants()) | {km.CLEAN, km.INDEPENDENT} == set(found)
+    assert found["stream_wrong_media_type"].knobs == {"faults": frozenset({"stream_wrong_media_type"})}
+    clash = Variant("f", "preferred", {"bom": True}, "", "SSE line format")
+    with pytest.raises(ValueError, match="'f'"):
+        km.subjects({"f": Fault("f", "R-MUST", "MUST", "")}, {"f": clash})
+
+
+# --------------------------------------------------------------------------- kill definition
+
+
+def test_a_fault_is_killed_when_its_requirement_fails() -> None:
+    row = km.judge_fault(fault(), result({"R-MUST": "FAIL"}, {"R-MUST": [T2, T1]}), LEVELS)
+    assert row.killed and row.outcome == "FAIL" and row.collateral == ()
+    assert row.killing_tests == (T1, T2)
+    assert row.problems == () and row.run_ok
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "shown"),
+    [
+        pytest.param({"R-MUST-2": "FAIL"}, "PASS", id="another-requirement-fails"),
+        pytest.param({"R-MUST": "SKIP"}, "SKIP", id="skipped"),
+        pytest.param({"R-MUST": "NOT RUN"}, "NOT RUN", id="not-run"),
+    ],
+)
+def test_a_fault_is_not_killed_by_anything_else(outcomes: dict[str, str], shown: str) -> None:
+    row = km.judge_fault(fault(), result(outcomes), LEVELS)
+    assert not row.killed and row.outcome == shown
+    assert any(f"not killed -- R-MUST was {shown}" in p for p in row.problems)
+
+
+def test_a_should_fault_is_judged_in_its_strict_run_and_a_warn_does_not_kill() -> None:
+    subject = fault("s", "R-SHOULD", "SHOULD")
+    assert km.judge_fault(subject, result({"R-SHOULD": "FAIL"}), LEVELS).killed
+    assert not km.judge_fault(subject, result({"R-SHOULD": "WARN"}), LEVELS).killed
+    matrix = km.evaluate([subject], {"s --strict": result({"R-SHOULD": "FAIL"}), "s": result()}, LEVELS, complete=False)
+    assert matrix.faults[0].killed and matrix.faults[0].strict
+
+
+def test_a_missing_run_crash_or_error_is_a_problem_even_when_killed() -> None:
+    assert not km.judge_fault(fault(), None, LEVELS).run_ok
+    crashed = km.judge_fault(fault(), result(problem="timed out after 300 s"), LEVELS)
+    assert not crashed.killed and any("timed out" in p for p in crashed.problems)
+    errored = km.judge_fault(fault(), result({"R-MUST": "FAIL"}, errors=[f"{T2} (call): KeyError: 'x'"]), LEVELS)
+    assert errored.killed and not errored.run_ok
+    assert any("ERROR" in p and "KeyError" in p for p in errored.problems)
+    usage = km.judge_fault(fault(), result({"R-MUST": "FAIL"}, exit_code=4), LEVELS)
+    assert any("exited with 4" in p for p in usage.problems)
+
+
+def test_a_fault_must_declare_a_profile_requirement_at_its_level() -> None:
+    assert any("catalogue says MUST" in p for p in km.judge_fault(fault(level="SHOULD"), result(), LEVELS).problems)
+    assert any("not a MUST or SHOULD" in p for p in km.judge_fault(fault(requirement="R-NONE"), result(), LEVELS).problems)
+
+
+# --------------------------------------------------------------------------- collateral
+
+
+def test_collateral_is_every_other_failing_requirement_sorted() -> None:
+    row = km.judge_fault(fault(), result({"R-MUST": "FAIL", "R-SHOULD-2": "FAIL", "R-MUST-2": "FAIL", "R-SHOULD": "WARN"}), LEVELS)
+    assert row.killed and row.collateral == ("R-MUST-2", "R-SHOULD-2") and row.problems == ()
+
+
+def _many(n: int) -> dict[str, str]:
+    return {"R-MUST": "FAIL"} | {f"X-{i:03d}": "FAIL" for i in range(n)}
+
+
+def test_more_than_five_collateral_failures_need_a_written_reason() -> None:
+    assert km.judge_fault(fault(), result(_many(km.COLLATERAL_LIMIT)), LEVELS).problems == ()
+    unexplained = km.judge_fault(fault(), result(_many(km.COLLATERAL_LIMIT + 1)), LEVELS)
+    assert unexplained.killed and any("no written reason" in p for p in unexplained.problems)
+    explained = km.judge_fault(fault(collateral="a stream that never ends fails every stream check"), result(_many(9)), LEVELS)
+    assert explained.problems == () and len(explained.collateral) == 9
+
+
+# --------------------------------------------------------------------------- precision
+
+
+@pytest.mark.parametrize("subject", [CLEAN, PREFERRED], ids=["clean", "preferred"])
+def test_clean_and_preferred_pass_only_without_any_fail_or_warn(subject: km.Subject) -> None:
+    assert km.judge_precision(subject, result(), result(), LEVELS).passed
+    warned = km.judge_precision(subject, result({"R-SHOULD": "WARN"}), result({"R-SHOULD": "FAIL"}), LEVELS)
+    assert not warned.passed and warned.default_warn == ("R-SHOULD",) and warned.strict_fail == ("R-SHOULD",)
+    assert not km.judge_precision(subject, result({"R-MUST": "FAIL"}), result(), LEVELS).passed
+    assert not km.judge_precision(subject, result(), result({"R-SHOULD": "FAIL"}), LEVELS).passed
+
+
+def test_an_alternate_fails_exactly_its_declared_should_ids_under_strict() -> None:
+    row = km.judge_precision(ALTERNATE, result({"R-SHOULD": "WARN"}), result({"R-SHOULD": "FAIL"}), LEVELS)
+    assert row.passed and row.problems == ()
+
+
+@pytest.mark.parametrize(
+    ("default", "strict", "problem"),
+    [
+        pytest.param({"R-SHOULD": "WARN"}, {}, "declared R-SHOULD does not fail under --strict (it was PASS)", id="declared-holds"),
+        pytest.param({"R-SHOULD": "WARN"}, {"R-SHOULD": "FAIL", "R-SHOULD-2": "FAIL"}, "FAIL R-SHOULD-2 under --strict (not declared)", id="undeclared-should"),
+        pytest.param({"R-SHOULD": "WARN", "R-MUST": "FAIL"}, {"R-SHOULD": "FAIL"}, "FAIL R-MUST by default", id="must-fails"),
+        pytest.param({"R-SHOULD": "WARN", "R-SHOULD-2": "WARN"}, {"R-SHOULD": "FAIL"}, "WARN R-SHOULD-2 by default (not declared)", id="undeclared-warn"),
+    ],
+)
+def test_an_alternate_fails_on_anything_else(default: dict[str, str], strict: dict[str, str], problem: str) -> None:
+    row = km.judge_precision(ALTERNATE, result(default), result(strict), LEVELS)
+    assert not row.passed and f"alt: {problem}" in row.problems
+
+
+def test_an_alternate_may_declare_only_should_requirements() -> None:
+    subject = replace(ALTERNATE, declares=frozenset({"R-MUST"}))
+    row = km.judge_precision(subject, result(), result({"R-MUST": "FAIL"}), LEVELS)
+    assert not row.passed and any("not SHOULD requirements" in p for p in row.problems)
+
+
+def test_a_precision_server_without_its_runs_does_not_pass() -> None:
+    row = km.judge_precision(CLEAN, None, result(problem="the run crashed (exit 1)"), LEVELS)
+    assert not row.passed and not row.run_ok
+    assert row.problems == ("`clean`: no result", "`clean --strict`: the run crashed (exit 1)")
+
+
+# --------------------------------------------------------------------------- the whole matrix
+
+
+def _complete_results() -> dict[str, km.RunResult]:
+    return {
+        "m": result({"R-MUST": "FAIL"}, {"R-MUST": [T1]}),
+        "m2": result({"R-MUST-2": "FAIL"}, {"R-MUST-2": [T2]}),
+        "s --strict": result({"R-SHOULD": "FAIL"}, {"R-SHOULD": [T3]}),
+        "clean": result(),
+        "clean --strict": result(),
+    }
+
+
+def _complete_subjects() -> list[km.Subject]:
+    return [CLEAN, fault("m"), fault("m2", "R-MUST-2"), fault("s", "R-SHOULD", "SHOULD")]
+
+
+def test_a_matrix_holds_with_every_fault_killed_every_test_failed_and_every_requirement_faulted() -> None:
+    declares = ["R-MUST", "R-MUST-2", "R-SHOULD", "R-SHOULD-2"]
+    matrix = km.evaluate(_complete_subjects(), _complete_results(), LEVELS, all_faults_declare=declares)
+    assert matrix.holds, matrix.problems
+    assert (matrix.killed, len(matrix.faults), matrix.passing, len(matrix.precision)) == (3, 3, 1, 1)
+    assert matrix.unkilled_tests == () and matrix.unfaulted == ()
+
+
+def test_tests_no_fault_fails_and_requirements_without_a_fault_are_listed() -> None:
+    results = _complete_results()
+    results["s --strict"] = result({"R-SHOULD": "FAIL"}, {"R-SHOULD": [T1]})  # T3 now fails nowhere
+    results["clean"] = result(tests=(T1, T2, T3, "conformance/suite/test_c.py::test_four"))
+    matrix = km.evaluate(_complete_subjects(), results, LEVELS)
+    assert matrix.unkilled_tests == (T3, "conformance/suite/test_c.py::test_four")
+    assert matrix.unfaulted == ("R-SHOULD-2",)
+    assert f"no fault fails the test {T3}" in matrix.problems
+    assert "no fault declares R-SHOULD-2 (SHOULD)" in matrix.problems
+    # A failure in a clean or variant run does not make a test "failed by a fault".
+    results["clean"] = result({"R-MUST": "FAIL"}, {"R-MUST": [T3]})
+    assert T3 in km.evaluate(_complete_subjects(), results, LEVELS).unkilled_tests
+
+
+def test_a_partial_run_judges_its_subjects_alone() -> None:
+    matrix = km.evaluate([fault("m")], {"m": result({"R-MUST": "FAIL"})}, LEVELS, complete=False)
+    assert matrix.holds and matrix.unkilled_tests == () and matrix.unfaulted == ()
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def test_the_published_files_are_deterministic_and_carry_no_times() -> None:
+    subjects = _complete_subjects()
+    items = list(_complete_results().items())
+    docs = []
+    for seed in range(3):
+        random.Random(seed).shuffle(items)
+        shuffled = list(subjects)
+        random.Random(seed).shuffle(shuffled)
+        shuffled.remove(CLEAN)
+        matrix = km.evaluate([CLEAN, *shuffled], dict(items), LEVELS)
+        docs.append((km.document_text(km.matrix_document(matrix)), km.render_markdown(km.matrix_document(matrix))))
+    assert docs[0] == docs[1] == docs[2]
+    text = docs[0][0] + docs[0][1]
+    assert not re.search(r"\d+\.\d+ ?s\b|\d{4}-\d\d-\d\dT|127\.0\.0\.1|duration|elapsed", text)
+
+
+def test_the_markdown_shows_the_figures_the_matrix_and_the_lists() -> None:
+    results = _complete_results()
+    results["m2"] = result(_many(7) | {"R-MUST": "PASS", "R-MUST-2": "FAIL"}, {"R-MUST-2": [T2]})
+    subjects = [CLEAN, fault("m"), fault("m2", "R-MUST-2", collateral="why | so many"), fault("s", "R-SHOULD", "SHOULD")]
+    doc = km.matrix_document(km.evaluate(subjects, results, LEVELS))
+    md = km.render_markdown(doc)
+    assert "- **Recall**: 3 of 3 faults killed (100.0 %)." in md
+    assert "- **Precision**: 1 of 1 servers that must pass do (100.0 %)" in md
+    assert "| R-SHOULD-2 | SHOULD | **none** |" in md
+    assert "| R-MUST | MUST | ✅ `m` |" in md
+    assert "- `m2`: why \\| so many" in md  # the reason of a fault with more than five collateral
+    assert "## Requirements without a fault\n\n- R-SHOULD-2\n" in md
+    assert "## Conformance tests no fault fails\n\nNone.\n" in md
+    assert doc["summary"]["holds"] is False and doc["faults"][1]["collateral"][0] == "X-000"
+
+
+# --------------------------------------------------------------------------- one run's document
+
+
+def test_a_run_document_keeps_the_outcomes_failing_tests_and_errors_of_results_json(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "requirements": [
+                    {"id": "R-MUST", "outcome": "FAIL", "tests": [{"nodeid": T1, "outcome": "FAIL"}, {"nodeid": T2, "outcome": "PASS"}]},
+                    {"id": "R-SHOULD", "outcome": "WARN", "tests": [{"nodeid": T2, "outcome": "WARN"}]},
+                ],
+                "errors": [{"nodeid": T3, "when": "setup", "message": "KeyError: 'x'"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    doc = km._run_document([T1, T2, T3], tmp_path, 1)
+    run = km.RunResult.from_document(json.loads(json.dumps(doc)))
+    assert run.outcomes == {"R-MUST": "FAIL", "R-SHOULD": "WARN"}
+    assert run.failing_tests == {"R-MUST": frozenset({T1})} and run.failed_tests() == {T1}
+    assert run.errors == (f"{T3} (setup): KeyError: 'x'",) and run.tests == {T1, T2, T3}
+    assert run.exit_code == 1 and run.problem is None
+
+
+def test_a_run_without_results_json_is_a_problem(tmp_path: Path) -> None:
+    run = km.RunResult.from_document(km._run_document([T1], tmp_path, 3))
+    assert run.problem == "the suite wrote no results.json (exit 3)" and run.outcomes == {}
+    assert not km.judge_precision(CLEAN, run, result(), LEVELS).passed
+
+
+# --------------------------------------------------------------------------- the variants
+
+
+def _reading_rows() -> set[str]:
+    text = (Path(km.PACKAGE_DIR) / "spec" / "READING.md").read_text(encoding="utf-8")
+    table = text.split("## Known ambiguities", 1)[1]
+    return {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")} - {"Point"}
+
+
+@pytest.mark.parametrize("variant", list(all_variants().values()), ids=list(all_variants()))
+def test_each_variant_is_a_valid_server_config_naming_its_reading(variant: Variant) -> None:
+    ServerConfig(**{**km.BASE_KNOBS, **variant.knobs})  # raises on an unknown knob or a bad value
+    assert variant.reading in _reading_rows() | {"Levels"}, variant.reading
+    catalogue = load_catalogue()
+    assert all(catalogue[rid].level == "SHOULD" for rid in variant.declares)
+    assert variant.description.strip()
+
+
+def test_every_point_the_independent_server_reads_otherwise_is_a_should_requirement() -> None:
+    catalogue = load_catalogue()
+    assert {catalogue[rid].level for rid in km.INDEPENDENT_DECLARES} == {"SHOULD"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"kind": "alternate"}, "declares the SHOULD ids", id="alternate-without-declares"),
+        pytest.param({"declares": frozenset({"ENV-002"})}, "declares no failing", id="preferred-with-declares"),
+        pytest.param({"knobs": {}}, "no knobs", id="no-knobs"),
+        pytest.param({"knobs": {"faults": frozenset({"x"})}}, "no faults", id="faults"),
+        pytest.param({"kind": "other"}, "kind must be", id="kind"),
+    ],
+)
+def test_a_malformed_variant_is_refused(kwargs: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {"name": "v", "kind": "preferred", "knobs": {"bom": True}, "description": "d", "reading": "SSE line format"}
+    with pytest.raises(ValueError, match=message):
+        Variant(**(fields | kwargs))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the committed matrix
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, Any]:
+    if not km.DOC_JSON.is_file():
+        pytest.fail(f"{km.DOC_JSON} is missing: run python -m conformance.killmatrix --write")
+    doc: dict[str, Any] = json.loads(km.DOC_JSON.read_text(encoding="utf-8"))
+    return doc
+
+
+def test_the_committed_markdown_is_rendered_from_the_committed_json(committed: dict[str, Any]) -> None:
+    assert km.DOC_MD.read_text(encoding="utf-8") == km.render_markdown(committed)
+
+
+def test_the_committed_matrix_lists_the_registered_faults_variants_and_requirements(committed: dict[str, Any]) -> None:
+    """The cheap half of CI's ``--check``: a fault or variant added, renamed or moved
+    without regenerating the matrix shows here (the other half needs every run)."""
+    faults = {f["name"]: (f["requirement"], f["level"], f["collateral_reason"]) for f in committed["faults"]}
+    assert faults == {f.name: (f.requirement, f.level, f.collateral) for f in all_faults().values()}
+    subjects = km.subjects()
+    precision = [p["name"] for p in committed["precision"]]
+    assert precision == [s.name for s in subjects.values() if not s.is_fault]
+    for p in committed["precision"]:
+        s = subjects[p["name"]]
+        assert (p["kind"], p["declares"], p["reading"], p["description"]) == (s.kind, sorted(s.declares), s.reading, s.description)
+    levels = km.profile_levels()
+    assert [(r["id"], r["level"]) for r in committed["requirements"]] == sorted(levels.items())
+    declared = {f.requirement for f in all_faults().values()}
+    assert committed["unfaulted_requirements"] == [rid for rid in sorted(levels) if rid not in declared]
+
+
+# --------------------------------------------------------------------------- the runner, for real
+
+
+def test_a_small_real_matrix_kills_a_fault_and_passes_the_clean_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = km.main(["--only", "clean", "stream_wrong_media_type", "--keep", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "recall 1/1" in out and "precision 1/1" in out, out
+    assert status == 0, out
+    assert len(list(tmp_path.glob("*/run.json"))) == 3
+
+
+def test_a_run_over_its_bound_is_killed_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = km.run_matrix([km.RunSpec("clean", False)], jobs=1, workdir=tmp_path, timeout=0.2)
+    assert (results["clean"].problem or "").startswith("timed out after 0.2 s")
+    assert "timed out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--only", "no_such_fault"], id="unknown-name"),
+        pytest.param(["--only", "clean", "--write"], id="partial-write"),
+        pytest.param(["--jobs", "0"], id="no-jobs"),
+    ],
+)
+def test_bad_usage_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        km.main(argv)
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from .config import RateGroup, ServerConfig
 from .envelope import ApiError, envelope_faults, error_response
 from .ratelimit import broken_refusal
 from .runtime import Runtime
+from .wireforms import wire_forms
 
 Handler = Callable[[Runtime, Request, str], Awaitable[Response]]
 
@@ -86,7 +87,10 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
         except ApiError as error:
             response, failure = error_response(error), error
         # The envelope faults of faults_wire.py reword the answer, when any fault is on.
-        return envelope_faults(config, endpoint.path, response, failure) if config.faults else response
+        if config.faults:
+            response = envelope_faults(config, endpoint.path, response, failure)
+        # The JSON wire forms of wireforms.py (a no-op with the default knobs).
+        return wire_forms(config, request, response)
 
     run.__name__ = endpoint.handler.__name__
     return run
@@ -95,14 +99,19 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (404, 405):
-        return error_response(ApiError(404, f"no such endpoint: {request.method} {request.url.path}"))
+        return _answer_error(request, ApiError(404, f"no such endpoint: {request.method} {request.url.path}"))
     code = exc.status_code if exc.status_code in (400, 401, 403, 429) else 400
-    return error_response(ApiError(code, str(exc.detail)))
+    return _answer_error(request, ApiError(code, str(exc.detail)))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # A bug, never an answer to bad input: the fuzz test fails on any 5xx it sees.
-    return error_response(ApiError(500, "internal server error"))
+    return _answer_error(request, ApiError(500, "internal server error"))
+
+
+def _answer_error(request: Request, error: ApiError) -> Response:
+    """An error outside the documented endpoints, in the server's JSON wire forms too."""
+    return wire_forms(request.app.state.runtime.config, request, error_response(error))
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:

@@ -178,8 +178,7 @@ async def online_info(runtime: Runtime, request: Request, principal: str) -> Res
         "status": "published" if config.has("bot_online_status_published") else "online",  # fault: not "online"
         "published_at": _stamp(config, "ts_ms_online", bot.published_at),
     }
-    if online.model:
-        data["model"] = online.model  # READING "Fields the API cannot set": absent when not set
+    _unset_fields(config, data, model=online.model)  # READING "Fields the API cannot set"
     if config.has("bot_online_model_object"):  # fault: model an object, not a string
         data["model"] = {"name": online.model or "default"}
     if config.has("bot_online_missing_display"):  # fault: icon_url left out
@@ -221,8 +220,7 @@ def bot_details(config: ServerConfig, bot: Bot) -> dict[str, object]:
         "created_at": _stamp(config, "ts_ms_detail", bot.created_at),
         "updated_at": _stamp(config, "ts_ms_detail", bot.updated_at),
     }
-    if draft.model:
-        data["model"] = draft.model
+    _unset_fields(config, data, model=draft.model)
     if bot.published_at is not None:
         # Publish state only once there is one: no version 0 or published_at 0.
         data["version"] = bot.version
@@ -239,3 +237,17 @@ def bot_details(config: ServerConfig, bot: Bot) -> dict[str, object]:
     if config.has("bot_detail_tools_strings"):  # fault: tools as bare names, not objects
         data["tools"] = [str(tool.get("type")) for tool in draft.tools] or ["code_interpreter"]
     return data
+
+
+def _unset_fields(config: ServerConfig, data: dict[str, object], *, model: str | None) -> None:
+    """``model`` into ``data`` and its ``tools`` (if any) in the form of
+    ``config.unset_fields`` when the API never set them (READING "Fields the API cannot
+    set": "may be empty or absent") -- "mixed": model absent, tools ``[]``; "absent":
+    both absent; "empty": model ``""``, tools ``[]``. Set values are always shown."""
+    form = config.unset_fields
+    if model:
+        data["model"] = model
+    elif form == "empty":
+        data["model"] = ""
+    if form == "absent" and data.get("tools") == []:
+        del data["tools"]

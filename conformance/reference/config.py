@@ -24,6 +24,13 @@ TerminalEvent = Literal["conversation.stream.done", "done"]
 ErrorEvent = Literal["conversation.error", "error"]
 StreamErrors = Literal["event", "envelope"]
 RateGroup = Literal["chat", "management", "info"]
+# JSON wire forms (READING "Levels", "HTTP status of errors", "Error envelope",
+# "Fields the API cannot set"); see wireforms.py.
+JsonKeyOrder = Literal["documented", "reversed"]
+JsonTransfer = Literal["plain", "chunked", "gzip"]
+ErrorHttpStatus = Literal["code", "200"]
+ErrorData = Literal["null", "absent"]
+UnsetFields = Literal["mixed", "absent", "empty"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,24 @@ class ServerConfig:
         "流式响应中的错误通过 error 事件返回"); "envelope": the JSON error envelope
         (READING "Errors on a streaming request" allows both).
 
+    JSON wire forms (wireforms.py; every one is legal, the defaults are today's forms)
+      json_extra_keys: every JSON object written (envelope, data, nested objects, event
+        payloads) carries unknown keys ``x_ref_extra…`` first and last (READING "Levels":
+        never fail a server for extra JSON keys).
+      json_key_order: "documented" or "reversed" -- every JSON object's keys in reverse.
+      json_transfer: how a non-stream JSON answer travels -- "plain" (Content-Length,
+        one piece), "chunked" (Transfer-Encoding: chunked, several pieces, UTF-8
+        characters split) or "gzip" (Content-Encoding: gzip when the request's
+        Accept-Encoding allows it, plain otherwise).
+      error_http_status: "code" (the HTTP status equals the body code) or "200" (every
+        error envelope, 429 included, is sent with HTTP 200; READING "HTTP status of
+        errors": the body code decides).
+      error_data: "null" (``"data": null``) or "absent" (no data key) in error envelopes
+        (READING "Error envelope").
+      unset_fields: ``model`` (both info endpoints) and ``tools`` (bot details) when the
+        API never set them (READING "Fields the API cannot set") -- "mixed": model
+        absent, tools ``[]``; "absent": both absent; "empty": model ``""``, tools ``[]``.
+
     Faults
       faults: names from conformance/reference/faults.py, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
@@ -141,6 +166,14 @@ class ServerConfig:
     keep_open_after_terminal: float = 0.0
     stream_errors: StreamErrors = "event"
 
+    # JSON wire forms (wireforms.py)
+    json_extra_keys: bool = False
+    json_key_order: JsonKeyOrder = "documented"
+    json_transfer: JsonTransfer = "plain"
+    error_http_status: ErrorHttpStatus = "code"
+    error_data: ErrorData = "null"
+    unset_fields: UnsetFields = "mixed"
+
     #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
     faults: frozenset[str] = frozenset()
     slow_answer_seconds: float = 31.0
@@ -164,6 +197,12 @@ class ServerConfig:
         _check_choice("terminal_event", self.terminal_event, ("conversation.stream.done", "done"))
         _check_choice("error_event", self.error_event, ("conversation.error", "error"))
         _check_choice("stream_errors", self.stream_errors, ("event", "envelope"))
+        _check_choice("json_extra_keys", self.json_extra_keys, (False, True))
+        _check_choice("json_key_order", self.json_key_order, ("documented", "reversed"))
+        _check_choice("json_transfer", self.json_transfer, ("plain", "chunked", "gzip"))
+        _check_choice("error_http_status", self.error_http_status, ("code", "200"))
+        _check_choice("error_data", self.error_data, ("null", "absent"))
+        _check_choice("unset_fields", self.unset_fields, ("mixed", "absent", "empty"))
         if not self.principals:
             raise ValueError("ServerConfig.principals must name at least one principal")
         names = [p.name for p in self.principals]

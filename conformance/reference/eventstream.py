@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .config import LineEnding, ServerConfig
+from .wireforms import reshape_payload, reshapes
 
 BOM = "\ufeff"
 #: The reconnection delay advertised by ``retry:`` when extras are on (a field a
@@ -153,6 +154,8 @@ class StreamWriter:
 
     def event(self, name: str, payload: Mapping[str, object] | str) -> list[bytes]:
         self._sequence += 1
+        if not isinstance(payload, str) and reshapes(self.config):  # JSON wire forms (wireforms.py)
+            payload = reshape_payload(self.config, payload)
         return self._out(encode_event(SseEvent(name, payload), self.format, self._sequence))
 
     def write(self, item: SseEvent | bytes) -> list[bytes]:

@@ -204,6 +204,70 @@ VARIANTS: tuple[Variant, ...] = (
         " answered, not refused).",
         max_body_bytes=_HUGE_BODY_ACCEPTED,
     ),
+    # ---- JSON wire forms (wireforms.py): keys, order, transfer, error envelopes
+    _variant(
+        "json_extra_keys",
+        "preferred",
+        "Levels",
+        "Every JSON object written (envelope, data, nested objects, event payloads) carries unknown keys,"
+        " first and last (READING \"Levels\": never fail a server for extra JSON keys).",
+        json_extra_keys=True,
+    ),
+    _variant(
+        "json_keys_reversed",
+        "preferred",
+        "Levels",
+        "Every JSON object written (envelope, data, nested objects, event payloads) has its keys in reverse"
+        " order: JSON objects are unordered, and the page fixes no order.",
+        json_key_order="reversed",
+    ),
+    _variant(
+        "json_chunked",
+        "preferred",
+        "Levels",
+        "Non-stream JSON answers are sent with Transfer-Encoding: chunked in several pieces (no"
+        " Content-Length), the first a single byte.",
+        json_transfer="chunked",
+    ),
+    _variant(
+        "json_gzip",
+        "preferred",
+        "Levels",
+        "Non-stream JSON answers are gzip-encoded (Content-Encoding: gzip) when the request's"
+        " Accept-Encoding allows it.",
+        json_transfer="gzip",
+    ),
+    _variant(
+        "errors_http_200",
+        "alternate",
+        "HTTP status of errors",
+        "Every error envelope, 429 included, is sent with HTTP 200; its body code is unchanged (the body code"
+        " decides).",
+        declares=("ERR-003",),
+        error_http_status="200",
+    ),
+    _variant(
+        "error_data_absent",
+        "alternate",
+        "Error envelope",
+        "Error envelopes have no data key: {\"code\": N, \"msg\": \"...\"} (data: null SHOULD, absent is accepted).",
+        declares=("ERR-002",),
+        error_data="absent",
+    ),
+    _variant(
+        "unset_fields_absent",
+        "preferred",
+        "Fields the API cannot set",
+        "Bot details and online info leave out `model` and `tools` when the API never set them.",
+        unset_fields="absent",
+    ),
+    _variant(
+        "unset_fields_empty",
+        "preferred",
+        "Fields the API cannot set",
+        'Bot details and online info show `model: ""` and `tools: []` when the API never set them.',
+        unset_fields="empty",
+    ),
 )
 
 

@@ -58,6 +58,13 @@ def test_repr_shows_no_secret() -> None:
         pytest.param({"success_msg": ""}, "success_msg", id="success_msg"),
         pytest.param({"content_type": "application/json"}, "content_type", id="content_type"),
         pytest.param({"chunk_sizes": (5, 2)}, "chunk_sizes", id="chunk_sizes"),
+        # JSON wire forms (wireforms.py)
+        pytest.param({"json_extra_keys": 1}, "json_extra_keys", id="json_extra_keys-int"),
+        pytest.param({"json_key_order": "sorted"}, "json_key_order", id="json_key_order"),
+        pytest.param({"json_transfer": "deflate"}, "json_transfer", id="json_transfer"),
+        pytest.param({"error_http_status": 200}, "error_http_status", id="error_http_status-int"),
+        pytest.param({"error_data": None}, "error_data", id="error_data-none"),
+        pytest.param({"unset_fields": "null"}, "unset_fields", id="unset_fields"),
         pytest.param({"principals": ()}, "principals", id="no-principals"),
         pytest.param({"principals": (DEV_PRINCIPALS[0], DEV_PRINCIPALS[0])}, "principals", id="duplicate-principal"),
         pytest.param(

@@ -6,6 +6,9 @@ tests show that the knob changes the wire as described and that nothing else bre
 
 from __future__ import annotations
 
+import gzip
+import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from conformance.reference import FAIL_TRIGGER, ReferenceServer, ServerConfig
+from conformance.reference import DEV_PRINCIPALS, FAIL_TRIGGER, ReferenceServer, ServerConfig
 
 if TYPE_CHECKING:
     from conftest import Api, Event, StartServer
@@ -224,3 +227,199 @@ def test_a_busy_port_is_a_clear_error(start_server: StartServer) -> None:
     with pytest.raises(RuntimeError, match="failed to start"):
         ReferenceServer(ServerConfig(port=taken)).start()
 
+
+
+# ---- JSON wire forms (wireforms.py): extra keys, key order, transfer, error envelopes,
+# unset fields. Each knob on and off, probed over a real socket.
+
+EXTRA_KEYS = ("x_ref_extra", "x_ref_extra_object")
+
+
+def json_objects(value: Any) -> list[dict[str, Any]]:
+    """Every JSON object in ``value``, outermost first, leaving out the extra keys' values."""
+    if isinstance(value, dict):
+        found = [value]
+        for key, item in value.items():
+            if key not in EXTRA_KEYS:
+                found += json_objects(item)
+        return found
+    if isinstance(value, list):
+        return [o for item in value for o in json_objects(item)]
+    return []
+
+
+def key_orders(text: str | bytes) -> list[list[str]]:
+    """The key order of every JSON object in ``text``, in the order the parser closes them."""
+    orders: list[list[str]] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        orders.append([key for key, _ in pairs])
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return orders
+
+
+def raw_http(server: ReferenceServer, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    """One HTTP/1.1 exchange on a plain socket, the response's bytes exactly as sent."""
+    host, port = server.url.removeprefix("http://").split(":")
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def dechunk(body: bytes) -> list[bytes]:
+    """The chunks of a chunked body, in order (the last, empty one left out)."""
+    chunks: list[bytes] = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return chunks
+        chunks.append(body[:size])
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]
+
+
+def stream_payloads(api: Api, bot_id: int) -> list[bytes]:
+    """The raw ``data:`` text of every event of one streamed chat."""
+    _, raw = raw_stream(api, bot_id)
+    return [line.removeprefix(b"data: ") for line in raw.split(b"\n") if line.startswith(b"data: ")]
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_json_extra_keys_in_every_object(setup: Setup, on: bool) -> None:
+    api, bot_id = setup(json_extra_keys=on)
+    answers = [
+        api.client.get(f"/v1/bots/{bot_id}").json(),
+        api.client.post("/v3/chat", json=api.chat_body(bot_id)).json(),
+        api.client.get("/v1/bots/12345").json(),  # an error envelope
+        api.client.get("/no/such/path").json(),  # an error outside the endpoints
+    ]
+    payloads = [json.loads(p) for p in stream_payloads(api, bot_id)]
+    objects = [o for value in answers + payloads for o in json_objects(value)]
+    assert len(objects) > len(answers) + len(payloads)  # nested objects are in there too
+    for obj in objects:
+        assert all((key in obj) is on for key in EXTRA_KEYS), obj
+    assert answers[1]["code"] == 0 and answers[1]["data"]["content"]  # the documented keys are unchanged
+    assert answers[2]["code"] == 404 and answers[2]["data"] is None
+    assert [p["event"] for p in payloads][-1] == "conversation.stream.done"
+
+
+def test_json_keys_reversed_in_every_object(setup: Setup) -> None:
+    plain, plain_bot = setup()
+    reversed_, reversed_bot = setup(json_key_order="reversed")
+    for api, bot_id, flip in ((plain, plain_bot, False), (reversed_, reversed_bot, True)):
+        details = key_orders(api.client.get(f"/v1/bots/{bot_id}").content)
+        error = key_orders(api.client.get("/v1/bots/12345").content)
+        chat = key_orders(api.client.post("/v3/chat", json=api.chat_body(bot_id)).content)
+        stream = [key_orders(p) for p in stream_payloads(api, bot_id)]
+        first = (lambda keys: keys[-1]) if flip else (lambda keys: keys[0])
+        assert first(details[-1]) == first(error[-1]) == first(chat[-1]) == "code"  # the envelope
+        assert first(chat[0]) == "prompt_tokens"  # usage, nested in data
+        assert all(first(orders[-1]) == "event" for orders in stream)
+    # The same objects, each in exactly the reverse order.
+    assert [k[::-1] for k in key_orders(plain.client.get("/v1/bots/12345").content)] == key_orders(
+        reversed_.client.get("/v1/bots/12345").content
+    )
+
+
+def test_json_chunked_transfer(start_server: StartServer, api_for: Callable[..., Api]) -> None:
+    headers = {"Authorization": f"Bearer {DEV_PRINCIPALS[0].api_key}"}
+    plain = start_server()
+    status, head, body = split_response(raw_http(plain, "GET", f"/v1/bots/{plain.seed_published_bot()}", headers))
+    assert status == 200 and int(head["content-length"]) == len(body) and "transfer-encoding" not in head
+    server = start_server(json_transfer="chunked")
+    bot_id = server.seed_published_bot()
+    for path, code in ((f"/v1/bots/{bot_id}", 0), ("/v1/bots/12345", 404)):
+        status, head, body = split_response(raw_http(server, "GET", path, headers))
+        assert head["transfer-encoding"] == "chunked" and "content-length" not in head
+        assert head["content-type"].startswith("application/json")
+        chunks = dechunk(body)
+        assert len(chunks) >= 3 and len(chunks[0]) == 1
+        assert json.loads(b"".join(chunks))["code"] == code and status == (code or 200)
+    # Streams keep their own framing.
+    assert stream_payloads(api_for(server), int(bot_id))[-1].startswith(b'{"event":"conversation.stream.done"')
+
+
+@pytest.mark.parametrize(
+    ("fields", "accept", "gzipped"),
+    [
+        pytest.param({}, "gzip, deflate", False, id="off"),
+        pytest.param({"json_transfer": "gzip"}, "gzip, deflate", True, id="gzip-accepted"),
+        pytest.param({"json_transfer": "gzip"}, "br;q=1, *;q=0.5", True, id="star-accepted"),
+        pytest.param({"json_transfer": "gzip"}, "identity", False, id="identity-only"),
+        pytest.param({"json_transfer": "gzip"}, "gzip;q=0, *", False, id="gzip-refused"),
+    ],
+)
+def test_json_gzip_transfer(start_server: StartServer, fields: dict[str, Any], accept: str, gzipped: bool) -> None:
+    server = start_server(**fields)
+    bot_id = server.seed_published_bot()
+    headers = {"Authorization": f"Bearer {DEV_PRINCIPALS[0].api_key}", "Accept-Encoding": accept}
+    for path, code in ((f"/v1/bots/{bot_id}", 0), ("/v1/bots/12345", 404)):
+        status, head, body = split_response(raw_http(server, "GET", path, headers))
+        assert int(head["content-length"]) == len(body)
+        assert (head.get("content-encoding") == "gzip") is gzipped
+        assert json.loads(gzip.decompress(body) if gzipped else body)["code"] == code
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_error_http_status_200(start_server: StartServer, api_for: Callable[..., Api], on: bool) -> None:
+    fields: dict[str, Any] = {"error_http_status": "200"} if on else {}
+    server = start_server(info_limit=2, rate_window=60.0, **fields)
+    api = api_for(server)
+    unknown = api.client.get("/v1/bots/12345")
+    assert unknown.json() == {"code": 404, "msg": unknown.json()["msg"], "data": None}
+    assert unknown.status_code == (200 if on else 404)
+    api.client.get("/v1/bots/12345")
+    refused = api.client.get("/v1/bots/12345")  # the third in the window: a 429
+    assert refused.json()["code"] == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.status_code == (200 if on else 429)
+    anonymous = api_for(server, headers={}).client.get("/v1/bots/1")
+    assert anonymous.json()["code"] == 401 and anonymous.status_code == (200 if on else 401)
+    other = api_for(server, principal=DEV_PRINCIPALS[1]).client.get("/v1/bots/12345")
+    assert other.json()["code"] == 404 and other.status_code == (200 if on else 404)  # not limited yet
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_error_data_absent(setup: Setup, on: bool) -> None:
+    api, bot_id = setup(error_data="absent" if on else "null")
+    for response in (api.client.get("/v1/bots/12345"), api.client.post("/v3/chat", json={"bot_id": str(bot_id)})):
+        body = response.json()
+        assert response.status_code == body["code"] and isinstance(body["msg"], str)
+        assert ("data" in body) is not on and body.get("data") is None
+    assert api.client.get(f"/v1/bots/{bot_id}").json()["data"]["bot_id"] == bot_id  # success keeps its data
+
+
+@pytest.mark.parametrize(
+    ("form", "model", "tools"),
+    [
+        pytest.param("mixed", None, []),
+        pytest.param("absent", None, None),
+        pytest.param("empty", "", []),
+    ],
+)
+def test_unset_fields(setup: Setup, form: str, model: str | None, tools: list[object] | None) -> None:
+    api, bot_id = setup(unset_fields=form)
+    details = api.client.get(f"/v1/bots/{bot_id}").json()["data"]
+    online = api.client.get("/v1/bot/get_online_info", params={"bot_id": bot_id}).json()["data"]
+    assert details.get("model", None) == online.get("model", None) == model
+    assert ("model" in details) is ("model" in online) is (model is not None)
+    assert details.get("tools", None) == tools and ("tools" in details) is (tools is not None)
+    assert "tools" not in online  # not on the page's online-info example, in every form
+    # A model that was set is shown in every form.
+    set_bot = api.published_bot(name="With model", model="gpt-4")
+    assert api.client.get(f"/v1/bots/{set_bot}").json()["data"]["model"] == "gpt-4"
+    assert api.client.get("/v1/bot/get_online_info", params={"bot_id": set_bot}).json()["data"]["model"] == "gpt-4"

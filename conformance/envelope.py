@@ -83,10 +83,13 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
                 detail=where,
             )
             if shaped:
+                # READING "Error envelope": "`data: null` SHOULD (absent is accepted)" --
+                # absent is accepted at MUST level (ERR-001 passes it) and the documented
+                # `data: null` is checked at SHOULD (READING "Levels"), so absent fails here.
                 check(
                     ERROR_DATA_NULL,
-                    body.get(env.data_key) is None,
-                    expected=f"{env.data_key}: null (or absent)",
+                    env.data_key in body and body[env.data_key] is None,
+                    expected=f"{env.data_key}: null",
                     actual=_excerpt(json.dumps(body.get(env.data_key), ensure_ascii=False)),
                     detail=where,
                 )

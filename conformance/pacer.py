@@ -175,6 +175,7 @@ class Pacer:
         self.window = limits.window_seconds
         self.margin = margin
         self.refusal_code = limits.refusal_code
+        self.stream_media_type = str(profile.stream["media_type"])
         self.retry_after_cap = limits.retry_after_max_seconds
         self.limits = {g.name: g.limit for g in limits.groups}
         given = dict(budgets or {})
@@ -366,8 +367,11 @@ class PacedClient(ApiClient):
 
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[ApiStream]:
-        """As :meth:`ApiClient.stream`; a refusal here is HTTP 429 only (reading the
-        body of any other answer to look for code 429 would consume the test's stream)."""
+        """As :meth:`ApiClient.stream`; a refusal here is HTTP 429, or body code 429 in an
+        answer that is no event stream (READING "HTTP status of errors": the body code
+        decides, so a 429 may come with HTTP 200). Such an answer is read whole to see
+        its code; the test reads it again with ``read_all``. An event stream is never
+        read here: that would consume the test's stream."""
         pacer = self.pacer
         group = pacer.group_for(method, path) if pacer is not None else None
         if pacer is None or group is None:
@@ -379,7 +383,10 @@ class PacedClient(ApiClient):
         while True:
             pacer.acquire(principal, group)
             with super().stream(method, path, **kwargs) as answer:
-                if answer.status != pacer.refusal_code:
+                refused = answer.status == pacer.refusal_code
+                if not refused and answer.media_type != pacer.stream_media_type:
+                    refused = _is_refusal(answer.status, answer.read_all(), pacer.refusal_code)
+                if not refused:
                     yield answer
                     return
                 answer.read_all()

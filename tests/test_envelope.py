@@ -65,8 +65,8 @@ OK = {"code": 0, "msg": "success", "data": {"id": "1"}}
         ),
         pytest.param(
             FakeExchange(400, {"code": 400, "msg": "bad"}),
-            {"ERR-004": [True], "ERR-001": [True], "ERR-002": [True], "ERR-003": [True]},
-            id="error-without-data-accepted",
+            {"ERR-004": [True], "ERR-001": [True], "ERR-002": [False], "ERR-003": [True]},
+            id="error-without-data-accepted-at-must-only",
         ),
         pytest.param(
             FakeExchange(200, {"code": 404, "msg": "x", "data": {}}),

@@ -251,6 +251,30 @@ def test_a_refused_stream_is_waited_out_and_reopened(server: ScriptedServer, pac
     assert len(server.requests) == 2
 
 
+@pytest.mark.parametrize(
+    "server",
+    [pytest.param(lambda: sequence(_refused("1", status=200), sse_events(STREAM, gap=0.01)), id="code-429-status-200-then-stream")],
+    indirect=True,
+)
+def test_a_stream_refused_by_body_code_is_waited_out_and_reopened(server: ScriptedServer, pacer: Pacer) -> None:
+    """READING "HTTP status of errors": the body code decides; a 429 envelope with HTTP
+    200 answered to a stream request is a refusal too."""
+    with _client(server.url, pacer) as client, client.stream("POST", "/v3/chat", json={"stream": True}) as answer:
+        assert answer.status == 200 and answer.media_type == "text/event-stream"
+        assert b"conversation.chat.created" in answer.read_all()
+    assert len(server.requests) == 2
+    assert pacer.stats()["refusals"] == {"principal-1|chat": 1}
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param(lambda: json_answer(200, envelope(400, "invalid bot_id")), id="code-400-status-200")], indirect=True
+)
+def test_an_envelope_answered_to_a_stream_request_still_reaches_the_test(server: ScriptedServer, pacer: Pacer) -> None:
+    with _client(server.url, pacer) as client, client.stream("POST", "/v3/chat", json={"stream": True}) as answer:
+        assert answer.json()["code"] == 400  # read once by the pacer, again here
+    assert len(server.requests) == 1 and pacer.stats()["refusals"] == {}
+
+
 @pytest.mark.parametrize("server", [pytest.param(lambda: _refused("1"), id="always-429")], indirect=True)
 def test_the_phase_view_and_off_table_routes_see_every_429(server: ScriptedServer, pacer: Pacer) -> None:
     with _client(server.url, pacer) as client:

@@ -258,14 +258,14 @@ VARIANTS: tuple[Variant, ...] = (
         "unset_fields_absent",
         "preferred",
         "Fields the API cannot set",
-        "Bot details and online info leave out `model` and `tools` when the API never set them.",
+        "Bot details and online info leave out `model` (bot details also `tools`) when the API never set them.",
         unset_fields="absent",
     ),
     _variant(
         "unset_fields_empty",
         "preferred",
         "Fields the API cannot set",
-        'Bot details and online info show `model: ""` and `tools: []` when the API never set them.',
+        'Bot details and online info show `model: ""` (bot details also `tools: []`) when the API never set them.',
         unset_fields="empty",
     ),
 )

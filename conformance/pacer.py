@@ -272,7 +272,8 @@ def pacer_for(config: pytest.Config) -> Pacer | None:
     pacer = config.stash.get(_PACER_KEY, None)
     if pacer is None:
         budgets = dict(getattr(settings, "rate_budgets", ()) or ())
-        pacer = Pacer(run_folder(config), load_profile(settings.profile), budgets=budgets)
+        profile = load_profile(settings.profile, rate_window=getattr(settings, "rate_window", None))
+        pacer = Pacer(run_folder(config), profile, budgets=budgets)
         config.stash[_PACER_KEY] = pacer
     return pacer
 

@@ -162,7 +162,8 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
             principals=(
                 PrincipalConfig(name="principal-1", api_key=keys["api_key"], session_key=keys["session_key"]),
                 PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
-            )
+            ),
+            **({"rate_window": settings.rate_window} if settings.rate_window is not None else {}),
         )
     )
     server.start()
@@ -339,7 +340,7 @@ def catalogue() -> Any:
 def profile(conformance_settings: Settings) -> Any:
     from conformance.profile import load_profile
 
-    return load_profile(conformance_settings.profile)
+    return load_profile(conformance_settings.profile, rate_window=conformance_settings.rate_window)
 
 
 @pytest.fixture
@@ -418,7 +419,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             checks = _checks_for(item)
             judge = Checks(EXCHANGE_REQUIREMENTS, checks.catalogue, strict=settings.strict, nodeid=item.nodeid)
             base_path = urlsplit(settings.target_url or "").path.rstrip("/")
-            judge_exchanges(log, load_profile(settings.profile), functools.partial(judge, soft=True), base_path=base_path)
+            judge_exchanges(log, load_profile(settings.profile, rate_window=settings.rate_window), functools.partial(judge, soft=True), base_path=base_path)
             checks.records.extend(judge.records)
 
 

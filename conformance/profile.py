@@ -10,6 +10,7 @@ stream grammar builds its own ``StreamRules`` from it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
@@ -674,9 +675,13 @@ def available_profiles() -> tuple[str, ...]:
 
 
 @functools.cache
-def load_profile(name: str) -> Profile:
-    """The profile ``profiles/<name>.toml``; an unknown name lists the available ones."""
+def load_profile(name: str, *, rate_window: float | None = None) -> Profile:
+    """The profile ``profiles/<name>.toml``; an unknown name lists the available ones.
+    ``rate_window`` (``--rate-window``) replaces its rate-limit window."""
     known = available_profiles()
     if name not in known:
         raise ProfileError(f"unknown profile {name!r}; available: {', '.join(known) or 'none'}")
-    return read_profile(PROFILES_DIR / f"{name}.toml")
+    profile = read_profile(PROFILES_DIR / f"{name}.toml")
+    if rate_window is not None:
+        profile = dataclasses.replace(profile, ratelimits=dataclasses.replace(profile.ratelimits, window_seconds=rate_window))
+    return profile

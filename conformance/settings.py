@@ -169,6 +169,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--rate-budget", "rate_budgets", "Requests per rate window the suite allows itself per group, e.g. chat=30 "
            "(repeatable; default: the profile's documented limits).",
            env="COZE_RATE_BUDGET", ini="coze_rate_budget", default=(), parse=_budget, multiple=True, metavar="GROUP=N"),
+    Option("--rate-window", "rate_window", "The target's rate-limit window in seconds (default: the profile's, the spec's "
+           "minute), for a deployment configured with a shorter one; the embedded server then uses it too.",
+           env="COZE_RATE_WINDOW", ini="coze_rate_window", parse=_positive_seconds, metavar="S"),
     Option("--ratelimit-exact", "ratelimit_exact", "Also run the exact rate-limit checks (idle window, the first N admitted, "
            "recovery); adds minutes of waiting.",
            env="COZE_RATELIMIT_EXACT", ini="coze_ratelimit_exact", default=False, parse=_bool, flag_only=True),
@@ -205,6 +208,7 @@ class Settings:
     expected_failures: str | None = None
     fuzz_examples: int | None = None
     rate_budgets: tuple[tuple[str, int], ...] = ()
+    rate_window: float | None = None
     ratelimit_exact: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     ca_bundle: str | None = None

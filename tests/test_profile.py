@@ -38,6 +38,12 @@ def test_available_and_cached() -> None:
     assert isinstance(DOC, Profile) and DOC.name == "doc" and DOC.source == DOC_PATH
 
 
+def test_a_rate_window_replaces_the_profiles_and_nothing_else() -> None:
+    short = load_profile("doc", rate_window=2.5)
+    assert short.ratelimits.window_seconds == 2.5 and DOC.ratelimits.window_seconds == 60
+    assert short.ratelimits.groups == DOC.ratelimits.groups and short.endpoints == DOC.endpoints
+
+
 def test_profile_pickles_and_copies() -> None:
     # A profile may travel to an xdist worker or into a report.
     assert pickle.loads(pickle.dumps(DOC)) == DOC

@@ -29,6 +29,7 @@ VALID = {
     "headers": ("X-Gateway: one", "X-Gateway: two"),
     "requirements": ("CHAT-*", "BOT-*"),
     "rate_budgets": ("chat=30", "info=50"),
+    "rate_window": ("2", "5.5"),
 }
 
 #: An invalid value per option that validates its input.
@@ -44,6 +45,7 @@ INVALID = {
     "expected_failures": "/no/such/baseline.toml",
     "ca_bundle": "/no/such/bundle.pem",
     "rate_budgets": "tea=3",
+    "rate_window": "0",
 }
 
 # Credentials that must accompany a target so that combinations stay valid.

@@ -215,7 +215,8 @@ class ServerConfig:
         _check_choice("cancel_after_end", self.cancel_after_end, ("ok", "error"))
         _check_choice("run_answer", self.run_answer, ("as_asked", "stream", "envelope"))
         keys = self.conversation_keys
-        if not isinstance(keys, tuple) or not keys or len(set(keys)) != len(keys) or not set(keys) <= set(CONVERSATION_KEYS):
+        distinct = isinstance(keys, tuple) and len(set(keys)) == len(keys)
+        if not distinct or not keys or not set(keys) <= set(CONVERSATION_KEYS):
             raise ValueError(
                 f"ServerConfig.conversation_keys must be a non-empty tuple of distinct names from"
                 f" {CONVERSATION_KEYS!r} (READING: a server honours at least one), got {keys!r}"

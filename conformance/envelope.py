@@ -55,7 +55,10 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
             continue
         where = f"{exchange.method} {urlsplit(exchange.url).path} -> HTTP {status}"
         media = dict((n.lower(), v) for n, v in exchange.response_headers).get("content-type", "")
-        if exchange.stream and media.split(";")[0].strip().lower() == profile.stream["media_type"]:
+        # An event stream is judged as one however it was asked for: READING
+        # "`/api/conversation/chat` response" lets the run answer a stream unasked.
+        # (A /v3/chat that streams unasked breaks CHAT-REQ-004, not the envelope.)
+        if media.split(";")[0].strip().lower() == profile.stream["media_type"]:
             _judge_stream_errors(exchange, media, profile, check, where)
             continue
         check(NO_SERVER_ERROR, status < 500, expected="HTTP status < 500", actual=status, detail=where)

@@ -99,3 +99,13 @@ def test_event_streams_are_the_grammars_but_5xx_error_events_fail() -> None:
     assert judged(FakeExchange(200, bad, **stream)) == {"ERR-004": [False]}
     assert judged(FakeExchange(200, nested, **stream)) == {"ERR-004": [False]}
     assert judged(FakeExchange(200, client_error, **stream)) == {"ERR-004": [True]}
+
+
+def test_an_event_stream_asked_for_with_a_plain_request_is_judged_as_a_stream() -> None:
+    # READING "`/api/conversation/chat` response": the run may stream unasked (api.request,
+    # not api.stream); its answer is an event stream, not a broken envelope.
+    good = b'event: conversation.chat.created\ndata: {"chat":{}}\n\n'
+    bad = b'event: conversation.error\ndata: {"code":500,"msg":"boom"}\n\n'
+    unasked = dict(stream=False, content_type="text/event-stream", path="/api/conversation/chat")
+    assert judged(FakeExchange(200, good, **unasked)) == {}
+    assert judged(FakeExchange(200, bad, **unasked)) == {"ERR-004": [False]}

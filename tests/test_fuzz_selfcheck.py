@@ -424,3 +424,40 @@ def test_the_same_fuzz_passes_the_clean_server(row: str, requirement: str) -> No
         result = _run_fuzz(target, row, 70)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert re.search(rf"PASS\s+{requirement}\s+MUST", result.stdout)
+
+
+# ---------------------------------------------------------------- a run that always streams
+
+
+def _answer(status: int, body: bytes, content_type: str) -> Any:
+    import httpx
+    from types import SimpleNamespace
+
+    from conformance.client import ApiResponse
+
+    exchange = SimpleNamespace(method="POST", path="/api/conversation/chat")
+    return ApiResponse(status, httpx.Headers({"content-type": content_type}), body, 0.0, exchange)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "held"),
+    [
+        pytest.param("run", b'event: conversation.error\ndata: {"code":400,"msg":"bad"}\n\n', True, id="run-error-event"),
+        pytest.param("run", b'event: error\ndata: {"error":{"code":400,"msg":"bad"}}\n\n', True, id="run-nested-code"),
+        pytest.param("run", b'event: conversation.error\ndata: {"code":404,"msg":"x"}\n\n', False, id="run-other-code"),
+        pytest.param(
+            "run", b'event: conversation.chat.created\ndata: {}\n\nevent: error\ndata: {"code":400}\n\n', False,
+            id="run-error-not-first",
+        ),
+        pytest.param("chat", b'event: conversation.error\ndata: {"code":400,"msg":"bad"}\n\n', False, id="chat-streams-unasked"),
+    ],
+)
+def test_a_refusal_as_a_leading_error_event_counts_for_the_run_only(endpoint: str, body: bytes, held: bool) -> None:
+    # READING "`/api/conversation/chat` response": the run may answer an event stream
+    # unasked, its refusal then a leading error event; /v3/chat with stream false may not.
+    from conformance.strategies import Row
+    from conformance.suite.test_fuzz import _rule
+
+    row = Row(endpoint, "wrong-type", None, ("REQ-002",), 1)
+    ok, _ = _rule(row, "REQ-002", load_profile("doc"), _answer(200, body, "text/event-stream"))
+    assert ok is held

@@ -11,6 +11,8 @@ an event stream (spec "流式响应 (SSE)"):
     conversation.stream.done                                   (terminal_event)
 
 Every payload carries ``"event"`` equal to the SSE name, as in the spec's example.
+The legal forms of ServerConfig change this shape (``message_shape``: no deltas, or
+several messages; ``unknown_events``; ``payload_event_key``: no ``"event"`` key).
 A failure (model.FAIL_TRIGGER) sends the error event and ``conversation.chat.failed``
 instead of the message events that remain; a cancel or a server stop sends
 ``conversation.chat.failed``; both still end with the terminal event.
@@ -35,13 +37,13 @@ from . import model
 from .access import owned_bot, owned_conversation
 from .config import AnswerStyle, ServerConfig
 from .envelope import ApiError, ok_response
-from .eventstream import SseEvent, SseFormat, StreamWriter, encode_event
+from .eventstream import SseEvent, StreamWriter, encode_event
 from .faults_wire import ENDLESS_STREAM_SECONDS, HOLD_SECONDS, MID_ANSWER_PAUSE_SECONDS
 from .ids import format_chat_id, format_conversation_id, format_message_id
 from .inputs import Fields, Message, bad_request, read_object
 from .model import Turn
 from .runtime import RunningChat, Runtime, pause
-from .store import BotProfile, Conversation, now_seconds
+from .store import BotProfile, Conversation, Store, now_seconds
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ async def chat_v3(runtime: Runtime, request: Request, principal: str) -> Respons
     try:
         return await _chat_v3(runtime, request, principal, body)
     except ApiError as error:
-        return _error_answer(runtime, body, error)
+        return _error_answer(runtime, error, streamed=body.get("stream") is True)
 
 
 #: The refusal faults of the optional request objects (faults_wire.py), by field.
@@ -131,12 +133,14 @@ async def _chat_v3(runtime: Runtime, request: Request, principal: str, body: dic
         if has(_REFUSED_FIELD_FAULTS[name]) and name in body:
             bad_request(f"unsupported field: {name}")  # fault: a documented object refused
     # READING "Conversation id in a chat request": body ConversationID, body
-    # conversation_id or ?conversation_id= -- this server honours all three.
-    conversation_ref = _one_conversation_ref(
-        None if has("conv_conversationid_ignored") else fields.conversation_ref("ConversationID"),  # fault
-        fields.conversation_ref("conversation_id"),
-        _query_conversation_ref(request),
-    )
+    # conversation_id or ?conversation_id= -- this server honours the forms of
+    # conversation_keys (all three by default); every form is type-checked.
+    refs = {
+        "ConversationID": None if has("conv_conversationid_ignored") else fields.conversation_ref("ConversationID"),  # fault
+        "conversation_id": fields.conversation_ref("conversation_id"),
+        "query": _query_conversation_ref(request),
+    }
+    conversation_ref = _one_conversation_ref(*(refs[key] for key in runtime.config.conversation_keys))
     plan = _prepare(runtime, principal, bot_id, conversation_ref, messages, user_id=str(user_id))
     # fault: the answer to a chat with stream omitted is slow (BP-002)
     slow = runtime.config.slow_answer_seconds if has("chat_slow_answer") and "stream" not in body else 0.0
@@ -152,7 +156,7 @@ async def chat_internal(runtime: Runtime, request: Request, principal: str) -> R
     try:
         return await _chat_internal(body, runtime, principal)
     except ApiError as error:
-        return _error_answer(runtime, body, error)
+        return _error_answer(runtime, error, streamed=_run_streams(runtime.config, body))
 
 
 async def _chat_internal(body: dict[str, Any], runtime: Runtime, principal: str) -> Response:
@@ -166,7 +170,8 @@ async def _chat_internal(body: dict[str, Any], runtime: Runtime, principal: str)
         query = None  # fault: a run without query is answered from additional_messages alone
     else:
         query = fields.required_str("query", non_empty=True)
-    stream = fields.bool_("stream")
+    fields.bool_("stream")
+    stream = _run_streams(runtime.config, body)
     messages = fields.messages("additional_messages")
     conversation_ref = fields.conversation_ref("conversation_id")
     if query is not None:
@@ -177,11 +182,20 @@ async def _chat_internal(body: dict[str, Any], runtime: Runtime, principal: str)
     return await _respond(runtime, plan, stream)
 
 
+def _run_streams(config: ServerConfig, body: dict[str, Any]) -> bool:
+    """Whether /api/conversation/chat answers as an event stream (``run_answer``;
+    READING "`/api/conversation/chat` response": an envelope or an event stream)."""
+    if config.run_answer == "as_asked":
+        return body.get("stream") is True
+    return config.run_answer == "stream"
+
+
 async def cancel(runtime: Runtime, request: Request, principal: str) -> Response:
     """``POST /v3/chat/cancel`` (spec "取消对话"): stops the conversation's open streams.
 
-    A cancel with nothing running (already finished) answers success too: READING
-    "Cancel" allows code 0 or an error there, and cancelling is idempotent.
+    A cancel with nothing running (already finished) answers success too, cancelling
+    being idempotent -- or 400 with ``cancel_after_end="error"``: READING "Cancel"
+    allows code 0 or an error there.
     """
     has = runtime.config.has
     fields = Fields(await read_object(request, runtime.config), faults=runtime.config.faults)
@@ -195,7 +209,8 @@ async def cancel(runtime: Runtime, request: Request, principal: str) -> Response
     if has("cancel_unknown_ok") and runtime.store.conversation(conversation_id) is None:
         return ok_response(runtime.config.success_msg)  # fault
     owned_conversation(runtime.store, runtime.config, conversation_id, principal)
-    runtime.cancel(conversation_id)
+    if not runtime.cancel(conversation_id) and runtime.config.cancel_after_end == "error":
+        bad_request(f"no chat is running in conversation {conversation_id}")  # READING "Cancel": an error is legal
     return ok_response(runtime.config.success_msg)  # no data, as in the spec's example
 
 
@@ -247,6 +262,11 @@ def _prepare(
         conversation = store.create_conversation(principal, bot_id, conversation_id)
     elif has("conv_unknown_id_adopted") and store.conversation(conversation_ref) is None:
         conversation = store.create_conversation(principal, bot_id, conversation_ref)  # fault: the unknown id kept
+    elif config.unknown_conversation == "new" and not _sees(store, conversation_ref, principal):
+        # READING "Chat with an unknown / another principal's `ConversationID`": a new
+        # conversation with a different id (never the other one's messages).
+        conversation_id = format_conversation_id(store.new_id(), config.id_style)
+        conversation = store.create_conversation(principal, bot_id, conversation_id)
     else:
         conversation = owned_conversation(store, config, conversation_ref, principal)
         if conversation.bot_id != bot_id:
@@ -268,11 +288,17 @@ def _prepare(
     )
 
 
-def _error_answer(runtime: Runtime, body: dict[str, Any], error: ApiError) -> Response:
-    """An error found before a chat starts. Asked for a stream, the client gets it as the
-    stream's error event (spec "SSE 错误事件": 流式响应中的错误通过 error 事件返回) unless
-    ``stream_errors="envelope"``; READING "Errors on a streaming request" allows both."""
-    if body.get("stream") is not True or runtime.config.stream_errors != "event":
+def _sees(store: Store, conversation_id: str, principal: str) -> bool:
+    """Whether the principal's chat can name this conversation: it exists and is theirs."""
+    conversation = store.conversation(conversation_id)
+    return conversation is not None and conversation.owner == principal
+
+
+def _error_answer(runtime: Runtime, error: ApiError, *, streamed: bool) -> Response:
+    """An error found before a chat starts. Asked for a stream (``streamed``), the client
+    gets it as the stream's error event (spec "SSE 错误事件": 流式响应中的错误通过 error 事件返回)
+    unless ``stream_errors="envelope"``; READING "Errors on a streaming request" allows both."""
+    if not streamed or runtime.config.stream_errors != "event":
         raise error
     config = runtime.config
     writer = StreamWriter(config, runtime.sse_format)
@@ -280,6 +306,8 @@ def _error_answer(runtime: Runtime, body: dict[str, Any], error: ApiError) -> Re
     events = [_error_sse(config, code, error.msg)]
     if config.has("stream_error_after_start"):
         events.insert(0, _event("conversation.chat.created", chat={"status": "created"}))  # fault: error not first
+
+    events = [_keyed(config, event) for event in events]
 
     async def answer() -> AsyncIterator[bytes]:
         for piece in writer.preamble() + [p for e in events for p in writer.write(e)] + writer.flush():
@@ -369,9 +397,9 @@ def _chat_object(plan: ChatPlan, status: str) -> dict[str, object]:
     }
 
 
-def _message_item(plan: ChatPlan, content: str) -> dict[str, object]:
+def _message_item(plan: ChatPlan, content: str, message_id: str | None = None) -> dict[str, object]:
     return {
-        "id": plan.message_id,
+        "id": plan.message_id if message_id is None else message_id,
         "conversation_id": plan.conversation.conversation_id,
         "chat_id": plan.chat_id,
         "bot_id": plan.bot_id,
@@ -398,7 +426,9 @@ async def _stream(runtime: Runtime, plan: ChatPlan) -> AsyncIterator[bytes]:
             locked.add(plan.conversation.conversation_id)  # fault: released only by the code after the loop
         for piece in writer.preamble():
             yield piece
-        events: AsyncIterator[Item] = _events(runtime, plan, running)
+        source = _events(runtime, plan, running)
+        forms = config.unknown_events or not config.payload_event_key
+        events: AsyncIterator[Item] = _legal_forms(runtime, plan, source) if forms else source
         if config.faults:
             events = _apply_stream_faults(runtime, running, events)
         async with aclosing(events):  # type: ignore[type-var]  # an async generator, so it has aclose()
@@ -422,22 +452,77 @@ async def _events(runtime: Runtime, plan: ChatPlan, running: RunningChat) -> Asy
         for status in ("created", "in_progress"):
             yield _event(f"conversation.chat.{status}", chat=_chat_object(plan, status))
     tokens = model.tokenize(plan.answer(config.answer_style))
-    for index, token in enumerate(tokens):
-        if plan.fails and index == model.TOKENS_BEFORE_FAILURE:
-            for event in _failure_events(config, plan, model.FAILURE_CODE, model.FAILURE_MSG):
-                yield event
-            return
-        if await pause(running, config.token_delay):
-            for event in _stopped_events(config, plan, running):
-                yield event
-            return
-        yield _event("conversation.message.delta", message_item=_message_item(plan, token))
-    content = "".join(tokens)
-    runtime.store.add_answer(plan.conversation, content)
-    yield _event("conversation.message.completed", message_item=_message_item(plan, content))
+    index = 0
+    for message_id, part in _messages(runtime, plan, tokens):
+        for token in part:
+            if plan.fails and index == model.TOKENS_BEFORE_FAILURE:
+                for event in _failure_events(config, plan, model.FAILURE_CODE, model.FAILURE_MSG):
+                    yield event
+                return
+            if await pause(running, config.token_delay):
+                for event in _stopped_events(config, plan, running):
+                    yield event
+                return
+            index += 1
+            if config.message_shape != "completed_only":
+                yield _event("conversation.message.delta", message_item=_message_item(plan, token, message_id))
+        content = "".join(part)
+        runtime.store.add_answer(plan.conversation, content)
+        yield _event("conversation.message.completed", message_item=_message_item(plan, content, message_id))
     record = _chat_object(plan, "completed") | {"usage": _usage(plan, len(tokens))}
     yield _event("conversation.chat.completed", run_record_item=record)
     yield _event(config.terminal_event)
+
+
+def _messages(runtime: Runtime, plan: ChatPlan, tokens: list[str]) -> list[tuple[str, list[str]]]:
+    """The answer's messages, (id, tokens) each (READING "Messages in a stream": several
+    messages per chat are legal): one, or with ``message_shape="several"`` two, the
+    second with an id of its own. The tokens of all of them join to the whole answer."""
+    if runtime.config.message_shape != "several":
+        return [(plan.message_id, tokens)]
+    half = len(tokens) // 2  # tokens >= model.MIN_TOKENS: both halves hold some
+    second = format_message_id(runtime.store.new_id(), runtime.config.id_style)
+    return [(plan.message_id, tokens[:half]), (second, tokens[half:])]
+
+
+# Legal forms of the event sequence (ServerConfig "Stream and conversation forms") ------
+
+#: unknown_events: a type the page does not list, with a JSON payload ...
+UNKNOWN_JSON_EVENT = "conversation.audio.delta"
+#: ... and one whose data is not JSON at all.
+UNKNOWN_TEXT_EVENT = "ping"
+UNKNOWN_TEXT_DATA = "keep-alive"
+
+
+def _keyed(config: ServerConfig, event: SseEvent) -> SseEvent:
+    """The event as ``payload_event_key`` sends it: without the payload's ``"event"``
+    key when False (READING "`event` key in SSE payloads")."""
+    if config.payload_event_key or isinstance(event.payload, str) or "event" not in event.payload:
+        return event
+    return SseEvent(event.name, {key: value for key, value in event.payload.items() if key != "event"})
+
+
+def _audio_delta(plan: ChatPlan, message_id: str) -> SseEvent:
+    """An unknown event with a JSON payload: a piece of an audio message of its own."""
+    item = _message_item(plan, "UklGRg==", message_id) | {"content_type": "audio"}
+    return _event(UNKNOWN_JSON_EVENT, message_item=item)
+
+
+async def _legal_forms(runtime: Runtime, plan: ChatPlan, events: AsyncIterator[SseEvent]) -> AsyncGenerator[SseEvent]:
+    """``unknown_events`` (READING "Levels": unknown event types are legal) -- a ``ping``
+    whose data is not JSON first and just before the terminal event, an audio delta after
+    every message event -- and ``payload_event_key``."""
+    config = runtime.config
+    ping = SseEvent(UNKNOWN_TEXT_EVENT, UNKNOWN_TEXT_DATA)
+    audio_id = format_message_id(runtime.store.new_id(), config.id_style)
+    if config.unknown_events:
+        yield ping
+    async for event in events:
+        if config.unknown_events and event.name in _TERMINALS:
+            yield ping
+        yield _keyed(config, event)
+        if config.unknown_events and event.name in (_DELTA, _COMPLETED):
+            yield _keyed(config, _audio_delta(plan, audio_id))
 
 
 def _failure_events(config: ServerConfig, plan: ChatPlan, code: int, msg: str) -> list[SseEvent]:

@@ -32,6 +32,16 @@ ErrorHttpStatus = Literal["code", "200"]
 ErrorData = Literal["null", "absent"]
 UnsetFields = Literal["mixed", "absent", "empty"]
 
+# Stream and conversation forms (READING "Messages in a stream", "Conversation id in a
+# chat request", "Cancel", ...): see ServerConfig's docstring.
+MessageShape = Literal["deltas", "completed_only", "several"]
+UnknownConversation = Literal["refuse", "new"]
+ConversationKey = Literal["ConversationID", "conversation_id", "query"]
+CancelAfterEnd = Literal["ok", "error"]
+RunAnswer = Literal["as_asked", "stream", "envelope"]
+#: Every form of a conversation id in a /v3/chat request, in the order READING lists them.
+CONVERSATION_KEYS: tuple[ConversationKey, ...] = ("ConversationID", "conversation_id", "query")
+
 
 @dataclass(frozen=True)
 class PrincipalConfig:
@@ -126,6 +136,34 @@ class ServerConfig:
         API never set them (READING "Fields the API cannot set") -- "mixed": model
         absent, tools ``[]``; "absent": both absent; "empty": model ``""``, tools ``[]``.
 
+    Stream and conversation forms (each default is today's behaviour)
+      message_shape: how a streamed answer's message goes out (READING "Messages in a
+        stream") -- "deltas": one message, a delta per token, then its completed event;
+        "completed_only": the completed event alone, no deltas (sent after the time the
+        tokens would take); "several": the answer split into two messages, each with its
+        own id, deltas and completed event. The non-stream answer is one message object
+        (spec "非流式响应") in every shape: the whole answer.
+      unknown_events: events of types the page does not list, before the terminal event:
+        a ``ping`` whose data is not JSON first and before the terminal event, and a
+        ``conversation.audio.delta`` (a JSON payload) after every message event (READING
+        "Levels": unknown event types carry no requirement).
+      payload_event_key: False sends no ``"event"`` key in any payload (READING "`event`
+        key in SSE payloads": MUST equal the name when present, expected at SHOULD).
+      unknown_conversation: a /v3/chat (or run) naming a conversation the principal
+        cannot see -- unknown, or another principal's -- is "refuse"d (unknown_id_status
+        / forbidden_status) or starts a "new" conversation with a new id (READING "Chat
+        with an unknown / another principal's `ConversationID`").
+      conversation_keys: the forms of a conversation id /v3/chat honours, from
+        CONVERSATION_KEYS (body ``ConversationID``, body ``conversation_id``, query
+        ``?conversation_id=``); the others are still type-checked, then ignored (READING
+        "Conversation id in a chat request": at least one MUST, ``ConversationID`` SHOULD).
+      cancel_after_end: a cancel of the principal's conversation when no stream of it is
+        running answers code 0 ("ok") or 400 ("error") (READING "Cancel").
+      run_answer: ``/api/conversation/chat`` answers as its ``stream`` field asks
+        ("as_asked"), always as an event stream ("stream"; its errors then as a
+        ``stream: true`` chat's, see stream_errors) or always as an envelope ("envelope")
+        (READING "`/api/conversation/chat` response").
+
     Faults
       faults: names from conformance/reference/faults.py, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
@@ -173,6 +211,14 @@ class ServerConfig:
     error_http_status: ErrorHttpStatus = "code"
     error_data: ErrorData = "null"
     unset_fields: UnsetFields = "mixed"
+    # Stream and conversation forms
+    message_shape: MessageShape = "deltas"
+    unknown_events: bool = False
+    payload_event_key: bool = True
+    unknown_conversation: UnknownConversation = "refuse"
+    conversation_keys: tuple[ConversationKey, ...] = CONVERSATION_KEYS
+    cancel_after_end: CancelAfterEnd = "ok"
+    run_answer: RunAnswer = "as_asked"
 
     #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
     faults: frozenset[str] = frozenset()
@@ -203,6 +249,17 @@ class ServerConfig:
         _check_choice("error_http_status", self.error_http_status, ("code", "200"))
         _check_choice("error_data", self.error_data, ("null", "absent"))
         _check_choice("unset_fields", self.unset_fields, ("mixed", "absent", "empty"))
+        _check_choice("message_shape", self.message_shape, ("deltas", "completed_only", "several"))
+        _check_choice("unknown_conversation", self.unknown_conversation, ("refuse", "new"))
+        _check_choice("cancel_after_end", self.cancel_after_end, ("ok", "error"))
+        _check_choice("run_answer", self.run_answer, ("as_asked", "stream", "envelope"))
+        keys = self.conversation_keys
+        distinct = isinstance(keys, tuple) and len(set(keys)) == len(keys)
+        if not distinct or not keys or not set(keys) <= set(CONVERSATION_KEYS):
+            raise ValueError(
+                f"ServerConfig.conversation_keys must be a non-empty tuple of distinct names from"
+                f" {CONVERSATION_KEYS!r} (READING: a server honours at least one), got {keys!r}"
+            )
         if not self.principals:
             raise ValueError("ServerConfig.principals must name at least one principal")
         names = [p.name for p in self.principals]

@@ -268,6 +268,85 @@ VARIANTS: tuple[Variant, ...] = (
         'Bot details and online info show `model: ""` (bot details also `tools: []`) when the API never set them.',
         unset_fields="empty",
     ),
+    # ---- stream and conversation forms (issue 7 item 2): legal shapes of a chat's
+    # stream, of naming a conversation, of a late cancel and of the run's answer.
+    _variant(
+        "message_completed_only",
+        "preferred",
+        "Messages in a stream",
+        "The answer's conversation.message.completed comes alone, without any delta before it.",
+        message_shape="completed_only",
+    ),
+    _variant(
+        "messages_several",
+        "preferred",
+        "Messages in a stream",
+        "The answer is split into two messages, each with its own id, its deltas and its completed event.",
+        message_shape="several",
+    ),
+    _variant(
+        "unknown_events",
+        "preferred",
+        "Levels",
+        "Events of types the page does not list before the terminal event: `ping` with non-JSON data, and"
+        " `conversation.audio.delta` with a JSON payload after every message event (READING \"Levels\": unknown"
+        " event types carry no requirement).",
+        unknown_events=True,
+    ),
+    _variant(
+        "payload_without_event_key",
+        "alternate",
+        "`event` key in SSE payloads",
+        "No payload carries the `event` key (the key is expected on the event table's events at SHOULD only).",
+        declares=("CHAT-SSE-016",),
+        payload_event_key=False,
+    ),
+    _variant(
+        "unknown_conversation_new",
+        "preferred",
+        "Chat with an unknown / another principal's `ConversationID`",
+        "A chat naming an unknown conversation, or another principal's, starts a new conversation with a new id"
+        " instead of being refused.",
+        unknown_conversation="new",
+    ),
+    _variant(
+        "conversationid_only",
+        "preferred",
+        "Conversation id in a chat request",
+        "/v3/chat honours body `ConversationID` only; body `conversation_id` and ?conversation_id= are ignored.",
+        conversation_keys=("ConversationID",),
+    ),
+    _variant(
+        "conversation_id_key_only",
+        "alternate",
+        "Conversation id in a chat request",
+        "/v3/chat honours body `conversation_id` and ?conversation_id=; body `ConversationID` is ignored.",
+        declares=("CHAT-CONV-002",),
+        conversation_keys=("conversation_id", "query"),
+    ),
+    _variant(
+        "conversation_query_only",
+        "alternate",
+        "Conversation id in a chat request",
+        "/v3/chat honours ?conversation_id= only; body `ConversationID` and `conversation_id` are ignored.",
+        declares=("CHAT-CONV-002",),
+        conversation_keys=("query",),
+    ),
+    _variant(
+        "cancel_after_end_error",
+        "preferred",
+        "Cancel",
+        "A cancel of a conversation with no chat streaming (the chat already ended) answers code 400, not 0.",
+        cancel_after_end="error",
+    ),
+    _variant(
+        "run_always_streams",
+        "preferred",
+        "`/api/conversation/chat` response",
+        "/api/conversation/chat always answers an event stream, `stream: false` or omitted too (its errors as"
+        " a stream's leading error event).",
+        run_answer="stream",
+    ),
 )
 
 

@@ -42,7 +42,7 @@ from conformance.settings import Settings
 from conformance.shared import SharedState
 from conformance.strategies import EMBEDDED_EXAMPLES, REMOTE_EXAMPLES, FuzzCase, Row, World, cases, plan
 from conformance.suite.conftest import BotMaker
-from conformance.suite.helpers import Bot, envelope
+from conformance.suite.helpers import Bot, envelope, leading_error_code
 
 #: spec 错误码 "| 400 | 请求参数错误 |": the profile lists the code but names no role for
 #: it, so the one code a malformed request may get is named here.
@@ -136,10 +136,18 @@ def _int_code(code: Any) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
+#: READING "`/api/conversation/chat` response": the run may answer an event stream
+#: unasked; its refusals then come as a stream's leading error event (READING "Errors on
+#: a streaming request"), which carries the code the envelope would.
+MAY_STREAM_ENDPOINTS = frozenset({"run"})
+
+
 def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse) -> tuple[bool, str]:
     """Whether ``answer`` keeps ``requirement`` for a case of ``row``, and what was expected."""
     env = envelope(answer)
     code = _int_code(env.code)
+    if row.endpoint in MAY_STREAM_ENDPOINTS and answer.media_type == profile.stream["media_type"]:
+        code = _int_code(leading_error_code(answer.body, answer.headers.get("content-type"), profile))
     status = answer.status
     survived = (200 <= status < 300 or 400 <= status < 500) and not (code is not None and code >= 500)
     if requirement == "REQ-003":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from conformance.reference import DEV_PRINCIPALS, FAIL_TRIGGER, ReferenceServer, ServerConfig
 
@@ -423,3 +424,271 @@ def test_unset_fields(setup: Setup, form: str, model: str | None, tools: list[ob
     set_bot = api.published_bot(name="With model", model="gpt-4")
     assert api.client.get(f"/v1/bots/{set_bot}").json()["data"]["model"] == "gpt-4"
     assert api.client.get("/v1/bot/get_online_info", params={"bot_id": set_bot}).json()["data"]["model"] == "gpt-4"
+
+
+# ---- stream and conversation forms (issue 7 item 2): message_shape, unknown_events,
+# payload_event_key, unknown_conversation, conversation_keys, cancel_after_end, run_answer.
+
+
+def sse_blocks(raw: bytes) -> list[tuple[str, str]]:
+    """(event name, data text) of every event, the data kept as text: with
+    unknown_events some data is not JSON, which ``decode_events`` would refuse."""
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
+    return [(sse.event, sse.data) for sse in EventSource(response).iter_sse() if sse.data]
+
+
+def messages_of(events: list[Event]) -> dict[str, dict[str, Any]]:
+    """Per message id, in order of appearance: its deltas and its completed contents."""
+    messages: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.name not in ("conversation.message.delta", "conversation.message.completed"):
+            continue
+        item = event.payload["message_item"]
+        entry = messages.setdefault(item["id"], {"deltas": [], "completed": []})
+        entry["deltas" if event.name.endswith("delta") else "completed"].append(item["content"])
+    return messages
+
+
+def test_message_shape_deltas_by_default(setup: Setup) -> None:
+    api, bot_id = setup()
+    (entry,) = messages_of(api.chat_stream(bot_id, "abc")).values()
+    assert len(entry["deltas"]) >= 5 and entry["completed"] == ["".join(entry["deltas"])]
+
+
+def test_message_shape_completed_only(setup: Setup) -> None:
+    api, bot_id = setup(message_shape="completed_only")
+    events = api.chat_stream(bot_id, "abc")
+    assert collapse(events) == [n for n in DOCUMENTED if n != "conversation.message.delta"]
+    (entry,) = messages_of(events).values()
+    assert entry == {"deltas": [], "completed": [api.chat(bot_id, "abc")["content"]]}
+    # A failure still ends the stream with the error event, chat.failed and the terminal event.
+    failed = [e.name for e in api.chat_stream(bot_id, FAIL_TRIGGER)]
+    assert failed[-3:] == ["conversation.error", "conversation.chat.failed", "conversation.stream.done"]
+    assert "conversation.message.completed" not in failed
+
+
+def test_message_shape_several(setup: Setup) -> None:
+    api, bot_id = setup(message_shape="several")
+    events = api.chat_stream(bot_id, "abc")
+    messages = messages_of(events)
+    assert len(messages) == 2
+    for entry in messages.values():
+        assert entry["deltas"] and entry["completed"] == ["".join(entry["deltas"])]
+    # One message after the other; together they are the whole answer.
+    names = collapse(events)
+    assert names == [*DOCUMENTED[:4], *DOCUMENTED[2:]]
+    whole = "".join(entry["completed"][0] for entry in messages.values())
+    assert whole == "Turn 1 with Variant: you said “abc”."
+    # The non-stream answer is one message object (spec "非流式响应"): the whole answer.
+    answer = api.chat(bot_id, "abc")
+    assert answer["content"] == whole and answer["id"] not in messages
+
+
+def test_unknown_events_off_by_default(setup: Setup) -> None:
+    api, bot_id = setup()
+    _, raw = raw_stream(api, bot_id)
+    assert {name for name, _ in sse_blocks(raw)} == set(DOCUMENTED)
+
+
+def test_unknown_events(setup: Setup) -> None:
+    api, bot_id = setup(unknown_events=True)
+    _, raw = raw_stream(api, bot_id, "abc")
+    blocks = sse_blocks(raw)
+    names = [name for name, _ in blocks]
+    assert blocks[0] == ("ping", "keep-alive") and blocks[-2] == ("ping", "keep-alive")
+    assert names[-1] == "conversation.stream.done"
+    documented = [name for name in names if name in DOCUMENTED]
+    assert [n for i, n in enumerate(documented) if i == 0 or documented[i - 1] != n] == DOCUMENTED
+    audio = [json.loads(data) for name, data in blocks if name == "conversation.audio.delta"]
+    messages = sum(1 for name in names if name.startswith("conversation.message."))
+    assert len(audio) == messages
+    assert {a["message_item"]["content_type"] for a in audio} == {"audio"}
+    assert all(a["event"] == "conversation.audio.delta" for a in audio)
+    text_ids = {json.loads(data)["message_item"]["id"] for name, data in blocks if name.startswith("conversation.message.")}
+    assert len({a["message_item"]["id"] for a in audio} | text_ids) == 2  # one audio message beside the answer
+    # An error answer still opens with its error event (READING "Errors on a streaming request").
+    response, error = raw_stream_body(api, {**api.chat_body(bot_id, stream=True), "user_id": None})
+    assert [name for name, _ in sse_blocks(error)] == ["conversation.error"]
+
+
+def raw_stream_body(api: Api, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+    with api.client.stream("POST", "/v3/chat", json=body) as response:
+        return response, response.read()
+
+
+def test_payload_event_key_on_by_default(setup: Setup) -> None:
+    api, bot_id = setup()
+    assert all(e.payload["event"] == e.name for e in api.chat_stream(bot_id))
+
+
+@pytest.mark.parametrize("error_event", ["conversation.error", "error"])
+def test_payload_without_event_key(setup: Setup, error_event: str) -> None:
+    api, bot_id = setup(payload_event_key=False, unknown_events=True, error_event=error_event)
+    _, raw = raw_stream(api, bot_id)
+    blocks = sse_blocks(raw)
+    payloads = [json.loads(data) for name, data in blocks if name != "ping"]
+    assert payloads and all("event" not in p for p in payloads)
+    assert blocks[-1] == ("conversation.stream.done", "{}")
+    _, raw = raw_stream(api, bot_id, FAIL_TRIGGER)
+    failed = [(name, json.loads(data)) for name, data in sse_blocks(raw) if name != "ping"]
+    assert failed[-3][0] == error_event and failed[-3][1]["code"] == 500
+    assert all("event" not in payload for _, payload in failed)
+    _, error = raw_stream_body(api, {**api.chat_body(bot_id, stream=True), "user_id": None})
+    ((name, data),) = sse_blocks(error)
+    assert name == error_event and "event" not in json.loads(data) and json.loads(data)["code"] == 400
+
+
+def test_unknown_conversation_refused_by_default(setup: Setup) -> None:
+    api, bot_id = setup()
+    response = api.client.post("/v3/chat", json=api.chat_body(bot_id, ConversationID="123456789"))
+    assert response.json()["code"] == 404
+
+
+def test_unknown_conversation_new(start_server: StartServer, api_for: Callable[..., Api]) -> None:
+    server = start_server(unknown_conversation="new")
+    alice, bob = api_for(server), api_for(server, DEV_PRINCIPALS[1])
+    bot_id, bob_bot = alice.published_bot(name="Variant"), bob.published_bot(name="Bob's")
+    first = alice.chat(bot_id, "secret")
+    # Unknown: a new conversation with an id of its own, in every form and in a stream.
+    for extra in ({"ConversationID": "123456789"}, {"conversation_id": "123456789"}):
+        data = alice.chat(bot_id, "hi", **extra)
+        assert data["conversation_id"] not in ("123456789", first["conversation_id"])
+        assert data["content"].startswith("Turn 1 ")
+    events = alice.chat_stream(bot_id, ConversationID="123456789")
+    assert events[0].payload["chat"]["conversation_id"] != "123456789"
+    # Another principal's: a new conversation of Bob's; Alice's is untouched.
+    data = bob.chat(bob_bot, "what did she say?", ConversationID=first["conversation_id"])
+    assert data["conversation_id"] != first["conversation_id"] and data["content"].startswith("Turn 1 ")
+    assert "secret" not in data["content"]
+    after = alice.chat(bot_id, "again", ConversationID=first["conversation_id"])
+    assert after["conversation_id"] == first["conversation_id"] and after["content"].startswith("Turn 2 ")
+    # The same principal's conversation with another bot is still refused, and so is a
+    # cancel of an unknown conversation (READING "Cancel": 400 or 404).
+    other_bot = alice.published_bot(name="Other")
+    response = alice.client.post("/v3/chat", json=alice.chat_body(other_bot, ConversationID=first["conversation_id"]))
+    assert response.json()["code"] == 400
+    assert alice.client.post("/v3/chat/cancel", json={"conversation_id": "123456789"}).json()["code"] == 404
+
+
+def continued(api: Api, bot_id: int, conversation: str, where: str) -> bool:
+    """Whether a chat naming ``conversation`` in the form ``where`` (a body key, or
+    "query") continued it."""
+    params = {"conversation_id": conversation} if where == "query" else None
+    body = api.chat_body(bot_id, **({} if where == "query" else {where: conversation}))
+    data = api.client.post("/v3/chat", json=body, params=params).json()["data"]
+    return bool(data["conversation_id"] == conversation)
+
+
+@pytest.mark.parametrize(
+    ("keys", "honoured"),
+    [
+        pytest.param(None, {"ConversationID", "conversation_id", "query"}, id="default-all"),
+        pytest.param(("ConversationID",), {"ConversationID"}, id="ConversationID"),
+        pytest.param(("conversation_id", "query"), {"conversation_id", "query"}, id="conversation_id"),
+        pytest.param(("query",), {"query"}, id="query"),
+    ],
+)
+def test_conversation_keys(setup: Setup, keys: tuple[str, ...] | None, honoured: set[str]) -> None:
+    api, bot_id = setup(**({} if keys is None else {"conversation_keys": keys}))
+    conversation_id = api.chat(bot_id)["conversation_id"]
+    for where in ("ConversationID", "conversation_id", "query"):
+        assert continued(api, bot_id, conversation_id, where) == (where in honoured), where
+    # An ignored form is still type-checked (REQ-004: a wrong type is 400, not ignored) ...
+    for key in ("ConversationID", "conversation_id"):
+        response = api.client.post("/v3/chat", json=api.chat_body(bot_id, **{key: {"id": conversation_id}}))
+        assert response.json()["code"] == 400
+    # ... but conflicts only between the honoured forms.
+    body = api.chat_body(bot_id, ConversationID=conversation_id, conversation_id="987654321")
+    code = api.client.post("/v3/chat", json=body).json()["code"]
+    expected = 400 if {"ConversationID", "conversation_id"} <= honoured else 404 if "conversation_id" in honoured else 0
+    assert code == expected
+
+
+@pytest.mark.parametrize(
+    "keys", [(), ("conversation_id", "conversation_id"), ("query", "ConversationId"), ["query"]]
+)
+def test_conversation_keys_refused(keys: Any) -> None:
+    with pytest.raises(ValueError, match="conversation_keys"):
+        ServerConfig(conversation_keys=keys)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("message_shape", "none"), ("unknown_conversation", "adopt"), ("cancel_after_end", 0), ("run_answer", True)],
+)
+def test_stream_form_knobs_refuse_other_values(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=field):
+        ServerConfig(**{field: value})
+
+
+@pytest.mark.parametrize(("after_end", "code"), [("ok", 0), ("error", 400)])
+def test_cancel_after_end(start_server: StartServer, api_for: Callable[..., Api], after_end: str, code: int) -> None:
+    api = api_for(start_server(token_delay=0.2, cancel_after_end=after_end))
+    bot_id = api.published_bot()
+    conversation_id = api.chat(bot_id, "x")["conversation_id"]
+    # Nothing running: code 0, or the error the knob asks for.
+    finished = api.client.post("/v3/chat/cancel", json={"conversation_id": conversation_id}).json()
+    assert finished["code"] == code
+    # A streaming chat is cancelled with code 0 either way.
+    lines: list[str] = []
+    first_delta = threading.Event()
+
+    def read() -> None:
+        body = api.chat_body(bot_id, stream=True, ConversationID=conversation_id)
+        with api.client.stream("POST", "/v3/chat", json=body) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if line == "event: conversation.message.delta":
+                    first_delta.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert first_delta.wait(5)
+    running = api.client.post("/v3/chat/cancel", json={"conversation_id": conversation_id}).json()
+    thread.join(5)
+    assert running == {"code": 0, "msg": "success"}
+    assert "event: conversation.chat.failed" in lines
+
+
+def run(api: Api, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+    with api.client.stream("POST", "/api/conversation/chat", json=body) as response:
+        return response, response.read()
+
+
+@pytest.mark.parametrize(
+    ("run_answer", "stream", "streams"),
+    [
+        ("as_asked", None, False),
+        ("as_asked", False, False),
+        ("as_asked", True, True),
+        ("stream", None, True),
+        ("stream", False, True),
+        ("envelope", True, False),
+    ],
+)
+def test_run_answer(
+    setup: Setup, decode: Callable[[bytes], list[Event]], run_answer: str, stream: bool | None, streams: bool
+) -> None:
+    api, bot_id = setup(run_answer=run_answer)
+    body: dict[str, Any] = {"agent_id": bot_id, "query": "hi"} | ({} if stream is None else {"stream": stream})
+    response, raw = run(api, body)
+    assert response.status_code == 200
+    if streams:
+        assert response.headers["content-type"] == "text/event-stream"
+        assert collapse(decode(raw)) == DOCUMENTED
+    else:
+        assert response.json()["code"] == 0 and response.json()["data"]["content"].startswith("Turn 1 ")
+    # A missing query: the error as the answer would have been, a leading error event or an envelope.
+    response, raw = run(api, {k: v for k, v in body.items() if k != "query"})
+    if streams:
+        assert [(e.name, e.payload["code"]) for e in decode(raw)] == [("conversation.error", 400)]
+    else:
+        assert response.status_code == 400 and response.json()["code"] == 400
+
+
+def test_run_always_streams_with_envelope_errors(setup: Setup) -> None:
+    api, bot_id = setup(run_answer="stream", stream_errors="envelope")
+    response, _ = run(api, {"agent_id": bot_id})
+    assert response.status_code == 400 and response.json()["code"] == 400
+    response, raw = run(api, {"agent_id": bot_id, "query": "hi", "stream": "yes"})
+    assert response.json()["code"] == 400  # stream is still type-checked

@@ -12,7 +12,7 @@ asserted on from every angle:
 
 The counting is done inside the pytest process that runs the embedded server: this
 module doubles as a pytest plugin (``-p tests.test_budget``) which, when
-``CZ_SELFTEST_LEDGER`` names a folder, wraps the reference limiter's ``admit`` and
+``CZ_SELFTEST_LEDGER`` names a folder, wraps the reference limiter's ``decide`` and
 writes every call (principal, group, time, refused) there when the run ends.
 """
 
@@ -47,14 +47,15 @@ _LEDGER: list[tuple[str, str, float, bool]] = []
 def _install_ledger() -> None:
     from conformance.reference import ratelimit
 
-    original = ratelimit.SlidingWindowLimiter.admit
+    original = ratelimit.Limiter.decide
 
-    def admit(self: Any, principal: str, group: Any) -> int | None:
-        refused = original(self, principal, group)
-        _LEDGER.append((principal, str(group), time.time(), refused is not None))
-        return refused
+    def decide(self: Any, principal: str, group: Any) -> Any:
+        # The key is the principal: this run keeps the default rate_key.
+        decision = original(self, principal, group)
+        _LEDGER.append((principal, str(group), time.time(), not decision.admitted))
+        return decision
 
-    ratelimit.SlidingWindowLimiter.admit = admit  # type: ignore[method-assign]
+    ratelimit.Limiter.decide = decide  # type: ignore[method-assign]
 
 
 if os.environ.get(LEDGER_ENV):

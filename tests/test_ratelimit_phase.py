@@ -12,7 +12,6 @@ they prove, and a short one keeps the BP-001 wait short).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import multiprocessing
 import os
@@ -262,11 +261,8 @@ def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def reference(config: ServerConfig, adapt: Callable[[ReferenceServer], None] | None = None) -> Iterator[Target]:
-    server = ReferenceServer(config)
-    if adapt is not None:
-        adapt(server)
-    with server:
+def reference(config: ServerConfig) -> Iterator[Target]:
+    with ReferenceServer(config) as server:
         p1, p2 = config.principals[:2]
         yield Target(server.url, (p1.api_key, p1.session_key, p2.api_key, p2.session_key))
 
@@ -284,65 +280,6 @@ def fixed_window() -> Iterator[Target]:
         yield Target(server.url, (k1, s1, k2, s2))
     finally:
         server.stop()
-
-
-# A reference variant whose chat limit is keyed by the body's user_id (READING "per user":
-# "the authenticated principal, or the user_id field"): an ASGI wrapper reads user_id and
-# the limiter keys the chat group by it. The reference has no such knob; built here.
-CHAT_USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("chat_user", default=None)
-
-
-class ChatUser:
-    """ASGI middleware: remember /v3/chat's user_id for the limiter, replay the body."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v3/chat":
-            await self.app(scope, receive, send)
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        try:
-            user = json.loads(body).get("user_id")
-        except (ValueError, AttributeError):
-            user = None
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return dict(await receive())
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        token = CHAT_USER.set(user if isinstance(user, str) else None)
-        try:
-            await self.app(scope, replay, send)
-        finally:
-            CHAT_USER.reset(token)
-
-
-class UserKeyedLimiter:
-    """The reference's sliding window, keyed by user_id for chats, by principal elsewhere
-    (management and info requests carry no user_id)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def admit(self, principal: str, group: str) -> int | None:
-        user = CHAT_USER.get()
-        return self.inner.admit(f"user_id {user}" if group == "chat" and user else principal, group)  # type: ignore[no-any-return]
-
-
-def _key_by_user_id(server: ReferenceServer) -> None:
-    server.app = ChatUser(server.app)  # type: ignore[assignment]
-    server.runtime.limiter = UserKeyedLimiter(server.runtime.limiter)  # type: ignore[assignment]
 
 
 SHORT_WINDOW = 10.0
@@ -369,8 +306,8 @@ def test_the_phase_fails_a_server_without_the_documented_limits(config: ServerCo
 
 def test_the_user_id_variant_keys_chats_by_user_id() -> None:
     """The variant below is what it claims: a second user_id of the same principal still chats."""
-    config = ServerConfig(rate_window=SHORT_WINDOW, chat_limit=3, token_delay=0)
-    with reference(config, _key_by_user_id) as target, ApiClient(target.url, Principal("p1", api_key=target.keys[0])) as client:
+    config = ServerConfig(rate_window=SHORT_WINDOW, chat_limit=3, token_delay=0, rate_key="user_id")
+    with reference(config) as target, ApiClient(target.url, Principal("p1", api_key=target.keys[0])) as client:
         server_bot = _published_bot(client)
 
         def chat(user: str) -> int:
@@ -392,7 +329,9 @@ def _published_bot(client: ApiClient) -> str:
     "serve",
     [
         pytest.param(fixed_window, id="fixed-window"),
-        pytest.param(lambda: reference(ServerConfig(rate_window=SHORT_WINDOW, token_delay=0), _key_by_user_id), id="keyed-by-user_id"),
+        pytest.param(
+            lambda: reference(ServerConfig(rate_window=SHORT_WINDOW, token_delay=0, rate_key="user_id")), id="keyed-by-user_id"
+        ),
     ],
 )
 def test_the_phase_passes_other_legal_limiters(serve: Callable[[], Any]) -> None:

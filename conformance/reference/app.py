@@ -24,7 +24,7 @@ from . import bots, chat
 from .auth import EndpointClass, authenticate
 from .config import RateGroup, ServerConfig
 from .envelope import ApiError, envelope_faults, error_response
-from .ratelimit import broken_refusal
+from .ratelimit import Decision, broken_refusal, peek_user_id, rate_key, retry_after_headers
 from .runtime import Runtime
 from .wireforms import wire_forms
 
@@ -59,9 +59,16 @@ _GROUP_TITLES = {"chat": "Chat API", "management": "Bot 管理 API", "info": "Bo
 
 def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     config = runtime.config
+    # The rate-limit variants (config.py): cancel in the chat group or in none, the chat
+    # counted per principal or per principal and user_id (READING "Rate-limit groups",
+    # "\"per user\" in the rate-limit table").
+    limited = config.cancel_limited or endpoint.path != "/v3/chat/cancel"
+    by_user_id = config.rate_key == "user_id" and endpoint.path == "/v3/chat"
 
     async def run(request: Request) -> Response:
         failure: ApiError | None = None
+        limiter = runtime.limiter if limited else None
+        admitted: Decision | None = None
         try:
             principal = authenticate(
                 request,
@@ -71,21 +78,30 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
                 session_keys=runtime.principal_by_session_key,
                 faults=config.faults,
             )
-            if runtime.limiter is not None:
-                retry_after = runtime.limiter.admit(principal, endpoint.group)
-                if retry_after is not None:
-                    broken = broken_refusal(config, retry_after)  # a rate-limit fault's 429, if on
+            if limiter is not None:
+                user_id = None
+                if by_user_id:  # a bounded peek; the handler gets the same body again
+                    request, user_id = await peek_user_id(request, config.max_body_bytes)
+                decision = limiter.decide(rate_key(principal, user_id), endpoint.group)
+                if not decision.admitted:
+                    headers = retry_after_headers(config, decision)
+                    broken = broken_refusal(config, headers)  # a rate-limit fault's 429, if on
                     if broken is not None:
                         return broken
                     raise ApiError(
                         429,
                         f"too many requests: {_GROUP_TITLES[endpoint.group]} allows"
-                        f" {config.limit_for(endpoint.group)} per {config.rate_window:g} s; retry after {retry_after} s",
-                        headers={"Retry-After": str(retry_after)},
+                        f" {config.limit_for(endpoint.group)} per {config.rate_window:g} s;"
+                        f" retry after {decision.retry_after} s",
+                        headers=headers,
                     )
+                admitted = decision
             response = await endpoint.handler(runtime, request, principal)
         except ApiError as error:
             response, failure = error_response(error), error
+        status = response.status_code
+        if limiter is not None and admitted is not None and not config.rate_count_errors and 400 <= status < 500:
+            limiter.release(admitted)  # variant: a 4xx answer keeps no slot (a 429 never took one)
         # The envelope faults of faults_wire.py reword the answer, when any fault is on.
         if config.faults:
             response = envelope_faults(config, endpoint.path, response, failure)

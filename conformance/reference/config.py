@@ -41,6 +41,10 @@ CancelAfterEnd = Literal["ok", "error"]
 RunAnswer = Literal["as_asked", "stream", "envelope"]
 #: Every form of a conversation id in a /v3/chat request, in the order READING lists them.
 CONVERSATION_KEYS: tuple[ConversationKey, ...] = ("ConversationID", "conversation_id", "query")
+# Rate-limit variants (READING "per user", "Rate-limit groups", "Retry-After").
+RateAlgorithm = Literal["sliding", "fixed"]
+RateKey = Literal["principal", "user_id"]
+RetryAfter = Literal["seconds", "http_date", "none"]
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,29 @@ class ServerConfig:
 
     Rate limits (spec "速率限制": chat 60, management 30, info 100 per minute per user)
       rate_limits: False switches limiting off for tests that need volume.
-      rate_window: the sliding window in seconds.
-      chat_limit, management_limit, info_limit: requests per window per principal.
+      rate_window: the window in seconds.
+      chat_limit, management_limit, info_limit: requests per window per principal
+        (per key: see rate_key).
       clock: monotonic seconds; inject a fake one to test the window exactly.
+
+    Rate-limit variants (each default is today's behaviour; every value is a legal
+    limiter, READING rows "\"per user\" in the rate-limit table", "Rate-limit groups"
+    and "`Retry-After`")
+      rate_algorithm: "sliding" (a log: at most the limit in any window) or "fixed"
+        (a count per window, the windows aligned to multiples of rate_window on the
+        clock: up to twice the limit around an edge).
+      rate_key: "principal" or "user_id" -- the chat group counted per principal and
+        the body's ``user_id`` (a bounded peek at the body before the handler reads it,
+        so a request still counts before it is validated); a request without one
+        (cancel, /api/conversation/chat, a body with no string user_id, one too large
+        to peek at) counts for the principal. Management and info: the principal.
+      retry_after: the 429's ``Retry-After``: "seconds" (whole, rounded up),
+        "http_date" (an IMF-fixdate, the reopening rounded up to the next second) or
+        "none" (no header).
+      rate_count_errors: False gives the slot of a request answered with an HTTP 4xx
+        status other than 429 back (an error event in a 200 stream still counts;
+        refusals never take a slot, whatever this says).
+      cancel_limited: False takes /v3/chat/cancel out of the chat group ("chat or none").
 
     Variants (each default is the documented, preferred form)
       id_style: "numeric" -> conversation and message ids are strings of digits;
@@ -183,6 +207,13 @@ class ServerConfig:
     info_limit: int = 100
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
+    # ---- rate-limit variants (READING "Rate-limit groups", "per user", "Retry-After")
+    rate_algorithm: RateAlgorithm = "sliding"
+    rate_key: RateKey = "principal"
+    retry_after: RetryAfter = "seconds"
+    rate_count_errors: bool = True
+    cancel_limited: bool = True
+
     id_style: IdStyle = "numeric"
     success_msg: str = "success"
     answer_style: AnswerStyle = "echo"
@@ -260,6 +291,11 @@ class ServerConfig:
                 f"ServerConfig.conversation_keys must be a non-empty tuple of distinct names from"
                 f" {CONVERSATION_KEYS!r} (READING: a server honours at least one), got {keys!r}"
             )
+        _check_choice("rate_algorithm", self.rate_algorithm, ("sliding", "fixed"))
+        _check_choice("rate_key", self.rate_key, ("principal", "user_id"))
+        _check_choice("retry_after", self.retry_after, ("seconds", "http_date", "none"))
+        _check_choice("rate_count_errors", self.rate_count_errors, (True, False))
+        _check_choice("cancel_limited", self.cancel_limited, (True, False))
         if not self.principals:
             raise ValueError("ServerConfig.principals must name at least one principal")
         names = [p.name for p in self.principals]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .config import ServerConfig
 from .eventstream import SseFormat
-from .ratelimit import SlidingWindowLimiter, limit_function
+from .ratelimit import make_limiter
 from .store import Store
 
 StopReason = str  # "cancelled" (by /v3/chat/cancel) or "shutdown" (the server stops)
@@ -42,13 +42,7 @@ class Runtime:
             first_version=2 if config.has("bot_publish_version_starts_at_2") else 1,
             version_step=0 if config.has("bot_publish_version_stuck") else 1,
         )
-        self.limiter = (
-            SlidingWindowLimiter(
-                limit_function(config), config.rate_window, config.clock, sticky=config.has("rate_no_recovery")
-            )
-            if config.rate_limits
-            else None
-        )
+        self.limiter = make_limiter(config)  # None with rate_limits=False
         self.sse_format = SseFormat.from_config(config)
         self.principal_by_api_key = {p.api_key: p.name for p in config.principals}
         self.principal_by_session_key = {p.session_key: p.name for p in config.principals}

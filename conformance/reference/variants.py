@@ -68,6 +68,8 @@ def _variant(
 
 
 _SSE = "SSE line format"
+_PER_USER = "\"per user\" in the rate-limit table"
+_RETRY_AFTER = "`Retry-After`"
 
 VARIANTS: tuple[Variant, ...] = (
     # ---- SSE framing (READING "SSE line format"): every WHATWG-legal framing passes.
@@ -346,6 +348,65 @@ VARIANTS: tuple[Variant, ...] = (
         "/api/conversation/chat always answers an event stream, `stream: false` or omitted too (its errors as"
         " a stream's leading error event).",
         run_answer="stream",
+    ),
+    # ---- rate limiters (issue 7 item 2): every legal limiter passes. READING "Rate-limit
+    # groups" leaves the algorithm, whether 4xx answers count and cancel's group open;
+    # "per user" allows the user_id key; "Retry-After" is optional (seconds or a date,
+    # and no SHOULD asks for it: BP-001 falls back to one window), so all are preferred.
+    _variant(
+        "limiter_fixed_window",
+        "preferred",
+        "Rate-limit groups",
+        "Fixed rate windows aligned to multiples of the window (up to twice the limit around an edge),"
+        " not a sliding log.",
+        rate_algorithm="fixed",
+    ),
+    _variant(
+        "limiter_by_user_id",
+        "preferred",
+        _PER_USER,
+        "The chat group is counted per principal and body `user_id` (the principal where a request has none).",
+        rate_key="user_id",
+    ),
+    _variant(
+        "retry_after_http_date",
+        "preferred",
+        _RETRY_AFTER,
+        "A 429's Retry-After is an HTTP date (IMF-fixdate, rounded up to the next second), not seconds.",
+        retry_after="http_date",
+    ),
+    _variant(
+        "retry_after_absent",
+        "preferred",
+        _RETRY_AFTER,
+        "A 429 carries no Retry-After (the client waits one documented window).",
+        retry_after="none",
+    ),
+    _variant(
+        "limiter_not_counting_4xx",
+        "preferred",
+        "Rate-limit groups",
+        "A request answered with an HTTP 4xx (other than 429) gives its slot back: only successes count.",
+        rate_count_errors=False,
+    ),
+    _variant(
+        "cancel_not_limited",
+        "preferred",
+        "Rate-limit groups",
+        "/v3/chat/cancel is in no rate-limit group (\"cancel: chat or none\").",
+        cancel_limited=False,
+    ),
+    _variant(
+        "limiter_all_alternatives",
+        "preferred",
+        _PER_USER,
+        "Every limiter alternative at once: fixed windows, the chat keyed by user_id, Retry-After an HTTP"
+        " date, 4xx answers not counted, cancel not limited.",
+        rate_algorithm="fixed",
+        rate_key="user_id",
+        retry_after="http_date",
+        rate_count_errors=False,
+        cancel_limited=False,
     ),
 )
 

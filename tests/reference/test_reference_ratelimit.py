@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conformance.reference import DEV_PRINCIPALS
-from conformance.reference.ratelimit import SlidingWindowLimiter
+from conformance.reference.ratelimit import FixedWindowLimiter, SlidingWindowLimiter
 
 if TYPE_CHECKING:
     from conftest import Api, StartServer
@@ -61,6 +61,38 @@ def test_the_window_slides_rather_than_resetting() -> None:
     for t in admitted:
         assert sum(1 for u in admitted if t - 60 < u <= t) <= 4
     assert len(admitted) == 8
+
+
+def test_the_fixed_window_resets_at_multiples_of_the_window() -> None:
+    """rate_algorithm="fixed": a count per [k * window, (k + 1) * window), up to 2 x limit at an edge."""
+    clock = FakeClock()  # 1000.0: the start of window 100 of 10 s
+    limiter = FixedWindowLimiter(lambda group: 3, 10.0, clock)
+    clock.advance(9)
+    assert [limiter.admit("a", "chat") for _ in range(4)] == [None, None, None, 1]
+    clock.advance(1)  # 1010: a new window, a new count
+    assert [limiter.admit("a", "chat") for _ in range(4)] == [None, None, None, 10]
+    assert limiter.admit("b", "chat") is None and limiter.admit("a", "info") is None
+
+
+def test_release_gives_the_slot_back() -> None:
+    """rate_count_errors=False: an admitted request's slot is returned, once, and only
+    while it still counts (a past fixed window or an expired log entry is gone anyway)."""
+    for kind in (SlidingWindowLimiter, FixedWindowLimiter):
+        clock = FakeClock()
+        limiter = kind(lambda group: 2, 10.0, clock)
+        first = limiter.decide("a", "chat")
+        assert first.admitted and limiter.decide("a", "chat").admitted
+        refused = limiter.decide("a", "chat")
+        assert not refused.admitted and refused.retry_after == 10
+        limiter.release(first)
+        limiter.release(refused)  # a refusal has no slot to give back
+        assert limiter.admit("a", "chat") is None
+        assert limiter.admit("a", "chat") == 10
+        clock.advance(10)
+        stale = limiter.decide("a", "chat")
+        clock.advance(10)
+        limiter.release(stale)  # expired already: nothing changes
+        assert [limiter.admit("a", "chat") for _ in range(3)] == [None, None, 10], kind.__name__
 
 
 LIMITS = [

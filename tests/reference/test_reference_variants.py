@@ -6,8 +6,10 @@ tests show that the knob changes the wire as described and that nothing else bre
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import json
+import re
 import socket
 import threading
 import time
@@ -692,3 +694,131 @@ def test_run_always_streams_with_envelope_errors(setup: Setup) -> None:
     assert response.status_code == 400 and response.json()["code"] == 400
     response, raw = run(api, {"agent_id": bot_id, "query": "hi", "stream": "yes"})
     assert response.json()["code"] == 400  # stream is still type-checked
+
+
+# --------------------------------------------------------------------------- rate-limit variants
+# READING "Rate-limit groups", "\"per user\" in the rate-limit table", "`Retry-After`":
+# the limiter knobs of config.py, each on and off, with a clock that moves when told to.
+
+IMF_FIXDATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT")
+
+
+class StepClock:
+    """A monotonic clock that moves only when told to (window 10 s: 1000 opens one)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def info_statuses(api: Api, count: int, bot_id: int | str = 1) -> list[int]:
+    return [api.client.get(f"/v1/bots/{bot_id}").status_code for _ in range(count)]
+
+
+@pytest.mark.parametrize(("algorithm", "after_edge"), [("fixed", [404] * 3 + [429]), ("sliding", [429])])
+def test_rate_algorithm(start_server: StartServer, api_for: Callable[..., Api], algorithm: str, after_edge: list[int]) -> None:
+    clock = StepClock()
+    api = api_for(start_server(clock=clock, rate_window=10.0, info_limit=3, rate_algorithm=algorithm))
+    clock.now = 1008.0  # 2 s before the fixed window [1000, 1010) ends
+    assert info_statuses(api, 3) == [404] * 3
+    refused = api.client.get("/v1/bots/1")
+    assert refused.status_code == 429
+    # fixed: the window ends at 1010; sliding: the first admission frees its slot at 1018.
+    assert refused.headers["retry-after"] == ("2" if algorithm == "fixed" else "10")
+    clock.now = 1010.0
+    assert info_statuses(api, len(after_edge)) == after_edge
+
+
+def test_rate_key_user_id(start_server: StartServer, api_for: Callable[..., Api]) -> None:
+    """Chats count per principal and user_id; a body without one, cancel and the internal
+    run count for the principal; counted before validation all the same."""
+    server = start_server(clock=StepClock(), chat_limit=2, rate_key="user_id")
+    api = api_for(server)
+    bot_id = api.published_bot()
+
+    def chat(user: str | None, **extra: Any) -> httpx.Response:
+        body = {k: v for k, v in api.chat_body(bot_id, "peek").items() if k != "user_id"} | extra
+        return api.client.post("/v3/chat", json=body | ({} if user is None else {"user_id": user}))
+
+    first = chat("u-a")
+    assert first.status_code == 200 and "peek" in first.json()["data"]["content"]  # the handler saw the body
+    assert chat("u-a", bot_id="not-an-id").status_code == 400  # invalid, still counted for u-a
+    assert chat("u-a").status_code == 429
+    assert [chat("u-b").status_code for _ in range(3)] == [200, 200, 429]
+    # No user_id (a 400) and the other chat endpoints: the principal's own count.
+    assert chat(None).status_code == 400
+    assert api.client.post("/v3/chat/cancel", json={"conversation_id": "1"}).status_code in (400, 404)
+    assert api.client.post("/api/conversation/chat", json={"agent_id": bot_id, "query": "q"}).status_code == 429
+    assert chat("u-c").status_code == 200
+
+
+def test_rate_key_principal_is_the_default(start_server: StartServer, api_for: Callable[..., Api]) -> None:
+    api = api_for(start_server(clock=StepClock(), chat_limit=2))
+    bot_id = api.published_bot()
+    for user, status in (("u-a", 200), ("u-b", 200), ("u-c", 429)):
+        assert api.client.post("/v3/chat", json=api.chat_body(bot_id) | {"user_id": user}).status_code == status
+
+
+def test_the_user_id_peek_leaves_large_bodies_to_the_handler(start_server: StartServer, api_for: Callable[..., Api]) -> None:
+    api = api_for(start_server(clock=StepClock(), rate_key="user_id", max_body_bytes=2000))
+    bot_id = api.published_bot()
+    body = api.chat_body(bot_id, "x" * 5000)
+    raw = json.dumps(body).encode()
+
+    def chunked() -> Any:  # no Content-Length: the peek stops past the limit
+        for i in range(0, len(raw), 700):
+            yield raw[i : i + 700]
+
+    for content in (raw, chunked()):
+        answer = api.client.post("/v3/chat", content=content, headers={"content-type": "application/json"})
+        assert answer.status_code == 400 and "too large" in answer.json()["msg"]
+    small = json.dumps(api.chat_body(bot_id, "ok")).encode()
+    pieces = iter([small[:10], small[10:]])
+    answer = api.client.post("/v3/chat", content=(p for p in pieces), headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("style", ["seconds", "http_date", "none"])
+def test_retry_after(start_server: StartServer, api_for: Callable[..., Api], style: str) -> None:
+    api = api_for(start_server(clock=StepClock(), rate_window=10.0, info_limit=1, retry_after=style))
+    assert info_statuses(api, 1) == [404]
+    before = time.time()
+    refused = api.client.get("/v1/bots/1")
+    after = time.time()
+    assert refused.status_code == 429 and refused.json()["code"] == 429
+    value = refused.headers.get("retry-after")
+    if style == "none":
+        assert value is None
+    elif style == "seconds":
+        assert value == "10"
+    else:
+        assert value is not None and IMF_FIXDATE.fullmatch(value), value
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+        assert before + 10 <= when <= after + 11  # rounded up, never before the reopening
+
+
+@pytest.mark.parametrize("count_errors", [True, False])
+def test_rate_count_errors(start_server: StartServer, api_for: Callable[..., Api], count_errors: bool) -> None:
+    api = api_for(start_server(clock=StepClock(), info_limit=2, management_limit=3, rate_count_errors=count_errors))
+    bot_id = api.create_bot()["bot_id"]  # one management request
+    if count_errors:
+        assert info_statuses(api, 3) == [404, 404, 429]
+        assert [api.client.post("/api/draftbot/create", json={}).status_code for _ in range(3)] == [400, 400, 429]
+    else:
+        assert info_statuses(api, 5) == [404] * 5  # 4xx answers keep no slot
+        assert [api.client.post("/api/draftbot/create", json={}).status_code for _ in range(5)] == [400] * 5
+        assert info_statuses(api, 3, bot_id) == [200, 200, 429]  # successes count
+        refused = api.client.get(f"/v1/bots/{bot_id}")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+
+
+@pytest.mark.parametrize("limited", [True, False])
+def test_cancel_limited(start_server: StartServer, api_for: Callable[..., Api], limited: bool) -> None:
+    api = api_for(start_server(clock=StepClock(), chat_limit=2, cancel_limited=limited))
+    bot_id = api.published_bot()
+    conversation_id = api.chat(bot_id)["conversation_id"]
+    cancels = [api.client.post("/v3/chat/cancel", json={"conversation_id": conversation_id}).status_code for _ in range(3)]
+    assert cancels == ([200, 429, 429] if limited else [200] * 3)
+    assert api.client.post("/v3/chat", json=api.chat_body(bot_id)).status_code == (429 if limited else 200)

@@ -742,7 +742,7 @@ def burst_verdict(burst: Burst) -> BurstVerdict:
 @dataclass(frozen=True)
 class ExactFindings:
     """--ratelimit-exact, after >= one idle window: at least N admitted (SHOULD), and a
-    refusal within N + 1 + ceil(N * d / window) requests, d the burst's seconds."""
+    refusal within N * (floor(d / window) + 2) + 1 requests, d the burst's seconds."""
 
     admitted_at_least_limit: bool
     refused_within_bound: bool
@@ -754,8 +754,13 @@ def exact_findings(burst: Burst, window: float) -> ExactFindings:
     # Order-free on purpose: concurrent requests reach the server in any order, so
     # "the first N" is read as "N were admitted" and "a 429 by request M" as "at most
     # M - 1 were admitted", both exact for a limiter that admits in arrival order.
+    # The bound is a fixed-window limiter's, the loosest legal one (READING "Rate-limit
+    # groups" leaves the algorithm open): a burst of d seconds touches at most
+    # floor(d / window) + 2 of its windows, N each -- 2N for a burst across an edge. A
+    # sliding window admits fewer (N + ceil(N * d / window)); telling the two apart
+    # would need the server's clock.
     d = burst.span_seconds
-    bound = burst.limit + math.ceil(burst.limit * d / window)
+    bound = burst.limit * (math.floor(d / window) + 2)
     return ExactFindings(
         admitted_at_least_limit=burst.admitted >= burst.limit,
         refused_within_bound=bool(burst.refusals) and burst.admitted <= bound,

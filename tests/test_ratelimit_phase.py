@@ -85,13 +85,20 @@ def test_exact_findings_read_the_limit_order_free() -> None:
     exact = burst([*(attempt(i, "admitted") for i in range(10)), attempt(10, "refused")])
     found = exact_findings(exact, window=60.0)
     assert found.admitted_at_least_limit and found.refused_within_bound
-    assert found.bound == 10 + 1 + 1  # d = 0.15 s -> ceil(10 * 0.15 / 60) = 1
+    assert found.bound == 2 * 10 + 1  # d = 0.15 s: at most two fixed windows, 10 each
     early = exact_findings(burst([*(attempt(i, "admitted") for i in range(7)), attempt(7, "refused")]), window=60.0)
     assert not early.admitted_at_least_limit and early.refused_within_bound
-    loose = exact_findings(burst([*(attempt(i, "admitted") for i in range(15)), attempt(15, "refused")]), window=60.0)
+    # A fixed window straddling its edge admits up to 2N within a short burst: legal.
+    edge = exact_findings(burst([*(attempt(i, "admitted") for i in range(20)), attempt(20, "refused")]), window=60.0)
+    assert edge.refused_within_bound
+    loose = exact_findings(burst([*(attempt(i, "admitted") for i in range(21)), attempt(21, "refused")]), window=60.0)
     assert loose.admitted_at_least_limit and not loose.refused_within_bound
     never = exact_findings(burst([attempt(i, "admitted") for i in range(21)]), window=60.0)
     assert not never.refused_within_bound
+    # A burst longer than a window may meet one more window's N.
+    spread = [*(attempt(i, "admitted", started=T0 + i * 8.0) for i in range(25)), attempt(25, "refused", started=T0 + 200.0)]
+    long = exact_findings(burst(spread), window=60.0)
+    assert long.bound == 10 * (3 + 2) + 1 and long.refused_within_bound
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ requests of the run may count). Then one wait for all three groups -- each refus
 and one request per group must succeed again (BP-001).
 
 ``--ratelimit-exact`` first waits until the principal was idle one window, then adds
-RATE-005 (at least N admitted, SHOULD), the exact bound on the 429 (at most
-N + ceil(N * d / 60) admitted, d the burst's seconds) and a retry per group as soon as
-its own wait is over.
+RATE-005 (at least N admitted, SHOULD), the bound on the 429 (at most
+N * (floor(d / window) + 2) admitted, d the burst's seconds: a fixed window's, the
+loosest legal limiter) and a retry per group as soon as its own wait is over.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def judge_exact(check: Checks, profile: Profile, burst: Burst, declared: frozens
     check(
         GROUP_REQUIREMENTS[burst.group],
         found.refused_within_bound,
-        expected=f"a 429 within {found.bound} requests (N + 1 + ceil(N * d / window))",
+        expected=f"a 429 within {found.bound} requests (N * (floor(d / window) + 2) + 1, a fixed window's bound)",
         actual=burst.describe(),
         detail="--ratelimit-exact",
         soft=True,

@@ -349,3 +349,21 @@ def test_the_phase_passes_other_legal_limiters(serve: Callable[[], Any]) -> None
     found = outcomes(result)
     assert {rid: found.get(rid) for rid in PASSES} == PASSES
     assert time.monotonic() - started < 60, "the wait honoured the short window's Retry-After"
+
+
+def test_the_embedded_server_takes_the_rate_window_and_the_exact_checks_pass() -> None:
+    """``--rate-window`` without a target: the embedded server limits per that window and
+    the phase waits it, not the spec's minute -- the exact checks included."""
+    window = 3.0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", RATELIMIT_MODULE, "-p", "no:cacheprovider", "-rA",
+         "-v", "--rate-window", f"{window:g}", "--ratelimit-exact", "--strict"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    found = outcomes(result)
+    assert {rid: found.get(rid) for rid in (*PASSES, "RATE-005")} == {**PASSES, "RATE-005": "PASS"}, result.stdout[-3000:]
+    # The idle wait and the recovery are a few windows; the spec's minute would be 60 s each.
+    assert time.monotonic() - started < 20 * window, "the phase waited the profile's minute, not --rate-window"

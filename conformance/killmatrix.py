@@ -110,8 +110,8 @@ STRICT_ARGS: tuple[str, ...] = ("--strict", "--ratelimit-exact")
 #: (pytest-html, allure-pytest) are not written -- they cost a second per run.
 JOB_PYTEST_ARGS: tuple[str, ...] = ("-p", "no:cacheprovider", "-p", "no:html", "-p", "no:allure_pytest", "-q", "--no-header")
 #: Runs at a time. Most of a run is waiting (the rate window, Retry-After, streams), not
-#: computing: three at a time keep two cores busy, and the whole matrix within 10 minutes.
-JOBS = 3
+#: computing (a run uses about a third of a core): five at a time keep two cores busy.
+JOBS = 5
 #: One run's wall-clock bound; a run that exceeds it is killed and reported.
 RUN_TIMEOUT = 300.0
 

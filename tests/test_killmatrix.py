@@ -398,3 +398,12 @@ def test_bad_usage_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exc:
         km.main(argv)
     assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_committed_figures(committed: dict[str, Any]) -> None:
+    readme = (km.ROOT / "README.md").read_text(encoding="utf-8")
+    s = committed["summary"]
+    variants = sum(1 for p in committed["precision"] if p["kind"] in ("preferred", "alternate") and p["name"] != km.INDEPENDENT)
+    assert f"**Recall: {s['killed']} of {s['faults']} faults killed" in readme
+    assert f"**Precision: {s['precision_passed']} of {s['precision_servers']} servers pass" in readme
+    assert f"**{s['faults']} faults**" in readme and f"**{variants} legal wire variants**" in readme

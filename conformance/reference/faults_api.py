@@ -33,6 +33,8 @@ _AUTH = (
         "auth_bearer_refused_on_openapi",
         "AUTH-001",
         "The class's own mode refused: POST /v3/chat/cancel (OpenAPI) refuses Authorization: Bearer with 401.",
+        collateral="The suite calls cancel with the Bearer key everywhere: every cancel of the cancel and isolation"
+        " tests (CANCEL-*, ISO-006) and every cancel case of the fuzz (REQ-001, REQ-002) is answered 401, not judged.",
     ),
     _fault(
         "auth_cookie_refused_on_webapi",

@@ -211,6 +211,8 @@ async def cancel(runtime: Runtime, request: Request, principal: str) -> Response
     owned_conversation(runtime.store, runtime.config, conversation_id, principal)
     if not runtime.cancel(conversation_id) and runtime.config.cancel_after_end == "error":
         bad_request(f"no chat is running in conversation {conversation_id}")  # READING "Cancel": an error is legal
+    if runtime.config.cancel_data:  # READING "Success `msg`, `data`": data is not required, nor refused
+        return ok_response(runtime.config.success_msg, {"conversation_id": conversation_id, "status": "cancelled"})
     return ok_response(runtime.config.success_msg)  # no data, as in the spec's example
 
 
@@ -248,6 +250,8 @@ def _prepare(
         profile: BotProfile | None = STAND_IN_BOT  # fault: an unknown bot id is answered
     else:
         profile = owned_bot(store, config, bot_id, principal).online
+    if profile is None and config.draft_chat == "answer":
+        profile = owned_bot(store, config, bot_id, principal).draft  # READING "Chat with a draft bot"
     if profile is None:
         # READING "Chat with a draft bot": not said; we answer with the online version
         # only, so a never-published bot has nothing to chat with.
@@ -450,7 +454,7 @@ async def _events(runtime: Runtime, plan: ChatPlan, running: RunningChat) -> Asy
     config = runtime.config
     if config.start_events:
         for status in ("created", "in_progress"):
-            yield _event(f"conversation.chat.{status}", chat=_chat_object(plan, status))
+            yield _chat_event(config, f"conversation.chat.{status}", _chat_object(plan, status))
     tokens = model.tokenize(plan.answer(config.answer_style))
     index = 0
     for message_id, part in _messages(runtime, plan, tokens):
@@ -530,9 +534,14 @@ def _failure_events(config: ServerConfig, plan: ChatPlan, code: int, msg: str) -
     failed = _chat_object(plan, "failed") | {"last_error": {"code": code, "msg": msg}}
     return [
         _error_sse(config, code, msg),
-        _event("conversation.chat.failed", chat=failed),
+        _chat_event(config, "conversation.chat.failed", failed),
         _event(config.terminal_event),
     ]
+
+
+def _chat_event(config: ServerConfig, name: str, chat: dict[str, object]) -> SseEvent:
+    """A chat-status event: with its chat object, or bare (``chat_payloads="bare"``)."""
+    return _event(name) if config.chat_payloads == "bare" else _event(name, chat=chat)
 
 
 def _error_sse(config: ServerConfig, code: int | str, msg: str) -> SseEvent:
@@ -551,7 +560,7 @@ def _stopped_events(config: ServerConfig, plan: ChatPlan, running: RunningChat) 
         failed = _chat_object(plan, "cancelled")
     else:
         failed = _chat_object(plan, "failed") | {"last_error": {"code": 500, "msg": "server shutting down"}}
-    return [_event("conversation.chat.failed", chat=failed), _event(config.terminal_event)]
+    return [_chat_event(config, "conversation.chat.failed", failed), _event(config.terminal_event)]
 
 
 # Stream faults (faults_wire.py) -------------------------------------------------------

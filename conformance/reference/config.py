@@ -41,6 +41,9 @@ CancelAfterEnd = Literal["ok", "error"]
 RunAnswer = Literal["as_asked", "stream", "envelope"]
 #: Every form of a conversation id in a /v3/chat request, in the order READING lists them.
 CONVERSATION_KEYS: tuple[ConversationKey, ...] = ("ConversationID", "conversation_id", "query")
+# Other readings (READING "Payload of `chat.created` / ...", "Chat with a draft bot").
+ChatPayloads = Literal["full", "bare"]
+DraftChat = Literal["refuse", "answer"]
 # Rate-limit variants (READING "per user", "Rate-limit groups", "Retry-After").
 RateAlgorithm = Literal["sliding", "fixed"]
 RateKey = Literal["principal", "user_id"]
@@ -188,6 +191,18 @@ class ServerConfig:
         ``stream: true`` chat's, see stream_errors) or always as an envelope ("envelope")
         (READING "`/api/conversation/chat` response").
 
+    Other readings (each default is today's behaviour)
+      bot_id_text: every ``bot_id`` of an answer (data objects, event payloads) written
+        as a decimal string, not a JSON integer (READING "Id types": either).
+      chat_payloads: "full" or "bare" -- ``conversation.chat.created`` / ``in_progress``
+        / ``failed`` carry no chat object, only their ``event`` key (READING "Payload
+        of `chat.created` / `in_progress` / `failed`": not shown, require nothing).
+      cancel_data: a successful cancel answers with a data object (the conversation id
+        and a status) instead of none (READING "Success `msg`, `data`": the cancel
+        example has no data; neither is required).
+      draft_chat: "refuse" a chat with a never-published bot (400), or "answer" it with
+        the draft (READING "Chat with a draft bot": not said).
+
     Faults
       faults: names from conformance/reference/faults.py, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
@@ -250,6 +265,11 @@ class ServerConfig:
     conversation_keys: tuple[ConversationKey, ...] = CONVERSATION_KEYS
     cancel_after_end: CancelAfterEnd = "ok"
     run_answer: RunAnswer = "as_asked"
+    # Other readings
+    bot_id_text: bool = False
+    chat_payloads: ChatPayloads = "full"
+    cancel_data: bool = False
+    draft_chat: DraftChat = "refuse"
 
     #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
     faults: frozenset[str] = frozenset()
@@ -284,6 +304,10 @@ class ServerConfig:
         _check_choice("unknown_conversation", self.unknown_conversation, ("refuse", "new"))
         _check_choice("cancel_after_end", self.cancel_after_end, ("ok", "error"))
         _check_choice("run_answer", self.run_answer, ("as_asked", "stream", "envelope"))
+        _check_choice("bot_id_text", self.bot_id_text, (False, True))
+        _check_choice("chat_payloads", self.chat_payloads, ("full", "bare"))
+        _check_choice("cancel_data", self.cancel_data, (False, True))
+        _check_choice("draft_chat", self.draft_chat, ("refuse", "answer"))
         keys = self.conversation_keys
         distinct = isinstance(keys, tuple) and len(set(keys)) == len(keys)
         if not distinct or not keys or not set(keys) <= set(CONVERSATION_KEYS):

@@ -349,6 +349,35 @@ VARIANTS: tuple[Variant, ...] = (
         " a stream's leading error event).",
         run_answer="stream",
     ),
+    # ---- other readings of the page's silences (READING rows named in each)
+    _variant(
+        "bot_id_as_string",
+        "preferred",
+        "Id types",
+        "Every bot_id of an answer (data objects and event payloads) is a decimal string, not a JSON integer.",
+        bot_id_text=True,
+    ),
+    _variant(
+        "chat_payloads_bare",
+        "preferred",
+        "Payload of `chat.created` / `in_progress` / `failed`",
+        "conversation.chat.created, in_progress and failed carry only their `event` key, no chat object.",
+        chat_payloads="bare",
+    ),
+    _variant(
+        "cancel_with_data",
+        "preferred",
+        "Success `msg`, `data`",
+        "A successful cancel answers with a data object (conversation_id and status), unlike the page's example.",
+        cancel_data=True,
+    ),
+    _variant(
+        "draft_chat_answered",
+        "preferred",
+        "Chat with a draft bot",
+        "A chat with a never-published bot is answered with its draft instead of refused.",
+        draft_chat="answer",
+    ),
     # ---- rate limiters (issue 7 item 2): every legal limiter passes. READING "Rate-limit
     # groups" leaves the algorithm, whether 4xx answers count and cancel's group open;
     # "per user" allows the user_id key; "Retry-After" is optional (seconds or a date,

@@ -6,6 +6,7 @@ code decides; "Error envelope": ``data: null`` SHOULD, absent accepted):
 
 * extra unknown keys in every JSON object (``json_extra_keys``);
 * every object's keys in reverse order (``json_key_order="reversed"``);
+* every ``bot_id`` a decimal string (``bot_id_text``; READING "Id types");
 * a non-stream answer sent chunked or gzip-encoded (``json_transfer``);
 * error envelopes with HTTP 200 (``error_http_status="200"``) or without ``data``
   (``error_data="absent"``).
@@ -40,7 +41,7 @@ CHUNKED_PIECES = 4
 
 def reshapes(config: ServerConfig) -> bool:
     """Whether :func:`reshape` changes anything under ``config``."""
-    return config.json_extra_keys or config.json_key_order != "documented"
+    return config.json_extra_keys or config.json_key_order != "documented" or config.bot_id_text
 
 
 def active(config: ServerConfig) -> bool:
@@ -56,7 +57,10 @@ def active(config: ServerConfig) -> bool:
 def reshape(config: ServerConfig, value: object) -> object:
     """``value`` with every JSON object in it given the key form of ``config``."""
     if isinstance(value, dict):
-        items = [(key, reshape(config, item)) for key, item in value.items()]
+        items = [
+            (key, _bot_id_text(item) if config.bot_id_text and key == "bot_id" else reshape(config, item))
+            for key, item in value.items()
+        ]
         if config.json_extra_keys:
             items = [_extra(EXTRA_FIRST), *items, _extra(EXTRA_LAST)]
         if config.json_key_order == "reversed":
@@ -72,6 +76,11 @@ def reshape_payload(config: ServerConfig, payload: Mapping[str, object]) -> dict
     shaped = reshape(config, dict(payload))
     assert isinstance(shaped, dict)
     return shaped
+
+
+def _bot_id_text(value: object) -> object:
+    """An integer bot id as its decimal digits (exact: Python ints never round)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _extra(pair: tuple[str, object]) -> tuple[str, object]:

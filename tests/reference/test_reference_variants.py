@@ -822,3 +822,51 @@ def test_cancel_limited(start_server: StartServer, api_for: Callable[..., Api], 
     cancels = [api.client.post("/v3/chat/cancel", json={"conversation_id": conversation_id}).status_code for _ in range(3)]
     assert cancels == ([200, 429, 429] if limited else [200] * 3)
     assert api.client.post("/v3/chat", json=api.chat_body(bot_id)).status_code == (429 if limited else 200)
+
+
+# ---- other readings: bot_id_text, chat_payloads, cancel_data, draft_chat. Each on and off.
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_bot_id_text(setup: Setup, on: bool) -> None:
+    api, bot_id = setup(bot_id_text=on)
+    expected: int | str = str(bot_id) if on else bot_id
+    if on:  # the create answer already carries it as text; the ids are the same digits
+        assert isinstance(api.create_bot()["bot_id"], str)
+    online = api.client.get("/v1/bot/get_online_info", params={"bot_id": bot_id}).json()["data"]
+    assert online["bot_id"] == expected
+    assert api.chat(bot_id)["bot_id"] == expected
+    payloads = [e.payload for e in api.chat_stream(bot_id) if isinstance(e.payload, dict)]
+    ids = [p[key]["bot_id"] for p in payloads for key in ("chat", "message_item") if key in p]
+    assert ids and all(i == expected for i in ids)
+
+
+@pytest.mark.parametrize("form", ["full", "bare"])
+def test_chat_payloads(setup: Setup, form: str) -> None:
+    api, bot_id = setup(chat_payloads=form)
+    events = api.chat_stream(bot_id)
+    status = [e for e in events if e.name in ("conversation.chat.created", "conversation.chat.in_progress")]
+    assert len(status) == 2
+    for event in status:
+        assert ("chat" in event.payload) is (form == "full") and event.payload["event"] == event.name
+    failed = [e for e in api.chat_stream(bot_id, FAIL_TRIGGER) if e.name == "conversation.chat.failed"]
+    assert len(failed) == 1 and ("chat" in failed[0].payload) is (form == "full")
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_cancel_data(setup: Setup, on: bool) -> None:
+    api, bot_id = setup(cancel_data=on)
+    conversation_id = api.chat(bot_id)["conversation_id"]
+    answer = api.client.post("/v3/chat/cancel", json={"conversation_id": conversation_id}).json()
+    assert answer["code"] == 0
+    assert answer.get("data") == ({"conversation_id": conversation_id, "status": "cancelled"} if on else None)
+    assert ("data" in answer) is on
+
+
+@pytest.mark.parametrize("form", ["refuse", "answer"])
+def test_draft_chat(start_server: StartServer, api_for: Callable[..., Api], form: str) -> None:
+    api = api_for(start_server(draft_chat=form))
+    draft = api.create_bot(name="Draft only")["bot_id"]
+    answer = api.client.post("/v3/chat", json=api.chat_body(draft)).json()
+    assert answer["code"] == (0 if form == "answer" else 400)
+    assert ("data" in answer and answer["data"] is not None) is (form == "answer")

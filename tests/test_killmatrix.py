@@ -22,7 +22,7 @@ from conformance import killmatrix as km
 from conformance.catalogue import load_catalogue
 from conformance.reference import ServerConfig
 from conformance.reference.faults import Fault, all_faults
-from conformance.reference.variants import Variant, all_variants
+from conformance.reference.variants import SINGLE_READINGS, Variant, all_variants
 
 LEVELS = {"R-MUST": "MUST", "R-MUST-2": "MUST", "R-SHOULD": "SHOULD", "R-SHOULD-2": "SHOULD"}
 T1, T2, T3 = "conformance/suite/test_a.py::test_one", "conformance/suite/test_a.py::test_two", "conformance/suite/test_b.py::test_three"
@@ -314,6 +314,15 @@ def test_each_variant_is_a_valid_server_config_naming_its_reading(variant: Varia
     catalogue = load_catalogue()
     assert all(catalogue[rid].level == "SHOULD" for rid in variant.declares)
     assert variant.description.strip()
+
+
+def test_every_reading_row_has_a_variant_or_a_reason_why_not() -> None:
+    """issue 7: one variant per READING row that takes the other reading."""
+    covered = {v.reading for v in all_variants().values()} - {"Levels"}
+    assert covered.isdisjoint(SINGLE_READINGS), "a row with a variant is also listed as having one reading"
+    assert set(SINGLE_READINGS) <= _reading_rows(), set(SINGLE_READINGS) - _reading_rows()
+    assert _reading_rows() - covered - set(SINGLE_READINGS) == set()
+    assert all(reason.strip() for reason in SINGLE_READINGS.values())
 
 
 def test_every_point_the_independent_server_reads_otherwise_is_a_should_requirement() -> None:

@@ -440,6 +440,28 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
+#: READING rows with no variant, and why: the server side has one legal reading there,
+#: and its other forms are faults (faults_*.py), not readings -- or nothing a server does
+#: there is observable to the suite. Every other row has a variant above (a test checks).
+SINGLE_READINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "`query` and `user_id` in `/v3/chat`": "a missing user_id is 400 (CHAT-REQ-003); query carries no"
+        " requirement and no test sends it, so how a server reads it is not observable",
+        "`additional_messages[].content_type`": "a server accepts either key (CHAT-MSG-004, CHAT-MSG-005);"
+        " refusing one is the fault msg_type_alias_refused",
+        "Content types": "text, image and object_string are MUST and card SHOULD (the msg_*_refused faults);"
+        " file has no requirement and the suite never sends it",
+        "Usage": "three non-negative integers (MUST) adding up (SHOULD): other numbers are the stream_usage_*"
+        " faults",
+        "Update vs online version": "one reading: the update echoes the new values and the online version"
+        " changes on publish only (faults bot_update_no_echo, bot_online_stale)",
+        "Publish version": "an integer (MUST), 1 then greater (SHOULD): other numbering is the"
+        " bot_publish_version_* faults",
+        "Timestamps": "one reading, seconds since the epoch: milliseconds are the ts_ms_* faults",
+    }
+)
+
+
 def all_variants() -> Mapping[str, Variant]:
     """The variants by name, in the order above; names are unique."""
     variants: dict[str, Variant] = {}
@@ -450,4 +472,4 @@ def all_variants() -> Mapping[str, Variant]:
     return MappingProxyType(variants)
 
 
-__all__ = ["VARIANTS", "Variant", "VariantKind", "all_variants"]
+__all__ = ["SINGLE_READINGS", "VARIANTS", "Variant", "VariantKind", "all_variants"]

@@ -144,6 +144,21 @@ def _judge_stream_errors(exchange: Any, media: str, profile: Profile, check: Che
         check(NO_SERVER_ERROR, not server_error, expected="no error event with a 5xx code", actual=event.data[:300], detail=where)
 
 
+def error_event_code(data: str, key: str = "code") -> Any:
+    """The code an error event's data carries: at ``key`` as in the spec's error section,
+    or at ``error.<key>`` as its client example reads it (ERR-SSE-001); None otherwise."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    if key in payload:
+        return payload[key]
+    error = payload.get("error")
+    return error.get(key) if isinstance(error, dict) else None
+
+
 def _excerpt(body: bytes | str, limit: int = 300) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     return text if len(text) <= limit else text[:limit] + "..."

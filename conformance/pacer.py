@@ -43,6 +43,7 @@ import pytest
 from filelock import FileLock
 
 from conformance.client import NO_BODY, ApiClient, ApiResponse, ApiStream, Exchange, TransportError, parse_json
+from conformance.envelope import error_event_code
 from conformance.profile import Profile
 
 __all__ = [
@@ -557,20 +558,6 @@ def _judge_body(status: int, body: bytes, refusal: int) -> tuple[Verdict, Any, b
     return "other", code, None
 
 
-def _first_event_code(event_data: str) -> Any:
-    """The code an error event carries, at ``code`` or ``error.code`` (ERR-SSE-001)."""
-    try:
-        payload = json.loads(event_data)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    if "code" in payload:
-        return payload["code"]
-    error = payload.get("error")
-    return error.get("code") if isinstance(error, dict) else None
-
-
 def send_probe(client: ApiClient, probe: Probe, index: int, profile: Profile) -> Attempt:
     """Send one probe and classify the answer. A stream is closed after its first event
     (a refusal may come as an error event first, READING "Errors on a streaming request");
@@ -601,7 +588,7 @@ def send_probe(client: ApiClient, probe: Probe, index: int, profile: Profile) ->
                 if events:
                     first = events[0]
                     if first.type in error_events:
-                        code = _first_event_code(first.data)
+                        code = error_event_code(first.data)
                         if code == refusal:
                             return Attempt(index, started, time.time(), "refused", stream.status, code, retry_after, True, _short(first.data))
                         return Attempt(index, started, time.time(), "other", stream.status, code, retry_after, None, _short(first.data))

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 import pytest
 
-from conformance.client import ApiClient, ApiResponse, ApiStream, DeadlineExceeded, NotJson, parse_json
+from conformance.client import ApiClient, ApiResponse, ApiStream, DeadlineExceeded, NotJson
+from conformance.envelope import error_event_code
 from conformance.grammar import StreamReading, StreamRules, check_chat_stream
 from conformance.profile import Endpoint, Profile
 from conformance.sse import Event, SSEChecker
@@ -109,23 +110,14 @@ def unknown_id(*known: str | None) -> str:
 
 def leading_error_code(body: bytes, content_type: str | None, profile: Profile) -> Any:
     """The code an event stream's first event carries when that event is an error event
-    (READING "Errors on a streaming request"), at ``code`` as in the spec's error section
-    or at ``error.code`` as its client example reads it; None otherwise."""
+    (READING "Errors on a streaming request"); None otherwise."""
     rules = stream_rules(profile)
     checker = SSEChecker(content_type, rules.media_type)
     checker.feed(body, time.monotonic())
     checker.close(time.monotonic())
     if not checker.events or rules.kind(checker.events[0].type) != "error":
         return None
-    try:
-        payload = parse_json(checker.events[0].data.encode())
-    except ValueError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    key = profile.envelope.code_key
-    nested = payload.get("error")
-    return payload.get(key, nested.get(key) if isinstance(nested, dict) else None)
+    return error_event_code(checker.events[0].data, profile.envelope.code_key)
 
 
 def open_stream_or_skip(answer: ApiStream, rules: StreamRules) -> None:

@@ -58,6 +58,20 @@ OK = {"code": 0, "msg": "success", "data": {"id": "1"}}
             {"ERR-004": [True], "ENV-001": [True], "ENV-002": [True]},
             id="cancel-without-data",
         ),
+        # READING "Success msg, data": cancel's data may be absent, null or any value.
+        *(
+            pytest.param(
+                FakeExchange(200, {"code": 0, "msg": "success", "data": value}, path="/v3/chat/cancel"),
+                {"ERR-004": [True], "ENV-001": [True], "ENV-002": [True]},
+                id=f"cancel-data-{name}",
+            )
+            for name, value in (("null", None), ("string", "ok"), ("number", 1), ("list", []), ("object", {}), ("false", False))
+        ),
+        pytest.param(
+            FakeExchange(200, {"code": 0, "msg": "success", "data": None}),
+            {"ERR-004": [True], "ENV-001": [False]},
+            id="chat-data-null",
+        ),
         pytest.param(
             FakeExchange(400, {"code": 400, "msg": "bad", "data": None}),
             {"ERR-004": [True], "ERR-001": [True], "ERR-002": [True], "ERR-003": [True]},

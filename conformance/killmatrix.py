@@ -116,6 +116,10 @@ JOBS = 5
 RUN_TIMEOUT = 300.0
 
 CLEAN = "clean"
+#: The names of generated variants begin with this (conformance/derived_variants.py).
+GENERATED_PREFIX = "pairwise_"
+#: The READING cell of a generated variant: its levels' rows are in its description.
+GENERATED = "generated: pairwise combination of derived forms"
 INDEPENDENT = "independent"
 #: The independent server takes the other legal reading of these points (its module
 #: docstring): msg "ok" (READING "Success msg, data") and no start events.
@@ -161,8 +165,17 @@ class RunSpec:
         return f"{self.subject}{' --strict' if self.strict else ''}"
 
 
-def subjects(faults: Mapping[str, Any] | None = None, variants: Mapping[str, Any] | None = None) -> dict[str, Subject]:
-    """Every subject by name: clean, the independent server, the variants, the faults."""
+def subjects(
+    faults: Mapping[str, Any] | None = None,
+    variants: Mapping[str, Any] | None = None,
+    generated: Sequence[Any] | None = None,
+) -> dict[str, Subject]:
+    """Every subject by name: clean, the independent server, the named variants, the
+    generated variants (conformance/derived_variants.py), the faults."""
+    if generated is None:
+        from conformance.derived_variants import generate
+
+        generated = generate()
     if faults is None:
         from conformance.reference.faults import all_faults
 
@@ -187,6 +200,12 @@ def subjects(faults: Mapping[str, Any] | None = None, variants: Mapping[str, Any
             raise ValueError(f"variant name {v.name!r} is taken")
         found[v.name] = Subject(
             v.name, v.kind, knobs=dict(v.knobs), declares=frozenset(v.declares), description=v.description, reading=v.reading
+        )
+    for g in generated:
+        if g.name in found:
+            raise ValueError(f"generated variant name {g.name!r} is taken")
+        found[g.name] = Subject(
+            g.name, g.kind, knobs=dict(g.knobs), declares=frozenset(g.declares), description=g.description, reading=GENERATED
         )
     for f in faults.values():
         if f.name in found:
@@ -709,7 +728,8 @@ def run_job(spec: RunSpec, report_dir: Path) -> int:
     """One run in this process: the subject's server, then the suite against it."""
     import pytest
 
-    subject = subjects()[spec.subject]
+    # Deriving the generated variants costs half a second: only a generated run needs them.
+    subject = subjects(generated=None if spec.subject.startswith(GENERATED_PREFIX) else ())[spec.subject]
     report_dir.mkdir(parents=True, exist_ok=True)
     for name in [n for n in os.environ if n.startswith("COZE_") or n == "PYTEST_ADDOPTS"]:
         del os.environ[name]  # the caller's deployment settings must not leak into a run

@@ -20,6 +20,7 @@ import pytest
 
 from conformance import killmatrix as km
 from conformance.catalogue import load_catalogue
+from conformance.derived_variants import generate
 from conformance.reference import ServerConfig
 from conformance.reference.faults import Fault, all_faults
 from conformance.reference.variants import SINGLE_READINGS, Variant, all_variants
@@ -71,7 +72,9 @@ def test_plan_runs_must_faults_by_default_should_faults_strict_and_the_rest_in_b
 
 def test_subjects_hold_every_fault_and_variant_once_and_refuse_a_shared_name() -> None:
     found = km.subjects()
-    assert set(all_faults()) | set(all_variants()) | {km.CLEAN, km.INDEPENDENT} == set(found)
+    generated = {g.name for g in generate()}
+    assert len(generated) > 10 and all(name.startswith(km.GENERATED_PREFIX) for name in generated)
+    assert set(all_faults()) | set(all_variants()) | generated | {km.CLEAN, km.INDEPENDENT} == set(found)
     assert found["stream_wrong_media_type"].knobs == {"faults": frozenset({"stream_wrong_media_type"})}
     clash = Variant("f", "preferred", {"bom": True}, "", "SSE line format")
     with pytest.raises(ValueError, match="'f'"):

@@ -48,6 +48,9 @@ DraftChat = Literal["refuse", "answer"]
 RateAlgorithm = Literal["sliding", "fixed"]
 RateKey = Literal["principal", "user_id"]
 RetryAfter = Literal["seconds", "http_date", "none"]
+# Field forms (wireforms.py): what one field of an answer or an event payload becomes.
+FieldForm = Literal["absent", "null", "string", "integer", "boolean", "array", "object", "number", "text"]
+FIELD_FORMS: tuple[FieldForm, ...] = ("absent", "null", "string", "integer", "boolean", "array", "object", "number", "text")
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,17 @@ class ServerConfig:
       draft_chat: "refuse" a chat with a never-published bot (400), or "answer" it with
         the draft (READING "Chat with a draft bot": not said).
 
+    Field forms (wireforms.py; the kill matrix derives them from the response schemas)
+      field_forms: ``(where, path, form)`` triples. ``where`` is a documented endpoint's
+        path as the page writes it (``/v1/bots/:bot_id``: a success answer of it) or
+        ``event:<name>`` (every payload of that event); ``path`` a dotted key path from
+        the body (``data.model``; ``[]`` walks every element of a list:
+        ``data.tools[].plugin_id``); ``form`` one of FIELD_FORMS: ``absent`` removes the
+        key, ``number`` writes a digit string as a JSON integer and ``text`` an integer
+        as its digits (the same id in the other type), the others set it to null or a
+        value of that JSON type. Which forms are legal is the caller's business: this
+        server writes what it is told.
+
     Faults
       faults: names from conformance/reference/faults.py, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
@@ -270,6 +284,8 @@ class ServerConfig:
     chat_payloads: ChatPayloads = "full"
     cancel_data: bool = False
     draft_chat: DraftChat = "refuse"
+    # Field forms
+    field_forms: tuple[tuple[str, str, FieldForm], ...] = ()
 
     #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
     faults: frozenset[str] = frozenset()
@@ -308,6 +324,13 @@ class ServerConfig:
         _check_choice("chat_payloads", self.chat_payloads, ("full", "bare"))
         _check_choice("cancel_data", self.cancel_data, (False, True))
         _check_choice("draft_chat", self.draft_chat, ("refuse", "answer"))
+        for triple in self.field_forms:
+            well_formed = isinstance(triple, tuple) and len(triple) == 3 and all(isinstance(x, str) for x in triple)
+            if not well_formed or not triple[1] or triple[2] not in FIELD_FORMS or not triple[0].startswith(("/", "event:")):
+                raise ValueError(
+                    "ServerConfig.field_forms must hold (where, path, form) triples: where an endpoint path or"
+                    f" 'event:<name>', path a dotted key path, form one of {FIELD_FORMS!r}; got {triple!r}"
+                )
         keys = self.conversation_keys
         distinct = isinstance(keys, tuple) and len(set(keys)) == len(keys)
         if not distinct or not keys or not set(keys) <= set(CONVERSATION_KEYS):

@@ -156,7 +156,7 @@ class StreamWriter:
     def event(self, name: str, payload: Mapping[str, object] | str) -> list[bytes]:
         self._sequence += 1
         if not isinstance(payload, str) and reshapes(self.config):  # JSON wire forms (wireforms.py)
-            payload = reshape_payload(self.config, payload)
+            payload = reshape_payload(self.config, payload, name)
         return self._out(encode_event(SseEvent(name, payload), self.format, self._sequence))
 
     def write(self, item: SseEvent | bytes) -> list[bytes]:

@@ -372,6 +372,13 @@ VARIANTS: tuple[Variant, ...] = (
         cancel_data=True,
     ),
     _variant(
+        "cancel_data_null",
+        "preferred",
+        "Success `msg`, `data`",
+        'A successful cancel answers `"data": null` (the cancel example has no data; absent, null or any value).',
+        field_forms=(("/v3/chat/cancel", "data", "null"),),
+    ),
+    _variant(
         "draft_chat_answered",
         "preferred",
         "Chat with a draft bot",

@@ -9,7 +9,9 @@ code decides; "Error envelope": ``data: null`` SHOULD, absent accepted):
 * every ``bot_id`` a decimal string (``bot_id_text``; READING "Id types");
 * a non-stream answer sent chunked or gzip-encoded (``json_transfer``);
 * error envelopes with HTTP 200 (``error_http_status="200"``) or without ``data``
-  (``error_data="absent"``).
+  (``error_data="absent"``);
+* one field of a success answer or of an event payload absent, null or of another
+  JSON type (``field_forms``; the kill matrix derives which from the response schemas).
 
 Two hooks apply them, so that no handler knows of them: :func:`wire_forms` rewrites
 every non-stream JSON answer after the handler (app.py), and :func:`reshape` is applied
@@ -39,9 +41,25 @@ EXTRA_LAST = ("x_ref_extra_object", {"code": "not the envelope's", "list": [1, "
 CHUNKED_PIECES = 4
 
 
+#: The value each non-absent field form writes (FIELD_FORMS in config.py).
+FORM_VALUES: Mapping[str, object] = {
+    "null": None,
+    "string": "x_ref_other_type",
+    "integer": 7,
+    "boolean": False,
+    "array": [],
+    "object": {},
+}
+
+
 def reshapes(config: ServerConfig) -> bool:
-    """Whether :func:`reshape` changes anything under ``config``."""
-    return config.json_extra_keys or config.json_key_order != "documented" or config.bot_id_text
+    """Whether :func:`reshape_payload` changes anything under ``config``."""
+    return (
+        config.json_extra_keys
+        or config.json_key_order != "documented"
+        or config.bot_id_text
+        or any(where.startswith("event:") for where, _, _ in config.field_forms)
+    )
 
 
 def active(config: ServerConfig) -> bool:
@@ -51,6 +69,7 @@ def active(config: ServerConfig) -> bool:
         or config.json_transfer != "plain"
         or config.error_http_status != "code"
         or config.error_data != "null"
+        or bool(config.field_forms)
     )
 
 
@@ -71,11 +90,52 @@ def reshape(config: ServerConfig, value: object) -> object:
     return value
 
 
-def reshape_payload(config: ServerConfig, payload: Mapping[str, object]) -> dict[str, object]:
-    """An event payload (an object) in the key form of ``config``."""
-    shaped = reshape(config, dict(payload))
+def reshape_payload(config: ServerConfig, payload: Mapping[str, object], event: str = "") -> dict[str, object]:
+    """An event payload (an object) of the event named ``event`` in the key form and
+    field forms of ``config``."""
+    body = json.loads(json.dumps(payload))  # a deep copy: the forms edit it in place
+    apply_field_forms(body, [(path, form) for where, path, form in config.field_forms if where == f"event:{event}"])
+    shaped = reshape(config, body)
     assert isinstance(shaped, dict)
     return shaped
+
+
+def apply_field_forms(body: object, forms: list[tuple[str, str]]) -> None:
+    """Give each ``(path, form)`` field of ``body`` its form, in place; a path whose
+    parent is not there (or not an object) changes nothing."""
+    for path, form in forms:
+        _apply(body, path.split("."), form)
+
+
+def _apply(node: object, keys: list[str], form: str) -> None:
+    key, rest = keys[0], keys[1:]
+    each = key.endswith("[]")
+    key = key.removesuffix("[]")
+    if not isinstance(node, dict):
+        return
+    if rest:
+        child = node.get(key)
+        for item in (child if isinstance(child, list) else []) if each else [child]:
+            _apply(item, rest, form)
+    elif form == "absent":
+        node.pop(key, None)
+    elif form == "text":
+        value = node.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            node[key] = str(value)
+    elif form == "number":
+        value = node.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            node[key] = int(value)  # exact: Python ints never round
+    else:
+        node[key] = json.loads(json.dumps(FORM_VALUES[form]))
+
+
+def _matches(template: str, path: str) -> bool:
+    """Whether a request path is an endpoint's, written as the page writes it
+    (``/v1/bots/:bot_id``: a ``:`` segment matches any one segment)."""
+    want, got = template.split("/"), path.split("/")
+    return len(want) == len(got) and all(w.startswith(":") or w == g for w, g in zip(want, got))
 
 
 def _bot_id_text(value: object) -> object:
@@ -99,6 +159,9 @@ def wire_forms(config: ServerConfig, request: Request, response: Response) -> Re
             body.pop("data", None)
         if config.error_http_status == "200":
             status = 200
+    else:  # a success answer
+        path = request.url.path
+        apply_field_forms(body, [(p, form) for where, p, form in config.field_forms if _matches(where, path)])
     content = dumps(reshape(config, body))
     headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
     if config.json_transfer == "chunked":

@@ -367,3 +367,16 @@ def test_the_embedded_server_takes_the_rate_window_and_the_exact_checks_pass() -
     assert {rid: found.get(rid) for rid in (*PASSES, "RATE-005")} == {**PASSES, "RATE-005": "PASS"}, result.stdout[-3000:]
     # The idle wait and the recovery are a few windows; the spec's minute would be 60 s each.
     assert time.monotonic() - started < 20 * window, "the phase waited the profile's minute, not --rate-window"
+
+
+@pytest.mark.parametrize(
+    ("window", "seconds"),
+    [pytest.param(60.0, 45.0, id="documented"), pytest.param(2.0, 1.5, id="short"), pytest.param(600.0, 45.0, id="long")],
+)
+def test_a_burst_leaves_within_less_than_one_window(window: float, seconds: float) -> None:
+    # Only 2N + 1 requests sent within one window must meet a refusal from a fixed-window
+    # limiter; with --rate-window 2, a 45 s budget FAILed a legal one that saw the burst
+    # spread over two windows.
+    from conformance.suite.test_ratelimit import burst_seconds
+
+    assert burst_seconds(window) == seconds < window

@@ -6,9 +6,10 @@ worker's other tests have finished), with the first principal and one ``user_id`
 
 For each rate-limit group of the profile (chat, management, info; READING "Rate-limit
 groups") the three bursts run together: up to 2N + 1 requests (N the documented
-limit) that would succeed if admitted, concurrently enough to be sent within 45 s,
+limit) that would succeed if admitted, concurrently enough to be sent within 45 s
+(three quarters of a shorter ``--rate-window``),
 streams closed after their first event. A 429 in the envelope PASSes the group's
-requirement; none among all 2N + 1 sent within 45 s FAILs it; not all sent in time is
+requirement; none among all 2N + 1 sent within that time FAILs it; not all sent in time is
 inconclusive -- the test ERRORs with the measured send time (a slow server is not a
 missing limiter). The first N succeeding is never asserted (READING "per user": earlier
 requests of the run may count). Then one wait for all three groups -- each refusal's
@@ -63,8 +64,18 @@ RECOVERY = "BP-001"
 EXACT_ADMITS = "RATE-005"
 DEFAULT_REQUIREMENTS = (*GROUP_REQUIREMENTS.values(), ENVELOPE, RECOVERY)
 
-#: issue 6: the burst is sent within 45 s, well inside the 60 s window.
+#: The burst is sent within 45 s, well inside the documented 60 s window; against a
+#: target with a shorter window (--rate-window), within this share of it. Only 2N + 1
+#: requests sent within less than one window must meet a refusal from every legal
+#: limiter: a fixed window admits N on each side of an edge, 2N in all, and requests
+#: spread over more than one window may all be admitted (READING "Rate-limit groups").
 BURST_SECONDS = 45.0
+BURST_SHARE_OF_WINDOW = 0.75
+
+
+def burst_seconds(window: float) -> float:
+    """How long a burst may take to leave, for a target whose rate window is ``window``."""
+    return min(BURST_SECONDS, BURST_SHARE_OF_WINDOW * window)
 #: Concurrent requests per group: enough for 2N + 1 = 121 chats whose first event
 #: takes 5 s to leave within 45 s (the burst stops at the first 429 anyway); three
 #: groups at once stay within the client's pool of 100 connections.
@@ -134,7 +145,7 @@ def _bursts(client: ApiClient, profile: Profile, chosen: dict[str, Probe]) -> di
                 group=group,
                 limit=limit,
                 planned=2 * limit + 1,
-                budget_seconds=BURST_SECONDS,
+                budget_seconds=burst_seconds(profile.ratelimits.window_seconds),
                 workers=WORKERS,
             )
 

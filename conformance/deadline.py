@@ -162,7 +162,7 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context, network_backend=_DeadlineBackend(), max_connections=100, keepalive_expiry=5.0
+            ssl_context=ssl_context, network_backend=_DeadlineBackend(), max_connections=200, keepalive_expiry=5.0
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

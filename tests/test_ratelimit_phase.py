@@ -138,6 +138,20 @@ def test_a_burst_stops_at_the_first_refusal_and_at_its_time_budget() -> None:
     assert [a.started for a in slow.attempts] == sorted(a.started for a in slow.attempts)
 
 
+def test_a_burst_whose_answers_come_late_adds_threads_to_keep_its_pace() -> None:
+    # A first event after 1 s holds a thread for a second: 21 requests within 2 s need
+    # about 13 threads at once, not the 2 the burst starts with.
+    def late(i: int) -> Attempt:
+        started = time.time()
+        time.sleep(1.0)
+        return Attempt(i, started, time.time(), "admitted")
+
+    kept = run_burst(late, group="chat", limit=10, planned=21, budget_seconds=2.0, workers=2, max_workers=30)
+    assert kept.sent == 21 and kept.send_seconds <= 2.0 and burst_verdict(kept) == "fail"
+    capped = run_burst(late, group="chat", limit=10, planned=21, budget_seconds=2.0, workers=2, max_workers=4)
+    assert capped.sent < 21 and burst_verdict(capped) == "inconclusive"
+
+
 def test_a_suite_bug_in_a_burst_thread_is_raised_not_swallowed() -> None:
     def broken(i: int) -> Attempt:
         raise RuntimeError(f"bug at {i}")

@@ -76,10 +76,13 @@ BURST_SHARE_OF_WINDOW = 0.75
 def burst_seconds(window: float) -> float:
     """How long a burst may take to leave, for a target whose rate window is ``window``."""
     return min(BURST_SECONDS, BURST_SHARE_OF_WINDOW * window)
-#: Concurrent requests per group: enough for 2N + 1 = 121 chats whose first event
-#: takes 5 s to leave within 45 s (the burst stops at the first 429 anyway); three
-#: groups at once stay within the client's pool of 100 connections.
+#: Concurrent requests per group to begin with: enough for 2N + 1 = 121 chats whose
+#: first event takes 5 s to leave within 45 s (the burst stops at the first 429 anyway).
 WORKERS = 16
+#: ... and at most, when first events come later than that (pacer.run_burst adds threads
+#: while a burst falls behind its pace): three groups at once stay within the client's
+#: pool of 200 connections.
+MAX_WORKERS = 64
 
 
 class PhaseInconclusive(Exception):
@@ -147,6 +150,7 @@ def _bursts(client: ApiClient, profile: Profile, chosen: dict[str, Probe]) -> di
                 planned=2 * limit + 1,
                 budget_seconds=burst_seconds(profile.ratelimits.window_seconds),
                 workers=WORKERS,
+                max_workers=MAX_WORKERS,
             )
 
         return run

@@ -265,7 +265,7 @@ def pacer_for(config: pytest.Config) -> Pacer | None:
     """The run's pacer (one per process, sharing the run folder), or None outside a
     conformance run. Budgets: ``--rate-budget GROUP=N`` when the settings carry it."""
     from conformance.plugin import SETTINGS_KEY
-    from conformance.profile import load_profile
+    from conformance.profile import target_profile
 
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
@@ -273,7 +273,7 @@ def pacer_for(config: pytest.Config) -> Pacer | None:
     pacer = config.stash.get(_PACER_KEY, None)
     if pacer is None:
         budgets = dict(getattr(settings, "rate_budgets", ()) or ())
-        profile = load_profile(settings.profile, rate_window=getattr(settings, "rate_window", None))
+        profile = target_profile(settings)
         pacer = Pacer(run_folder(config), profile, budgets=budgets)
         config.stash[_PACER_KEY] = pacer
     return pacer

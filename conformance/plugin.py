@@ -164,6 +164,7 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
                 PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
             ),
             **({"rate_window": settings.rate_window} if settings.rate_window is not None else {}),
+            **{f"{group}_limit": limit for group, limit in settings.rate_limits},
         )
     )
     server.start()
@@ -338,9 +339,9 @@ def catalogue() -> Any:
 
 @pytest.fixture(scope="session")
 def profile(conformance_settings: Settings) -> Any:
-    from conformance.profile import load_profile
+    from conformance.profile import target_profile
 
-    return load_profile(conformance_settings.profile, rate_window=conformance_settings.rate_window)
+    return target_profile(conformance_settings)
 
 
 @pytest.fixture
@@ -413,13 +414,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         log = item.stash.get(LOG_KEY, None)
         if log is not None and len(log) and _is_suite_item(item):
             from conformance.envelope import EXCHANGE_REQUIREMENTS, judge_exchanges
-            from conformance.profile import load_profile
+            from conformance.profile import target_profile
 
             settings = item.config.stash[SETTINGS_KEY]
             checks = _checks_for(item)
             judge = Checks(EXCHANGE_REQUIREMENTS, checks.catalogue, strict=settings.strict, nodeid=item.nodeid)
             base_path = urlsplit(settings.target_url or "").path.rstrip("/")
-            judge_exchanges(log, load_profile(settings.profile, rate_window=settings.rate_window), functools.partial(judge, soft=True), base_path=base_path)
+            judge_exchanges(log, target_profile(settings), functools.partial(judge, soft=True), base_path=base_path)
             checks.records.extend(judge.records)
 
 

@@ -675,13 +675,34 @@ def available_profiles() -> tuple[str, ...]:
 
 
 @functools.cache
-def load_profile(name: str, *, rate_window: float | None = None) -> Profile:
+def load_profile(
+    name: str, *, rate_window: float | None = None, rate_limits: tuple[tuple[str, int], ...] = ()
+) -> Profile:
     """The profile ``profiles/<name>.toml``; an unknown name lists the available ones.
-    ``rate_window`` (``--rate-window``) replaces its rate-limit window."""
+    ``rate_window`` (``--rate-window``) replaces its rate-limit window and ``rate_limits``
+    (``--rate-limit``) the limits of the groups they name: a target configured otherwise."""
     known = available_profiles()
     if name not in known:
         raise ProfileError(f"unknown profile {name!r}; available: {', '.join(known) or 'none'}")
     profile = read_profile(PROFILES_DIR / f"{name}.toml")
+    limits = profile.ratelimits
     if rate_window is not None:
-        profile = dataclasses.replace(profile, ratelimits=dataclasses.replace(profile.ratelimits, window_seconds=rate_window))
-    return profile
+        limits = dataclasses.replace(limits, window_seconds=rate_window)
+    if rate_limits:
+        given = dict(rate_limits)
+        unknown = sorted(set(given) - {g.name for g in limits.groups})
+        if unknown:
+            raise ProfileError(f"rate limits for unknown group(s) {unknown}; groups: {[g.name for g in limits.groups]}")
+        groups = tuple(dataclasses.replace(g, limit=given.get(g.name, g.limit)) for g in limits.groups)
+        limits = dataclasses.replace(limits, groups=groups)
+    return dataclasses.replace(profile, ratelimits=limits) if limits != profile.ratelimits else profile
+
+
+def target_profile(settings: Any) -> Profile:
+    """The profile as a run's settings configure it (``--profile``, ``--rate-window``,
+    ``--rate-limit``)."""
+    return load_profile(
+        settings.profile,
+        rate_window=getattr(settings, "rate_window", None),
+        rate_limits=tuple(getattr(settings, "rate_limits", ()) or ()),
+    )

@@ -100,15 +100,23 @@ def _header(value: str) -> tuple[str, str]:
     return name, text.strip()
 
 
-def _budget(value: str) -> tuple[str, int]:
+def _group_count(value: str, noun: str) -> tuple[str, int]:
     group, sep, number = value.partition("=")
     group = group.strip()
     if not sep or group not in ("chat", "management", "info"):
         raise ValueError("expected GROUP=N with GROUP one of chat, management, info")
     requests = int(number)
     if requests < 1:
-        raise ValueError("expected a budget of at least 1 request per window")
+        raise ValueError(f"expected a {noun} of at least 1 request per window")
     return group, requests
+
+
+def _budget(value: str) -> tuple[str, int]:
+    return _group_count(value, "budget")
+
+
+def _rate_limit(value: str) -> tuple[str, int]:
+    return _group_count(value, "limit")
 
 
 def _profile(value: str) -> str:
@@ -169,6 +177,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--rate-budget", "rate_budgets", "Requests per rate window the suite allows itself per group, e.g. chat=30 "
            "(repeatable; default: the profile's documented limits).",
            env="COZE_RATE_BUDGET", ini="coze_rate_budget", default=(), parse=_budget, multiple=True, metavar="GROUP=N"),
+    Option("--rate-limit", "rate_limits", "The target's rate limit of a group per window, e.g. chat=30 (repeatable; default: "
+           "the profile's documented limits), for a deployment configured with other limits; the embedded server then "
+           "uses them too.",
+           env="COZE_RATE_LIMIT", ini="coze_rate_limit", default=(), parse=_rate_limit, multiple=True, metavar="GROUP=N"),
     Option("--rate-window", "rate_window", "The target's rate-limit window in seconds (default: the profile's, the spec's "
            "minute), for a deployment configured with a shorter one; the embedded server then uses it too.",
            env="COZE_RATE_WINDOW", ini="coze_rate_window", parse=_positive_seconds, metavar="S"),
@@ -208,6 +220,7 @@ class Settings:
     expected_failures: str | None = None
     fuzz_examples: int | None = None
     rate_budgets: tuple[tuple[str, int], ...] = ()
+    rate_limits: tuple[tuple[str, int], ...] = ()
     rate_window: float | None = None
     ratelimit_exact: bool = False
     headers: tuple[tuple[str, str], ...] = ()
@@ -265,6 +278,7 @@ class Settings:
         values["headers"] = tuple(tuple(h) for h in values["headers"])
         values["requirements"] = tuple(values["requirements"])
         values["rate_budgets"] = tuple(tuple(b) for b in values["rate_budgets"])
+        values["rate_limits"] = tuple(tuple(b) for b in values["rate_limits"])
         return cls(**values)
 
     def header_line(self) -> str:

@@ -769,6 +769,8 @@ class ExactFindings:
     refused_within_bound: bool
     bound: int
     admitted: int
+    #: requests with no readable answer (a deadline, a reset): each may have been admitted
+    unanswered: int = 0
 
 
 def exact_findings(burst: Burst, window: float) -> ExactFindings:
@@ -787,6 +789,7 @@ def exact_findings(burst: Burst, window: float) -> ExactFindings:
         refused_within_bound=bool(burst.refusals) and burst.admitted <= bound,
         bound=bound + 1,
         admitted=burst.admitted,
+        unanswered=sum(1 for a in burst.attempts if a.outcome == "other"),
     )
 
 

@@ -205,7 +205,11 @@ def judge_exact(check: Checks, profile: Profile, burst: Burst, declared: frozens
         detail="--ratelimit-exact",
         soft=True,
     )
-    if EXACT_ADMITS in declared:
+    if EXACT_ADMITS in declared and not found.admitted_at_least_limit and found.admitted + found.unanswered >= burst.limit:
+        # Requests that got no readable answer may have been admitted: fewer than N known
+        # admissions prove nothing then.
+        check.skip(EXACT_ADMITS, f"{found.unanswered} requests got no readable answer: {burst.describe()}")
+    elif EXACT_ADMITS in declared:
         check(
             EXACT_ADMITS,
             found.admitted_at_least_limit,

@@ -193,7 +193,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def dump_json(value: Any, indent: int | None = None) -> bytes:
+def dump_json(value: Any, indent: str | None = None) -> bytes:
     """UTF-8 JSON (compact, or indented for multi-line ``data:``); ASCII escapes when a
     string holds a lone surrogate."""
     separators = (",", ":") if indent is None else (",", ": ")
@@ -531,7 +531,8 @@ class SseWriter:
 
     def event(self, name: str, payload: Mapping[str, Any]) -> bytes:
         self.count += 1
-        lines = dump_json(payload, indent=1).split(b"\n")
+        # Tab-indented: no data line starts with the space a reader would strip.
+        lines = dump_json(payload, indent="\t").split(b"\n")
         out = b"id:" + str(self.count).encode() + b"\r\nevent:" + name.encode("ascii") + b"\r\n"
         out += b"".join(b"data:" + line + b"\r\n" for line in lines) + b"\r\n"
         if self.count % KEEPALIVE_EVERY == 0:

@@ -46,9 +46,12 @@ Terminal event                             ``conversation.stream.done``     ``do
                                                                             CHAT-SSE-013); also after an error event
 After the terminal event                   closed at once                   kept open 1.5 s, then closed
 Messages in a stream                       one message with deltas          a ``verbose`` message completed without
-                                                                            deltas, then the answer with deltas
-SSE line format                            LF, a space, no extras           BOM, ``retry:`` first, CRLF, no space
-                                                                            after the colon, an ``id:`` per event,
+                                                                            deltas, the answer with deltas, then a
+                                                                            ``follow_up`` message without deltas
+SSE line format                            LF, a space, no extras           BOM, ``retry:`` first, an ``event:ping``
+                                                                            block without data (no event
+                                                                            dispatched), CRLF, no space after the
+                                                                            colon, an ``id:`` per event,
                                                                             every payload over several ``data:``
                                                                             lines, ``: keep-alive`` comments,
                                                                             ``; charset=utf-8``
@@ -156,6 +159,9 @@ RETRY_MS = 3000
 #: Seconds a stream stays open after its terminal event (READING "After the terminal
 #: event": the client closes; it reads at most 1 s more).
 KEEP_OPEN_SECONDS = 1.5
+
+#: The follow-up suggestion message sent after every complete answer.
+FOLLOW_UP = "还有什么可以帮您?"
 
 SUCCESS_MSG = "ok"  # legal SHOULD deviation from "success" (READING "Success msg, data")
 TERMINAL_EVENT = "done"  # the EventSource example's name (READING "Terminal event")
@@ -527,7 +533,10 @@ class SseWriter:
 
     @staticmethod
     def preamble() -> bytes:
-        return "\ufeff".encode() + b"retry:" + str(RETRY_MS).encode() + b"\r\n\r\n"
+        # Then a heartbeat block without a data line: its data buffer stays empty, so WHATWG
+        # dispatches no event for it and the stream's first event is still the next one.
+        # (A ``data:`` line, even an empty one, would dispatch a ``ping`` with data "".)
+        return "\ufeff".encode() + b"retry:" + str(RETRY_MS).encode() + b"\r\n\r\n" + HEARTBEAT
 
     def event(self, name: str, payload: Mapping[str, Any]) -> bytes:
         self.count += 1
@@ -538,6 +547,9 @@ class SseWriter:
         if self.count % KEEPALIVE_EVERY == 0:
             out += b": keep-alive\r\n\r\n"
         return out
+
+
+HEARTBEAT = b"event:ping\r\n\r\n"
 
 
 @dataclass(frozen=True)
@@ -981,6 +993,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if sent:
             # Also on cancel: the deltas sent so far join to the completed content.
             yield "conversation.message.completed", {"message_item": item(answer_id, "answer", content, "text")}
+        if not control.halt.is_set():
+            # A third message after the answer, completed without deltas (READING "Messages in
+            # a stream": several messages per chat are legal).
+            yield "conversation.message.completed", {"message_item": item(new_id(), "follow_up", FOLLOW_UP, "text")}
         if control.halt.is_set() and control.reason != "cancel":
             yield "conversation.chat.failed", {}  # the server stops: a bare chat.failed
         else:

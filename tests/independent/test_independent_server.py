@@ -166,7 +166,7 @@ def parse_crlf_stream(body: bytes) -> Stream:
                 event_id = value
             elif key == "retry":
                 retry.append(value)
-        if data:
+        if data:  # a block without data lines dispatches nothing (WHATWG)
             events.append(Event(name, "\n".join(data), event_id))
     return Stream(events, comments, retry, data_lines)
 
@@ -318,6 +318,7 @@ def test_stream_wire(server: IndependentServer, bot_id: int) -> None:
     assert raw.header("Content-Length") is None and raw.header("Transfer-Encoding") is None
     assert b"event:conversation.message.delta\r\ndata:{\r\n" in raw.body
     assert b"event: " not in raw.body and b"data: " not in raw.body
+    assert raw.body.startswith("\ufeffretry:3000\r\n\r\nevent:ping\r\n\r\n".encode())
     stream = parse_crlf_stream(raw.body)
     assert stream.comments >= 1 and stream.retry == ["3000"] and stream.data_lines > 3 * len(stream.events)
     events = stream.events
@@ -329,8 +330,8 @@ def test_stream_wire(server: IndependentServer, bot_id: int) -> None:
         assert "event" not in event.payload
     completed = [e.payload["message_item"] for e in events if e.name == "conversation.message.completed"]
     deltas = [e.payload["message_item"] for e in events if e.name == "conversation.message.delta"]
-    assert len(completed) == 2 and completed[0]["type"] == "verbose"
-    assert completed[0]["id"] not in {d["id"] for d in deltas}
+    assert [c["type"] for c in completed] == ["verbose", "answer", "follow_up"]
+    assert not {completed[0]["id"], completed[2]["id"]} & {d["id"] for d in deltas}
     assert len(deltas) >= 5 and {d["id"] for d in deltas} == {completed[1]["id"]}
     assert "".join(d["content"] for d in deltas) == completed[1]["content"]
     for message in [*completed, *deltas]:
@@ -397,9 +398,9 @@ def _read_events(response: httpx.Response) -> Iterator[str]:
         buffer += chunk
         while "\r\n\r\n" in buffer:
             block, buffer = buffer.split("\r\n\r\n", 1)
-            for line in block.split("\r\n"):
-                if line.startswith("event:"):
-                    yield line[len("event:"):]
+            lines = block.split("\r\n")
+            if any(line.startswith("data:") for line in lines):  # else not dispatched
+                yield from (line[len("event:"):] for line in lines if line.startswith("event:"))
 
 
 @pytest.mark.parametrize("cancel_data", ["null", "absent"])

@@ -54,7 +54,7 @@ SSE line format                            LF, a space, no extras           BOM,
                                                                             colon, an ``id:`` per event,
                                                                             every payload over several ``data:``
                                                                             lines, ``: keep-alive`` comments,
-                                                                            ``; charset=utf-8``
+                                                                            ``;charset=UTF-8`` (no space, upper case)
 Payload of chat.created / in_progress /    a chat object                    created/in_progress never sent; a
 failed                                                                      chat.failed (server stop only) is ``{}``
 Usage                                      total = prompt + completion      same, because anything else breaks the
@@ -94,10 +94,11 @@ routes; wrong methods; body size limits                                     know
 =========================================  ===============================  ==========================================
 
 Outside the table (READING "Levels"): HTTP/1.0, every response delimited by the close (no
-Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); JSON keys in another order than
-the page's (``data`` first, ``code`` last) and extra keys (``detail.logid`` in every
-envelope, ``section_id`` in message objects); error ``msg`` texts of its own; the fake
-model's answer text of its own.
+Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); JSON answers with every
+non-ASCII character as a JSON escape (event streams in raw UTF-8); JSON keys in another
+order than the page's (``data`` first, ``code`` last) and extra keys (``detail.logid`` in
+every envelope, ``section_id`` in message objects); error ``msg`` texts of its own; the
+fake model's answer text of its own.
 
 ``cancel_data`` (constructor; default from the environment variable
 ``INDEPENDENT_CANCEL_DATA``, else ``"null"``): a successful cancel answers
@@ -199,14 +200,17 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def dump_json(value: Any, indent: str | None = None) -> bytes:
-    """UTF-8 JSON (compact, or indented for multi-line ``data:``); ASCII escapes when a
-    string holds a lone surrogate."""
+def dump_json(value: Any, indent: str | None = None, *, ascii_only: bool = False) -> bytes:
+    """JSON, compact or indented (multi-line ``data:``): raw UTF-8, or every non-ASCII
+    character as a JSON escape (``ascii_only``, and whenever a string holds a lone
+    surrogate)."""
     separators = (",", ":") if indent is None else (",", ": ")
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=separators, indent=indent).encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=separators, indent=indent).encode("ascii")
+    if not ascii_only:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=separators, indent=indent).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+    return json.dumps(value, separators=separators, indent=indent).encode("ascii")
 
 
 # --------------------------------------------------------------------------- fields
@@ -629,9 +633,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send_envelope_error(ApiError(mapped, message or "bad request"))
 
     def _send_json(self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
-        body = dump_json(payload)
+        body = dump_json(payload, ascii_only=True)  # JSON escapes, not raw UTF-8
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        # RFC 9110: no whitespace is needed before a parameter, and charset is case-insensitive.
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -913,7 +918,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _start_stream(self) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()

@@ -313,7 +313,7 @@ def test_stream_wire(server: IndependentServer, bot_id: int) -> None:
     events, no event key, a verbose message without deltas, and done last."""
     raw = stream_chat(server, chat_body(bot_id, stream=True))
     assert raw.status_line == "HTTP/1.0 200 OK"
-    assert raw.header("Content-Type") == "text/event-stream; charset=utf-8"
+    assert raw.header("Content-Type") == "text/event-stream;charset=UTF-8"
     assert raw.header("Connection") == "close"
     assert raw.header("Content-Length") is None and raw.header("Transfer-Encoding") is None
     assert b"event:conversation.message.delta\r\ndata:{\r\n" in raw.body
@@ -355,7 +355,7 @@ def test_stream_errors_are_an_error_event_then_done(server: IndependentServer, b
 def test_stream_errors_before_the_handler_are_the_envelope(server: IndependentServer, bot_id: int) -> None:
     raw = raw_request(server, "POST", "/v3/chat", {"Content-Type": "application/json"},
                       json.dumps(chat_body(bot_id, stream=True)).encode())
-    assert raw.header("Content-Type") == "application/json; charset=utf-8"
+    assert raw.header("Content-Type") == "application/json;charset=UTF-8"
     assert json.loads(raw.body)["code"] == 401
 
 
@@ -363,9 +363,10 @@ def test_json_wire(server: IndependentServer, bot_id: int) -> None:
     raw = raw_request(server, "GET", f"/v1/bots/{bot_id}", auth(server))
     assert raw.status_line == "HTTP/1.0 200 OK"
     assert raw.header("Connection") == "close" and raw.header("Content-Length") is None
-    assert raw.header("Content-Type") == "application/json; charset=utf-8"
+    assert raw.header("Content-Type") == "application/json;charset=UTF-8"
     envelope = json.loads(raw.body)
     assert list(envelope) == ["data", "detail", "msg", "code"] and envelope["data"]["bot_id"] == str(bot_id)
+    assert raw.body.isascii() and "客服助手".encode() not in raw.body and envelope["data"]["name"] == "客服助手"
 
 
 def test_stream_stays_open_after_done(server: IndependentServer, bot_id: int) -> None:

@@ -19,10 +19,11 @@ Auth per endpoint                          both modes everywhere            by c
 Conversation id in a chat request          ConversationID, conversation_id  body ``conversation_id`` only; the
                                            and ?conversation_id= all        others are type-checked, then ignored
                                            honoured                         (declares CHAT-CONV-002)
-Id types                                   conversation/message/chat ids    conversation, message, chat (and
-                                           digit strings; bot_id a JSON     section) ids are JSON integers above
-                                           integer; requests' bot_id        2**53; every bot_id of an answer is a
-                                           integer or string                decimal string; a request's id only in
+Id types                                   conversation/message/chat ids    conversation, message (and section)
+                                           digit strings; bot_id a JSON     ids are JSON integers above 2**53, chat
+                                           integer; requests' bot_id        ids ``chat_…`` strings; every bot_id of
+                                           integer or string                an answer is a decimal string; a
+                                                                            request's id only in
                                                                             its table's type (/v3/chat bot_id a
                                                                             string, /api bot_id and agent_id
                                                                             integers, conversation ids a string of
@@ -77,9 +78,9 @@ Fields the API cannot set                  model absent, tools ``[]``       ``mo
 Chat with a draft bot                      refused (400)                    answered with the draft
 Chat with an unknown / another's           refused (404 / 403)              a new conversation with a new id
 ConversationID
-Cancel                                     chat.failed on the stream; 0     chat.completed (the partial answer) on
-                                           after the end; unknown 404       the stream; 400 after the end; unknown
-                                                                            400
+Cancel                                     chat.failed and the terminal     chat.completed (the partial answer),
+                                           event on the stream; 0 after     then the close without a terminal event;
+                                           the end; unknown 404             400 after the end; unknown 400
 "per user" in the rate-limit table         the principal                    the chat group per principal and body
                                                                             ``user_id`` (the principal alone where
                                                                             there is none)
@@ -95,7 +96,8 @@ routes; wrong methods; body size limits                                     know
 
 Outside the table (READING "Levels"): HTTP/1.0, every response delimited by the close (no
 Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); JSON answers with every
-non-ASCII character as a JSON escape (event streams in raw UTF-8); JSON keys in another
+non-ASCII character as a JSON escape (event streams in raw UTF-8); the 401's msg empty
+(READING "Error envelope": msg a string); JSON keys in another
 order than the page's (``data`` first, ``code`` last) and extra keys (``detail.logid`` in
 every envelope, ``section_id`` in message objects); error ``msg`` texts of its own; the
 fake model's answer text of its own.
@@ -350,6 +352,12 @@ def new_id() -> int:
     """19 decimal digits, above 2**53 and within int64: a float would corrupt it."""
     low = 10**18
     return low + secrets.randbelow(2**63 - 1 - low)
+
+
+def new_chat_id() -> str:
+    """Chat ids are strings, unlike the integer conversation and message ids: READING "Id
+    types" lets each kind be either, independently."""
+    return f"chat_{secrets.token_hex(8)}"
 
 
 def now_seconds() -> int:
@@ -912,7 +920,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             answer = "".join(compose_answer(history))
             run.conversation.history = [*history, Message("assistant", answer, "text")]
         data = {"section_id": run.conversation.section_id, "created_at": now_seconds(),
-                "bot_id": str(run.bot.bot_id), "chat_id": new_id(), "conversation_id": run.conversation.conversation_id,
+                "bot_id": str(run.bot.bot_id), "chat_id": new_chat_id(), "conversation_id": run.conversation.conversation_id,
                 "content_type": "text", "content": answer, "role": "assistant", "type": "answer", "id": new_id()}
         self._send_ok(data)
 
@@ -939,7 +947,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         conversation_id = run.conversation.conversation_id
         key, control = owner.store.register(conversation_id)
-        chat_id = new_id()
+        chat_id = new_chat_id()
         with owner.store.lock:
             history = [*run.conversation.history, *run.new_messages]
         sent: list[str] = []
@@ -973,7 +981,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         finally:
             end()
 
-    def _events(self, run: ChatRun, chat_id: int, history: list[Message], control: StreamControl,
+    def _events(self, run: ChatRun, chat_id: str, history: list[Message], control: StreamControl,
                 sent: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """The stream: a verbose message without deltas, the answer's deltas and completed
         message, chat.completed (on a cancel too: the partial answer) and ``done``. No start
@@ -1009,7 +1017,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             record = {"usage": usage_of(history, len(sent)), "bot_id": str(run.bot.bot_id), "id": chat_id,
                       "conversation_id": conversation.conversation_id}
             yield "conversation.chat.completed", {"run_record_item": record}
-        yield TERMINAL_EVENT, {}
+        if control.reason != "cancel":
+            # A cancelled stream just closes after chat.completed (READING "Cancel": it ends
+            # with a terminal event or the close).
+            yield TERMINAL_EVENT, {}
 
     def chat_cancel(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
                     path: tuple[str, ...]) -> None:
@@ -1136,7 +1147,8 @@ class IndependentServer:
             principal = self._principal_for(session, 1) if session is not None else ""
         if not principal:
             challenge = "Bearer" if mode == "bearer" else 'Cookie name="session_key"'
-            raise ApiError(401, "unauthorized", {"WWW-Authenticate": challenge})
+            # An empty msg: READING "Error envelope" asks for a string, any string.
+            raise ApiError(401, "", {"WWW-Authenticate": challenge})
         return principal
 
     @staticmethod

@@ -48,7 +48,9 @@ Terminal event                             ``conversation.stream.done``     ``do
 After the terminal event                   closed at once                   kept open 1.5 s, then closed
 Messages in a stream                       one message with deltas          a ``verbose`` message completed without
                                                                             deltas, the answer with deltas, then a
-                                                                            ``follow_up`` message without deltas
+                                                                            ``follow_up`` message without deltas;
+                                                                            the answer's items carry only the
+                                                                            example's id, content and role
 SSE line format                            LF, a space, no extras           BOM, ``retry:`` first, an ``event:ping``
                                                                             block without data (no event
                                                                             dispatched), CRLF, no space after the
@@ -99,7 +101,8 @@ Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); JSON answers with eve
 non-ASCII character as a JSON escape (event streams in raw UTF-8); the 401's msg empty
 (READING "Error envelope": msg a string); JSON keys in another
 order than the page's (``data`` first, ``code`` last) and extra keys (``detail.logid`` in
-every envelope, ``section_id`` in message objects); error ``msg`` texts of its own; the
+every envelope, ``section_id`` and others in the verbose and follow-up message objects),
+but the non-stream chat answer with exactly the page's six fields; error ``msg`` texts of its own; the
 fake model's answer text of its own.
 
 ``cancel_data`` (constructor; default from the environment variable
@@ -919,9 +922,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             history = [*run.conversation.history, *run.new_messages]
             answer = "".join(compose_answer(history))
             run.conversation.history = [*history, Message("assistant", answer, "text")]
-        data = {"section_id": run.conversation.section_id, "created_at": now_seconds(),
-                "bot_id": str(run.bot.bot_id), "chat_id": new_chat_id(), "conversation_id": run.conversation.conversation_id,
-                "content_type": "text", "content": answer, "role": "assistant", "type": "answer", "id": new_id()}
+        # Exactly the page's "非流式响应" fields, in another order.
+        data = {"created_at": now_seconds(), "type": "answer", "role": "assistant", "content": answer,
+                "id": new_id(), "conversation_id": run.conversation.conversation_id}
         self._send_ok(data)
 
     def _start_stream(self) -> None:
@@ -990,6 +993,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         delay = self.server.owner.token_delay
 
         def item(message_id: int, kind: str, content: str, content_type: str) -> dict[str, Any]:
+            if kind == "answer":
+                # The answer's items carry exactly the page's example keys (id, content, role).
+                return {"role": "assistant", "content": content, "id": message_id}
             return {"section_id": conversation.section_id, "bot_id": str(run.bot.bot_id), "role": "assistant",
                     "type": kind, "content_type": content_type, "content": content,
                     "conversation_id": conversation.conversation_id, "chat_id": chat_id, "id": message_id}

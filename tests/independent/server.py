@@ -97,7 +97,8 @@ routes; wrong methods; body size limits                                     know
 =========================================  ===============================  ==========================================
 
 Outside the table (READING "Levels"): HTTP/1.0, every response delimited by the close (no
-Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); JSON answers with every
+Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); a create answered with HTTP 201
+(the page gives no success status); JSON answers with every
 non-ASCII character as a JSON escape (event streams in raw UTF-8); the 401's msg empty
 (READING "Error envelope": msg a string); JSON keys in another
 order than the page's (``data`` first, ``code`` last) and extra keys (``detail.logid`` in
@@ -665,7 +666,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # Keys in another order than the page's, and an extra "detail" (READING "Levels").
         payload: dict[str, Any] = {"data": data} if with_data else {}
         payload.update({"detail": {"logid": logid()}, "msg": SUCCESS_MSG, "code": 0})
-        self._send_json(200, payload)
+        # 201 Created for a create: the page fixes no success status (READING "Error
+        # envelope": a response is an error when status >= 400 or code != 0).
+        self._send_json(201 if self.path.startswith("/api/draftbot/create") else 200, payload)
 
     def _read_body(self) -> tuple[bytes, bool]:
         """Read the whole request body; return (body, oversized). An oversized body is

@@ -53,7 +53,8 @@ def call(server: IndependentServer, method: str, path: str, body: Any = None, *,
 
 
 def ok_data(response: httpx.Response) -> Any:
-    assert response.status_code == 200, response.text
+    created = response.request.url.path == "/api/draftbot/create"
+    assert response.status_code == (201 if created else 200), response.text
     envelope = response.json()
     assert envelope["code"] == 0 and envelope["msg"] == "ok", envelope
     assert list(envelope)[-1] == "code" and isinstance(envelope["detail"]["logid"], str)
@@ -494,7 +495,7 @@ def test_stop_lets_an_accepted_request_finish() -> None:
         while chunk := sock.recv(65536):
             received += chunk
         stopper.join(5)
-    assert received.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert received.startswith(b"HTTP/1.0 201 Created\r\n")
     assert b'"code":0' in received
 
 
@@ -600,9 +601,9 @@ CODES = {0, 400, 401, 403, 404, 429, 500}
 @given(path=st.sampled_from(POST_PATHS), body=BODIES)
 def test_arbitrary_json_never_gets_a_5xx(server: IndependentServer, path: str, body: Any) -> None:
     """Bad input gets an error envelope with a 4xx code (or, when it happens to be valid, a
-    success), never a 5xx: always HTTP 200 here."""
+    success), never a 5xx: always HTTP 200 here (201 for a successful create)."""
     response = call(server, "POST", path, body)
-    assert response.status_code == 200, response.text
+    assert response.status_code in (200, 201), response.text
     if response.headers["Content-Type"].startswith("application/json"):
         code = response.json()["code"]
         assert code in CODES and code < 500
@@ -699,7 +700,7 @@ def test_rate_limits_per_group_and_principal(limit: int, method: str, path: str)
         reset = email.utils.parsedate_to_datetime(refused.headers["Retry-After"]).timestamp()
         assert time.time() - 1 < reset <= time.time() + 60
         other = create_bot(limited, principal="alice", publish=False)
-        assert call(limited, method, path.replace(str(bot), str(other)), body).status_code == 200
+        ok_data(call(limited, method, path.replace(str(bot), str(other)), body))
 
 
 def test_errors_give_their_slot_back() -> None:

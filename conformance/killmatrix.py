@@ -186,12 +186,13 @@ def subjects(faults: Mapping[str, Any] | None = None, variants: Mapping[str, Any
             declares=INDEPENDENT_DECLARES,
             description="tests/independent/server.py: stdlib http.server, HTTP/1.0, written from the page alone;"
             " takes the reading the reference server does not wherever READING leaves a choice (its module"
-            " docstring's table): auth by class, only body conversation_id, integer conversation/message ids and"
-            " string bot ids, no start events, `error`/`done` events, no payload `event` key, BOM/retry/id/"
-            "multi-line data/CRLF framing, kept open after `done`, msg \"ok\", cancel `data: null`, errors with"
-            " HTTP 200 and no data, 400/404 for unknown/another's ids, new conversation for an unseen id,"
-            " chat.completed after a cancel, 400 for a late cancel, fixed-window limiter per user_id not"
-            " counting errors with a dated Retry-After, the run always an envelope.",
+            " docstring's table): auth by class, only body conversation_id, integer conversation/message ids,"
+            " string chat and bot ids, no start events, `error`/`done` events, no payload `event` key, verbose and"
+            " follow_up messages beside the answer, BOM/retry/data-less ping/id/multi-line data/CRLF framing with"
+            " CR and LF in separate writes, kept open after `done`, msg \"ok\", cancel `data: null`, errors with"
+            " HTTP 200 and no data, 201 for a create, 400/404 for unknown/another's ids, a new conversation for an"
+            " unseen id, chat.completed then the close after a cancel, 400 for a late cancel, a fixed-window"
+            " limiter per user_id not counting errors with a dated Retry-After, the run always an envelope.",
             reading="Every \"Known ambiguities\" row (tests/independent/server.py docstring)",
         ),
     }

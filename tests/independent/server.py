@@ -56,7 +56,9 @@ SSE line format                            LF, a space, no extras           BOM,
                                                                             dispatched), CRLF, no space after the
                                                                             colon, an ``id:`` per event,
                                                                             every payload over several ``data:``
-                                                                            lines, ``: keep-alive`` comments,
+                                                                            lines, ``: keep-alive`` comments, each
+                                                                            event sent in two writes cut between
+                                                                            the CR and LF of its last line end,
                                                                             ``;charset=UTF-8`` (no space, upper case)
 Payload of chat.created / in_progress /    a chat object                    created/in_progress never sent; a
 failed                                                                      chat.failed (server stop only) is ``{}``
@@ -69,8 +71,9 @@ Error envelope                             ``"data": null``                 no `
 HTTP status of errors                      equal to the code                HTTP 200 for every error, 401 and 429
                                                                             included (declares ERR-003)
 Unknown bot / conversation id              404                              400
-Another principal's bot or conversation    403                              404 (bots; a chat naming another's
-                                                                            conversation starts a new one, below)
+Another principal's bot or conversation    403                              404 (bots, a cancel; a chat naming
+                                                                            another's conversation starts a new
+                                                                            one, below)
 Update vs online version                   /v1/bots/:id shows the draft     /v1/bots/:id shows the online version
                                                                             once published (the draft before)
 Publish version                            1, then +1                       same, because it is the SHOULD and the
@@ -937,6 +940,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
 
+    def _write_split(self, chunk: bytes) -> None:
+        """Write an event in two sends cut between the CR and the LF of its last line end, so
+        a reader may see the CR end one read and the LF begin the next (one line end, not
+        two: WHATWG)."""
+        cut = len(chunk) - 1 if chunk.endswith(b"\r\n") else len(chunk)
+        self.wfile.write(chunk[:cut])
+        self.wfile.flush()
+        time.sleep(0.001)  # let the first send leave before the second
+        self.wfile.write(chunk[cut:])
+
     def _error_stream(self, error: ApiError) -> None:
         """An error of a stream: true chat: ``error`` with the error section's payload,
         then the terminal event (READING "Terminal event": if one is sent it is last)."""
@@ -977,7 +990,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             for name, payload in self._events(run, chat_id, history, control, sent):
                 if name == TERMINAL_EVENT:
                     end()
-                self.wfile.write(writer.event(name, payload))
+                self._write_split(writer.event(name, payload))
             self.wfile.flush()
             if not control.halt.is_set():
                 # READING "After the terminal event": kept open; the client closes.

@@ -1,6 +1,6 @@
 """An independent Coze Plus Agent API server, written from the spec page alone.
 
-It exists to prove the suite's precision (issue 7, item 3): a server by different hands
+It exists to prove the suite's precision: a server by different hands
 than ``conformance/reference/``, speaking the other legal readings of READING.md, must
 pass the suite. It imports nothing from ``conformance`` (a test checks this).
 """

@@ -1,27 +1,119 @@
 """A clean Coze Plus Agent API server on the standard library, from the spec page alone.
 
 Written from ``agent-api.zh.md`` and ``READING.md`` only, by other hands than
-``conformance/reference/`` and importing nothing from ``conformance`` (issue 7, item 3):
-a suite that passes only servers sharing its authors' misreadings proves little. Wherever
-READING.md allows a choice this server takes the *other* legal reading, so the suite is
-exercised on it:
+``conformance/reference/``, and importing nothing from ``conformance``: a suite that
+passes only servers sharing its authors' misreadings proves little. Wherever the page
+leaves a choice this server takes the *other* legal reading from the reference server's
+default (``conformance/reference/config.py``), all at once, so that the suite is shown to
+accept the combination -- and every SHOULD it thereby breaks is declared in the kill
+matrix (``INDEPENDENT_DECLARES`` in ``conformance/killmatrix.py``).
 
-* wire: ``http.server`` speaking HTTP/1.0, every response delimited by connection close
-  (no Content-Length, ``Connection: close``) -- unlike uvicorn's chunked HTTP/1.1;
-* ids: conversation / message / chat ids are strings (``conv_7f3a…``); bot ids are
-  19-digit JSON integers above 2**53 (READING "Id types");
-* SSE: no start events (READING "Stream start events"), CRLF line ends, no space after
-  the colon, ``: keep-alive`` comments, payload keys in another order than the page's
-  example, a completed ``verbose`` message without deltas before the answer (READING
-  "Messages in a stream"), ``Content-Type: text/event-stream; charset=utf-8``;
-* errors: another principal's bot or conversation is 404 (not 403), unknown ids are 400
-  (READING "Unknown bot / conversation id"), ``{"code":N,"msg":…,"data":null}`` with HTTP
-  status N; success ``msg`` is ``"ok"`` -- a legal deviation from the SHOULD ``"success"``
-  (READING "Success msg, data");
-* auth: Bearer and the ``session_key`` cookie both accepted on every endpoint (READING
-  "Auth per endpoint": the other mode is SHOULD);
-* rate limits: the page's table as a FIXED window per principal and group, 429 with
-  ``Retry-After`` as an HTTP date (READING "Retry-After", "Rate-limit groups").
+READING row by row ("Known ambiguities"; ref = the reference server's default):
+
+=========================================  ===============================  ==========================================
+READING row                                reference's choice               independent's choice
+=========================================  ===============================  ==========================================
+Auth per endpoint                          both modes everywhere            by class only: Bearer on /v1 and /v3, the
+                                                                            ``session_key`` cookie on /api
+                                                                            (declares AUTH-003, AUTH-004)
+Conversation id in a chat request          ConversationID, conversation_id  body ``conversation_id`` only; the
+                                           and ?conversation_id= all        others are type-checked, then ignored
+                                           honoured                         (declares CHAT-CONV-002)
+Id types                                   conversation/message/chat ids    conversation, message (and section)
+                                           digit strings; bot_id a JSON     ids are JSON integers above 2**53, chat
+                                           integer; requests' bot_id        ids ``chat_…`` strings; every bot_id of
+                                           integer or string                an answer is a decimal string; a
+                                                                            request's id only in
+                                                                            its table's type (/v3/chat bot_id a
+                                                                            string, /api bot_id and agent_id
+                                                                            integers, conversation ids a string of
+                                                                            digits or an integer)
+``query`` and ``user_id`` in /v3/chat      user_id required, query ignored  same, because the table wins (no other
+                                                                            reading)
+additional_messages[].content_type         either key                       same, because it is the only reading
+Content types                              all five accepted                ``file`` refused with 400 (no
+                                                                            requirement); text, image,
+                                                                            object_string, card accepted
+Stream start events                        sent                             omitted (declares CHAT-SSE-005)
+``event`` key in SSE payloads              on every payload                 on none (declares CHAT-SSE-016)
+Error event                                ``conversation.error``           ``error`` with ``{"code","msg"}``
+Errors on a streaming request              an error event                   mixed: errors found by the chat handler
+                                                                            (fields, bot, messages) are a 200 event
+                                                                            stream of ``error`` then ``done``;
+                                                                            errors found before it (auth, rate
+                                                                            limit, unparseable body, ``stream`` of
+                                                                            the wrong type) are the envelope
+Terminal event                             ``conversation.stream.done``     ``done``, payload ``{}`` (declares
+                                                                            CHAT-SSE-013); also after an error event
+After the terminal event                   closed at once                   kept open 1.5 s, then closed
+Messages in a stream                       one message with deltas          a ``verbose`` message completed without
+                                                                            deltas, the answer with deltas, then a
+                                                                            ``follow_up`` message without deltas;
+                                                                            the answer's items carry only the
+                                                                            example's id, content and role
+SSE line format                            LF, a space, no extras           BOM, ``retry:`` first, an ``event:ping``
+                                                                            block without data (no event
+                                                                            dispatched), CRLF, no space after the
+                                                                            colon, an ``id:`` per event,
+                                                                            every payload over several ``data:``
+                                                                            lines, ``: keep-alive`` comments, each
+                                                                            event sent in two writes cut between
+                                                                            the CR and LF of its last line end,
+                                                                            ``;charset=UTF-8`` (no space, upper case)
+Payload of chat.created / in_progress /    a chat object                    created/in_progress never sent; a
+failed                                                                      chat.failed (server stop only) is ``{}``
+Usage                                      total = prompt + completion      same, because anything else breaks the
+                                                                            SHOULD without being a reading
+Success ``msg``, ``data``                  ``"success"``; cancel: no data   ``"ok"`` (declares ENV-002); cancel:
+                                                                            ``"data": null`` (``cancel_data``; see
+                                                                            below)
+Error envelope                             ``"data": null``                 no ``data`` key (declares ERR-002)
+HTTP status of errors                      equal to the code                HTTP 200 for every error, 401 and 429
+                                                                            included (declares ERR-003)
+Unknown bot / conversation id              404                              400
+Another principal's bot or conversation    403                              404 (bots, a cancel; a chat naming
+                                                                            another's conversation starts a new
+                                                                            one, below)
+Update vs online version                   /v1/bots/:id shows the draft     /v1/bots/:id shows the online version
+                                                                            once published (the draft before)
+Publish version                            1, then +1                       same, because it is the SHOULD and the
+                                                                            only integer reading
+Fields the API cannot set                  model absent, tools ``[]``       ``model: ""`` on both info endpoints,
+                                                                            ``tools`` absent
+Chat with a draft bot                      refused (400)                    answered with the draft
+Chat with an unknown / another's           refused (404 / 403)              a new conversation with a new id
+ConversationID
+Cancel                                     chat.failed and the terminal     chat.completed (the partial answer),
+                                           event on the stream; 0 after     then the close without a terminal event;
+                                           the end; unknown 404             400 after the end; unknown 400
+"per user" in the rate-limit table         the principal                    the chat group per principal and body
+                                                                            ``user_id`` (the principal alone where
+                                                                            there is none)
+Rate-limit groups                          sliding log; every request       fixed window opened by a key's first
+                                           counts; cancel in chat           request; error answers give their slot
+                                                                            back; cancel not limited
+``Retry-After``                            seconds                          an HTTP date
+Timestamps                                 seconds                          same, because it is the only reading
+/api/conversation/chat response            as asked by ``stream``           always an envelope (``stream: true`` too)
+never-published online info; unknown       404; 404; 404; 1 MiB limit       400; 404; 400 for a wrong method on a
+routes; wrong methods; body size limits                                     known path; bodies up to 4 MiB accepted
+=========================================  ===============================  ==========================================
+
+Outside the table (READING "Levels"): HTTP/1.0, every response delimited by the close (no
+Content-Length, no chunking -- unlike uvicorn's HTTP/1.1); a create answered with HTTP 201
+(the page gives no success status); JSON answers with every
+non-ASCII character as a JSON escape (event streams in raw UTF-8); the 401's msg empty
+(READING "Error envelope": msg a string); JSON keys in another
+order than the page's (``data`` first, ``code`` last) and extra keys (``detail.logid`` in
+every envelope, ``section_id`` and others in the verbose and follow-up message objects),
+but the non-stream chat answer with exactly the page's six fields; error ``msg`` texts of its own; the
+fake model's answer text of its own.
+
+``cancel_data`` (constructor; default from the environment variable
+``INDEPENDENT_CANCEL_DATA``, else ``"null"``): a successful cancel answers
+``"data": null`` (``"null"``) or without a data key (``"absent"``, the reference's and the
+page's form). READING "Success `msg`, `data`": "data MUST on success except cancel", so
+both are legal.
 """
 
 from __future__ import annotations
@@ -30,6 +122,7 @@ import argparse
 import http.cookies
 import json
 import math
+import os
 import re
 import secrets
 import socket
@@ -51,32 +144,44 @@ DEFAULT_PRINCIPALS: Mapping[str, tuple[str, str]] = {
 }
 
 #: The page's rate-limit table ("速率限制"): requests per minute per user and group.
-#: Cancel is counted with chat (READING "Rate-limit groups": chat or none).
+#: Cancel is in no group (READING "Rate-limit groups": chat or none).
 RATE_LIMITS: Mapping[str, int] = {"chat": 60, "management": 30, "info": 100}
 WINDOW_SECONDS = 60
 
-#: Bodies above this size are refused with 400 (READING: "a huge body may be accepted or
-#: refused with a 4xx, never a 5xx").
-MAX_BODY = 1024 * 1024
+#: Bodies up to this size are accepted (READING: "a huge body may be accepted or refused
+#: with a 4xx, never a 5xx"); above it they are refused with 400.
+MAX_BODY = 4 * 1024 * 1024
 #: Beyond this an oversized body is not even drained; the connection is dropped.
 MAX_DRAIN = 64 * 1024 * 1024
 
 #: The error codes of the page's table ("错误码"); every error answer uses one of them.
 LISTED_CODES = frozenset({400, 401, 403, 404, 429, 500})
 
-#: The content types of the message table plus ``file`` from the content-type table
-#: (READING "Content types": file carries no requirement, accepting it is harmless).
-CONTENT_TYPES = frozenset({"text", "image", "file", "object_string", "card"})
+#: The content types this server takes: the message table's four. ``file`` (the
+#: content-type table only) is refused -- READING "Content types": no requirement.
+CONTENT_TYPES = frozenset({"text", "image", "object_string", "card"})
 
-#: A comment line is sent after every this many events (the SSE grammar allows comments
-#: anywhere; READING "Never fail a server for … SSE comments").
+#: A comment line is sent after every this many events (READING "Levels": never fail a
+#: server for SSE comments).
 KEEPALIVE_EVERY = 3
+#: The ``retry:`` line opening every stream, in milliseconds.
+RETRY_MS = 3000
+#: Seconds a stream stays open after its terminal event (READING "After the terminal
+#: event": the client closes; it reads at most 1 s more).
+KEEP_OPEN_SECONDS = 1.5
+
+#: The follow-up suggestion message sent after every complete answer.
+FOLLOW_UP = "还有什么可以帮您?"
 
 SUCCESS_MSG = "ok"  # legal SHOULD deviation from "success" (READING "Success msg, data")
+TERMINAL_EVENT = "done"  # the EventSource example's name (READING "Terminal event")
+ERROR_EVENT = "error"  # the error section's name (READING "Error event")
+CANCEL_DATA_CHOICES = ("null", "absent")
+CANCEL_DATA_ENV = "INDEPENDENT_CANCEL_DATA"
 
 
 class ApiError(Exception):
-    """An error answered with the page's envelope and HTTP status equal to the code."""
+    """An error, answered with the page's envelope less ``data`` and HTTP status 200."""
 
     def __init__(self, code: int, msg: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(msg)
@@ -104,12 +209,17 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def dump_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON; falls back to ASCII escapes when a string holds a lone surrogate."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+def dump_json(value: Any, indent: str | None = None, *, ascii_only: bool = False) -> bytes:
+    """JSON, compact or indented (multi-line ``data:``): raw UTF-8, or every non-ASCII
+    character as a JSON escape (``ascii_only``, and whenever a string holds a lone
+    surrogate)."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    if not ascii_only:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=separators, indent=indent).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+    return json.dumps(value, separators=separators, indent=indent).encode("ascii")
 
 
 # --------------------------------------------------------------------------- fields
@@ -159,7 +269,7 @@ def opt_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def req_int64(body: Mapping[str, Any], key: str) -> int:
-    """An ``int64`` field (``/api/*`` tables): a JSON integer, never a bool or a float."""
+    """An ``int64`` field (``/api/*`` tables): a JSON integer only, never a string."""
     if key not in body:
         raise _missing(key)
     value = body[key]
@@ -176,16 +286,31 @@ def id_from_text(text: str, key: str) -> int:
 
 
 def req_chat_bot_id(body: Mapping[str, Any]) -> int:
-    # The chat table says string ("JSON 中以字符串格式传输") while the page's multimodal
-    # example sends an integer: both forms are taken, anything else is 400.
+    # The chat table: "JSON 中以字符串格式传输". Only the string form is taken (READING
+    # "Id types": requests send each id in the type its table gives).
     if "bot_id" not in body:
         raise _missing("bot_id")
     value = body["bot_id"]
-    if isinstance(value, str):
-        return id_from_text(value, "bot_id")
+    if not isinstance(value, str):
+        raise _wrong("bot_id", "a decimal string")
+    return id_from_text(value, "bot_id")
+
+
+def conversation_ref(body: Mapping[str, Any], key: str) -> int | str | None:
+    """A conversation id of a request: digits (string) or a JSON integer -> the int; any
+    other non-empty string is returned as it is (it names no conversation of this server)."""
+    if key not in body:
+        return None
+    value = body[key]
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise _wrong("bot_id", "a decimal string")
+    if not isinstance(value, str):
+        raise _wrong(key, "a string")
+    if not value.strip():
+        raise ApiError(400, f"invalid {key}: empty")
+    if value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -230,19 +355,25 @@ def parse_messages(body: Mapping[str, Any]) -> list[Message]:
 # --------------------------------------------------------------------------- ids
 
 
-def new_bot_id() -> int:
+def new_id() -> int:
     """19 decimal digits, above 2**53 and within int64: a float would corrupt it."""
     low = 10**18
     return low + secrets.randbelow(2**63 - 1 - low)
 
 
-def new_text_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
+def new_chat_id() -> str:
+    """Chat ids are strings, unlike the integer conversation and message ids: READING "Id
+    types" lets each kind be either, independently."""
+    return f"chat_{secrets.token_hex(8)}"
 
 
 def now_seconds() -> int:
     # Timestamps in seconds since the epoch, like the page's 1704067200.
     return int(time.time())
+
+
+def logid() -> str:
+    return secrets.token_hex(12)
 
 
 # --------------------------------------------------------------------------- store
@@ -275,9 +406,10 @@ class StreamControl:
 
 @dataclass
 class Conversation:
-    conversation_id: str
+    conversation_id: int
     owner: str
     bot_id: int
+    section_id: int = field(default_factory=new_id)
     history: list[Message] = field(default_factory=list)
 
 
@@ -287,8 +419,8 @@ class Store:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.bots: dict[int, Bot] = {}
-        self.conversations: dict[str, Conversation] = {}
-        self.controls: dict[int, tuple[str, StreamControl]] = {}
+        self.conversations: dict[int, Conversation] = {}
+        self.controls: dict[int, tuple[int, StreamControl]] = {}
         self.closing = False
 
     def bot(self, bot_id: int, principal: str) -> Bot:
@@ -299,15 +431,27 @@ class Store:
             raise ApiError(404, "bot not found")  # another's: 404, not 403 (READING)
         return bot
 
-    def conversation(self, conversation_id: str, principal: str) -> Conversation:
-        conversation = self.conversations.get(conversation_id)
+    def conversation(self, ref: int | str, principal: str) -> Conversation:
+        conversation = self.conversations.get(ref) if isinstance(ref, int) else None
         if conversation is None:
             raise ApiError(400, "invalid conversation_id")
         if conversation.owner != principal:
             raise ApiError(404, "conversation not found")
         return conversation
 
-    def register(self, conversation_id: str) -> tuple[int, StreamControl]:
+    def visible(self, ref: int | str, principal: str) -> Conversation | None:
+        conversation = self.conversations.get(ref) if isinstance(ref, int) else None
+        return conversation if conversation is not None and conversation.owner == principal else None
+
+    def new_conversation(self, principal: str, bot_id: int) -> Conversation:
+        conversation_id = new_id()
+        while conversation_id in self.conversations:
+            conversation_id = new_id()
+        conversation = Conversation(conversation_id, principal, bot_id)
+        self.conversations[conversation_id] = conversation
+        return conversation
+
+    def register(self, conversation_id: int) -> tuple[int, StreamControl]:
         control = StreamControl()
         with self.lock:
             if self.closing:  # a stream accepted while the server stops ends at once
@@ -321,12 +465,13 @@ class Store:
         with self.lock:
             self.controls.pop(key, None)
 
-    def halt(self, reason: str, conversation_id: str | None = None, *, closing: bool = False) -> int:
+    def halt(self, reason: str, conversation_id: int | None = None, *, closing: bool = False) -> int:
         """Halt the in-flight streams of one conversation (or all); return how many.
         ``closing`` also halts every stream registered from now on."""
         with self.lock:
             self.closing = self.closing or closing
-            chosen = [c for conv, c in self.controls.values() if conversation_id in (None, conv)]
+            chosen = [c for conv, c in self.controls.values()
+                      if conversation_id is None or conv == conversation_id]
         for control in chosen:
             control.reason = reason
             control.halt.set()
@@ -337,10 +482,11 @@ class Store:
 
 
 class FixedWindowLimiter:
-    """The page's per-user limits as fixed windows (the reference uses a sliding one).
+    """The page's per-user limits as fixed windows (the reference uses a sliding log).
 
     A key's window opens at its first request (on a whole second, so the reset instant is
-    an exact HTTP date) and lasts 60 s; the count resets when it ends.
+    an exact HTTP date) and lasts the window; the count resets when it ends. ``refund``
+    gives a request's slot back (error answers do not count here).
     """
 
     def __init__(self, limits: Mapping[str, int], window: float = WINDOW_SECONDS,
@@ -351,17 +497,27 @@ class FixedWindowLimiter:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def hit(self, principal: str, group: str) -> float | None:
-        """Count one request; return the epoch second the window resets if over the limit."""
+    def hit(self, key: str, group: str) -> float | None:
+        """Count one request; return the epoch second the window resets if over the limit
+        (a refused request takes no slot)."""
         now = self._clock()
-        key = (principal, group)
         with self._lock:
-            start, count = self._windows.get(key, (math.floor(now), 0))
+            start, count = self._windows.get((key, group), (math.floor(now), 0))
             if now >= start + self._window:
                 start, count = math.floor(now), 0
-            count += 1
-            self._windows[key] = (start, count)
-        return start + self._window if count > self._limits[group] else None
+            if count >= self._limits[group]:
+                self._windows[(key, group)] = (start, count)
+                return start + self._window
+            self._windows[(key, group)] = (start, count + 1)
+        return None
+
+    def refund(self, key: str, group: str) -> None:
+        """Give back the slot of a request of the current window."""
+        now = self._clock()
+        with self._lock:
+            start, count = self._windows.get((key, group), (now, 0))
+            if count > 0 and now < start + self._window:
+                self._windows[(key, group)] = (start, count - 1)
 
 
 # --------------------------------------------------------------------------- fake model
@@ -385,12 +541,34 @@ def usage_of(history: list[Message], completion: int) -> dict[str, int]:
 # --------------------------------------------------------------------------- SSE
 
 
-def sse_event(name: str, payload: Mapping[str, Any]) -> bytes:
-    # No space after the colon and CRLF line ends: both legal (READING "SSE line format").
-    return b"event:" + name.encode("ascii") + b"\r\ndata:" + dump_json(payload) + b"\r\n\r\n"
+class SseWriter:
+    """The stream's framing (READING "SSE line format"): a BOM and ``retry:`` first, CRLF
+    line ends, no space after the colon, an ``id:`` per event, every payload over several
+    ``data:`` lines (indented JSON: the lines joined with LF are the JSON again), and a
+    comment after every KEEPALIVE_EVERY events."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @staticmethod
+    def preamble() -> bytes:
+        # Then a heartbeat block without a data line: its data buffer stays empty, so WHATWG
+        # dispatches no event for it and the stream's first event is still the next one.
+        # (A ``data:`` line, even an empty one, would dispatch a ``ping`` with data "".)
+        return "\ufeff".encode() + b"retry:" + str(RETRY_MS).encode() + b"\r\n\r\n" + HEARTBEAT
+
+    def event(self, name: str, payload: Mapping[str, Any]) -> bytes:
+        self.count += 1
+        # Tab-indented: no data line starts with the space a reader would strip.
+        lines = dump_json(payload, indent="\t").split(b"\n")
+        out = b"id:" + str(self.count).encode() + b"\r\nevent:" + name.encode("ascii") + b"\r\n"
+        out += b"".join(b"data:" + line + b"\r\n" for line in lines) + b"\r\n"
+        if self.count % KEEPALIVE_EVERY == 0:
+            out += b": keep-alive\r\n\r\n"
+        return out
 
 
-KEEPALIVE = b": keep-alive\r\n\r\n"
+HEARTBEAT = b"event:ping\r\n\r\n"
 
 
 @dataclass(frozen=True)
@@ -411,20 +589,23 @@ class ChatRun:
 class Route:
     method: str
     pattern: re.Pattern[str]
-    group: str
+    group: str | None  # the rate-limit group; None: not limited
     action: str  # the handler method's name
     json_body: bool
+    #: The auth mode of the endpoint's class (READING "Auth per endpoint"): "bearer" on
+    #: /v1 and /v3 (OpenAPI), "cookie" on /api (WebAPI); only that mode is accepted.
+    mode: str
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", re.compile(r"/v3/chat"), "chat", "chat_v3", True),
-    Route("POST", re.compile(r"/v3/chat/cancel"), "chat", "chat_cancel", True),
-    Route("POST", re.compile(r"/api/conversation/chat"), "chat", "conversation_chat", True),
-    Route("POST", re.compile(r"/api/draftbot/create"), "management", "draftbot_create", True),
-    Route("POST", re.compile(r"/api/draftbot/update_display_info"), "management", "draftbot_update", True),
-    Route("POST", re.compile(r"/api/draftbot/publish"), "management", "draftbot_publish", True),
-    Route("GET", re.compile(r"/v1/bot/get_online_info"), "info", "online_info", False),
-    Route("GET", re.compile(r"/v1/bots/([^/]+)"), "info", "bot_get", False),
+    Route("POST", re.compile(r"/v3/chat"), "chat", "chat_v3", True, "bearer"),
+    Route("POST", re.compile(r"/v3/chat/cancel"), None, "chat_cancel", True, "bearer"),
+    Route("POST", re.compile(r"/api/conversation/chat"), "chat", "conversation_chat", True, "cookie"),
+    Route("POST", re.compile(r"/api/draftbot/create"), "management", "draftbot_create", True, "cookie"),
+    Route("POST", re.compile(r"/api/draftbot/update_display_info"), "management", "draftbot_update", True, "cookie"),
+    Route("POST", re.compile(r"/api/draftbot/publish"), "management", "draftbot_publish", True, "cookie"),
+    Route("GET", re.compile(r"/v1/bot/get_online_info"), "info", "online_info", False, "bearer"),
+    Route("GET", re.compile(r"/v1/bots/([^/]+)"), "info", "bot_get", False, "bearer"),
 )
 
 
@@ -441,6 +622,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 30  # a stalled client cannot hold a thread forever
     server: _Server
+    #: Whether the answer of this request was an error (its rate-limit slot is given back).
+    answered_error = False
 
     # ------------------------------------------------------------ plumbing
 
@@ -459,15 +642,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own errors (bad request line, unknown method …) get the envelope
-        # too, with a listed code; an unsupported method is "no such route" (404).
-        mapped = code if code in LISTED_CODES else (404 if code == 501 else 400)
+        # too, with a listed code.
+        mapped = code if code in LISTED_CODES else 400
         self.close_connection = True
         self._send_envelope_error(ApiError(mapped, message or "bad request"))
 
     def _send_json(self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
-        body = dump_json(payload)
+        body = dump_json(payload, ascii_only=True)  # JSON escapes, not raw UTF-8
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        # RFC 9110: no whitespace is needed before a parameter, and charset is case-insensitive.
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -476,13 +660,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_envelope_error(self, error: ApiError) -> None:
-        self._send_json(error.code, {"code": error.code, "msg": error.msg, "data": None}, error.headers)
+        # No data key (READING "Error envelope": absent is accepted) and HTTP 200 (READING
+        # "HTTP status of errors": the body code decides), 401 and 429 included.
+        self.answered_error = True
+        self._send_json(200, {"detail": {"logid": logid()}, "msg": error.msg, "code": error.code}, error.headers)
 
-    def _send_ok(self, data: Mapping[str, Any] | None) -> None:
-        payload: dict[str, Any] = {"code": 0, "msg": SUCCESS_MSG}
-        if data is not None:
-            payload["data"] = data
-        self._send_json(200, payload)
+    def _send_ok(self, data: Any, *, with_data: bool = True) -> None:
+        # Keys in another order than the page's, and an extra "detail" (READING "Levels").
+        payload: dict[str, Any] = {"data": data} if with_data else {}
+        payload.update({"detail": {"logid": logid()}, "msg": SUCCESS_MSG, "code": 0})
+        # 201 Created for a create: the page fixes no success status (READING "Error
+        # envelope": a response is an error when status >= 400 or code != 0).
+        self._send_json(201 if self.path.startswith("/api/draftbot/create") else 200, payload)
 
     def _read_body(self) -> tuple[bytes, bool]:
         """Read the whole request body; return (body, oversized). An oversized body is
@@ -556,21 +745,35 @@ class _RequestHandler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         query = parse_qs(split.query, keep_blank_values=True)
         body, oversized = self._read_body()
+        known_path = False
         for route in ROUTES:
             match = route.pattern.fullmatch(path)
+            known_path = known_path or match is not None
             if match is not None and route.method == self.command:
                 break
         else:
-            raise ApiError(404, "no such route")  # wrong methods included
+            if known_path:  # a wrong method on a documented path: bad request (no requirement)
+                raise ApiError(400, f"method {self.command} not allowed here")
+            raise ApiError(404, "no such route")
         owner = self.server.owner
-        principal = owner._authenticate(self.headers)
-        owner._rate_limit(principal, route.group)
-        fields: dict[str, Any] = {}
-        if route.json_body:
-            if oversized:
-                raise ApiError(400, "request body too large")
-            fields = parse_json_object(body)
-        getattr(self, route.action)(principal, fields, query, match.groups())
+        principal = owner._authenticate(self.headers, route.mode)
+        limit_key = None
+        if route.group is not None:
+            limit_key = owner._limit_key(principal, route.group, body)
+            owner._rate_limit(limit_key, route.group)
+        try:
+            fields: dict[str, Any] = {}
+            if route.json_body:
+                if oversized:
+                    raise ApiError(400, "request body too large")
+                fields = parse_json_object(body)
+            getattr(self, route.action)(principal, fields, query, match.groups())
+        except ApiError:
+            self.answered_error = True
+            raise
+        finally:
+            if limit_key is not None and route.group is not None and self.answered_error:
+                owner._refund(limit_key, route.group)  # only successes count here
 
     # ------------------------------------------------------------ bots
 
@@ -584,14 +787,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         store = self.server.owner.store
         stamp = now_seconds()
         with store.lock:
-            bot_id = new_bot_id()
+            bot_id = new_id()
             while bot_id in store.bots:
-                bot_id = new_bot_id()
+                bot_id = new_id()
             bot = Bot(bot_id, principal, name, description, icon_url, prompt, model, stamp, stamp)
             store.bots[bot_id] = bot
-            data = {"bot_id": bot.bot_id, "name": bot.name, "description": bot.description,
-                    "icon_url": bot.icon_url, "status": "draft",
-                    "created_at": bot.created_at, "updated_at": bot.updated_at}
+            data = {"updated_at": bot.updated_at, "created_at": bot.created_at, "status": "draft",
+                    "icon_url": bot.icon_url, "description": bot.description, "name": bot.name,
+                    "bot_id": str(bot.bot_id)}
         self._send_ok(data)
 
     def draftbot_update(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
@@ -606,8 +809,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 setattr(bot, key, value)
             bot.updated_at = now_seconds()
             # The update response echoes the new values (READING "Update vs online version").
-            data = {"bot_id": bot.bot_id, "name": bot.name, "description": bot.description,
-                    "icon_url": bot.icon_url, "updated_at": bot.updated_at}
+            data = {"updated_at": bot.updated_at, "icon_url": bot.icon_url, "description": bot.description,
+                    "name": bot.name, "bot_id": str(bot.bot_id)}
         self._send_ok(data)
 
     def draftbot_publish(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
@@ -620,9 +823,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             bot.version += 1  # 1, then 2, … (READING "Publish version")
             bot.published_at = bot.updated_at = stamp
             bot.online = {"name": bot.name, "description": bot.description, "icon_url": bot.icon_url,
-                          "model": bot.model, "prompt": bot.prompt}
-            data = {"bot_id": bot.bot_id, "version": bot.version, "status": "online",
-                    "published_at": bot.published_at}
+                          "model": bot.model, "prompt": bot.prompt, "updated_at": stamp}
+            data = {"published_at": bot.published_at, "status": "online", "version": bot.version,
+                    "bot_id": str(bot.bot_id)}
         self._send_ok(data)
 
     def online_info(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
@@ -636,14 +839,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             bot = store.bot(bot_id, principal)
             if bot.online is None:
                 # Never published: no online version exists (READING: no requirement).
-                raise ApiError(404, "bot has no online version")
+                raise ApiError(400, "bot is not published")
             snapshot = bot.online
-            data: dict[str, Any] = {"bot_id": bot.bot_id, "name": snapshot["name"],
-                                    "description": snapshot["description"], "icon_url": snapshot["icon_url"],
-                                    "version": bot.version, "status": "online"}
-            if snapshot["model"] is not None:
-                data["model"] = snapshot["model"]  # absent when never set (READING)
-            data["published_at"] = bot.published_at
+            # model "" when never set (READING "Fields the API cannot set": empty or absent).
+            data = {"published_at": bot.published_at, "model": snapshot["model"] or "", "status": "online",
+                    "version": bot.version, "icon_url": snapshot["icon_url"],
+                    "description": snapshot["description"], "name": snapshot["name"], "bot_id": str(bot.bot_id)}
         self._send_ok(data)
 
     def bot_get(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
@@ -652,59 +853,70 @@ class _RequestHandler(BaseHTTPRequestHandler):
         store = self.server.owner.store
         with store.lock:
             bot = store.bot(bot_id, principal)
-            # The draft's current values: READING lets /v1/bots/:id show an update before
-            # the next publish.
-            data: dict[str, Any] = {"bot_id": bot.bot_id, "name": bot.name, "description": bot.description,
-                                    "icon_url": bot.icon_url, "version": bot.version,
-                                    "status": "online" if bot.online is not None else "draft"}
-            if bot.model is not None:
-                data["model"] = bot.model
-            data.update({"prompt": bot.prompt, "tools": [],
-                         "created_at": bot.created_at, "updated_at": bot.updated_at})
-            if bot.published_at is not None:
-                data["published_at"] = bot.published_at
+            # The online version once published, the draft before (READING "Update vs
+            # online version": /v1/bots/:id need not show an update before the publish).
+            shown: dict[str, Any] = bot.online if bot.online is not None else {
+                "name": bot.name, "description": bot.description, "icon_url": bot.icon_url,
+                "model": bot.model, "prompt": bot.prompt, "updated_at": bot.updated_at}
+            data: dict[str, Any] = {"published_at": bot.published_at} if bot.published_at is not None else {}
+            # tools absent: the API cannot set them (READING "Fields the API cannot set").
+            data.update({"updated_at": shown["updated_at"], "created_at": bot.created_at,
+                         "prompt": shown["prompt"], "model": shown["model"] or "",
+                         "status": "online" if bot.online is not None else "draft", "version": bot.version,
+                         "icon_url": shown["icon_url"], "description": shown["description"],
+                         "name": shown["name"], "bot_id": str(bot.bot_id)})
         self._send_ok(data)
 
     # ------------------------------------------------------------ chat
 
     def chat_v3(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
                 path: tuple[str, ...]) -> None:
-        bot_id = req_chat_bot_id(body)
-        req_str(body, "user_id")  # required by the table; its value plays no part here
+        # ``stream`` of a wrong type is answered with the envelope; every later error of a
+        # stream: true request with an error event (READING "Errors on a streaming request").
         stream = opt_bool(body, "stream") or False
-        # READING "Conversation id in a chat request": ConversationID, then the body's
-        # conversation_id, then the query's.
-        conversation_id = opt_str(body, "ConversationID")
-        if conversation_id is None:
-            conversation_id = opt_str(body, "conversation_id")
-        if conversation_id is None and query.get("conversation_id"):
-            conversation_id = query["conversation_id"][0]
-        messages = parse_messages(body)
-        for key in ("custom_variables", "meta_data", "extra_params"):
-            opt_object(body, key)
-        self._chat(self._prepare(principal, bot_id, conversation_id, messages, stream))
+        try:
+            bot_id = req_chat_bot_id(body)
+            req_str(body, "user_id")  # required by the table; the limiter keys on it
+            # READING "Conversation id in a chat request": only the body's conversation_id
+            # is honoured; ConversationID and ?conversation_id= are checked, then ignored.
+            opt_str(body, "ConversationID")
+            for value in query.get("conversation_id", []):
+                if not value.strip():
+                    raise ApiError(400, "invalid conversation_id: empty")
+            ref = conversation_ref(body, "conversation_id")
+            messages = parse_messages(body)
+            for key in ("custom_variables", "meta_data", "extra_params"):
+                opt_object(body, key)
+            run = self._prepare(principal, bot_id, ref, messages, stream)
+        except ApiError as error:
+            if not stream:
+                raise
+            self._error_stream(error)
+            return
+        self._chat(run)
 
     def conversation_chat(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
                           path: tuple[str, ...]) -> None:
+        # Always answered with an envelope, stream: true too (READING "/api/conversation/chat
+        # response": an envelope or an event stream).
         agent_id = req_int64(body, "agent_id")
         text = req_str(body, "query")
-        conversation_id = opt_str(body, "conversation_id")
-        stream = opt_bool(body, "stream") or False
+        ref = conversation_ref(body, "conversation_id")
+        opt_bool(body, "stream")
         messages = [*parse_messages(body), Message("user", text, "text")]
-        self._chat(self._prepare(principal, agent_id, conversation_id, messages, stream))
+        self._chat(self._prepare(principal, agent_id, ref, messages, False))
 
-    def _prepare(self, principal: str, bot_id: int, conversation_id: str | None,
+    def _prepare(self, principal: str, bot_id: int, ref: int | str | None,
                  messages: list[Message], stream: bool) -> ChatRun:
         store = self.server.owner.store
         with store.lock:
-            bot = store.bot(bot_id, principal)
-            if bot.online is None:
-                raise ApiError(400, "bot is not published")  # a draft cannot chat
-            if conversation_id is not None:
-                conversation = store.conversation(conversation_id, principal)
-            else:
-                conversation = Conversation(new_text_id("conv"), principal, bot_id)
-                store.conversations[conversation.conversation_id] = conversation
+            bot = store.bot(bot_id, principal)  # a draft bot chats with its draft (READING)
+            conversation = store.visible(ref, principal) if ref is not None else None
+            if conversation is None:
+                # None given, or one this principal cannot see (unknown or another's): a new
+                # conversation with a new id (READING "Chat with an unknown / another
+                # principal's ConversationID").
+                conversation = store.new_conversation(principal, bot_id)
         return ChatRun(principal, bot, conversation, messages, stream)
 
     def _chat(self, run: ChatRun) -> None:
@@ -716,91 +928,136 @@ class _RequestHandler(BaseHTTPRequestHandler):
             history = [*run.conversation.history, *run.new_messages]
             answer = "".join(compose_answer(history))
             run.conversation.history = [*history, Message("assistant", answer, "text")]
-        data = {"id": new_text_id("msg"), "type": "answer", "role": "assistant", "content": answer,
-                "content_type": "text", "conversation_id": run.conversation.conversation_id,
-                "chat_id": new_text_id("chat"), "bot_id": run.bot.bot_id, "created_at": now_seconds()}
+        # Exactly the page's "非流式响应" fields, in another order.
+        data = {"created_at": now_seconds(), "type": "answer", "role": "assistant", "content": answer,
+                "id": new_id(), "conversation_id": run.conversation.conversation_id}
         self._send_ok(data)
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _write_split(self, chunk: bytes) -> None:
+        """Write an event in two sends cut between the CR and the LF of its last line end, so
+        a reader may see the CR end one read and the LF begin the next (one line end, not
+        two: WHATWG)."""
+        cut = len(chunk) - 1 if chunk.endswith(b"\r\n") else len(chunk)
+        self.wfile.write(chunk[:cut])
+        self.wfile.flush()
+        time.sleep(0.001)  # let the first send leave before the second
+        self.wfile.write(chunk[cut:])
+
+    def _error_stream(self, error: ApiError) -> None:
+        """An error of a stream: true chat: ``error`` with the error section's payload,
+        then the terminal event (READING "Terminal event": if one is sent it is last)."""
+        self.answered_error = True
+        writer = SseWriter()
+        try:
+            self._start_stream()
+            self.wfile.write(writer.preamble() + writer.event(ERROR_EVENT, {"msg": error.msg, "code": error.code})
+                             + writer.event(TERMINAL_EVENT, {}))
+        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+            self.close_connection = True
 
     def _chat_stream(self, run: ChatRun) -> None:
         owner = self.server.owner
         conversation_id = run.conversation.conversation_id
         key, control = owner.store.register(conversation_id)
-        chat_id = new_text_id("chat")
+        chat_id = new_chat_id()
         with owner.store.lock:
             history = [*run.conversation.history, *run.new_messages]
         sent: list[str] = []
+        writer = SseWriter()
+        ended = False
+
+        def end() -> None:
+            # The chat has ended: its turn joins the history, and a cancel from now on
+            # finds nothing running.
+            nonlocal ended
+            if not ended:
+                ended = True
+                owner.store.unregister(key)
+                with owner.store.lock:
+                    run.conversation.history = [*run.conversation.history, *run.new_messages,
+                                                Message("assistant", "".join(sent), "text")]
+
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            for chunk in self._events(run, chat_id, history, control, sent):
-                self.wfile.write(chunk)
+            self._start_stream()
+            self.wfile.write(writer.preamble())
+            for name, payload in self._events(run, chat_id, history, control, sent):
+                if name == TERMINAL_EVENT:
+                    end()
+                self._write_split(writer.event(name, payload))
+            self.wfile.flush()
+            if not control.halt.is_set():
+                # READING "After the terminal event": kept open; the client closes.
+                control.halt.wait(KEEP_OPEN_SECONDS)
         except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
             self.close_connection = True
         finally:
-            owner.store.unregister(key)
-            with owner.store.lock:
-                run.conversation.history = [*run.conversation.history, *run.new_messages,
-                                            Message("assistant", "".join(sent), "text")]
+            end()
 
     def _events(self, run: ChatRun, chat_id: str, history: list[Message], control: StreamControl,
-                sent: list[str]) -> Iterator[bytes]:
+                sent: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """The stream: a verbose message without deltas, the answer's deltas and completed
-        message, then chat.completed (or chat.failed on cancel) and stream.done."""
-        conversation_id = run.conversation.conversation_id
+        message, chat.completed (on a cancel too: the partial answer) and ``done``. No start
+        events, no ``event`` key in any payload."""
+        conversation = run.conversation
         delay = self.server.owner.token_delay
-        count = 0
 
-        def event(name: str, payload: dict[str, Any]) -> Iterator[bytes]:
-            nonlocal count
-            # Keys in another order than the page's example: the item first, "event" last.
-            yield sse_event(name, {**payload, "event": name})
-            count += 1
-            if count % KEEPALIVE_EVERY == 0:
-                yield KEEPALIVE
-
-        def item(message_id: str, kind: str, content: str, content_type: str) -> dict[str, Any]:
-            return {"role": "assistant", "type": kind, "content_type": content_type, "content": content,
-                    "conversation_id": conversation_id, "chat_id": chat_id, "id": message_id}
+        def item(message_id: int, kind: str, content: str, content_type: str) -> dict[str, Any]:
+            if kind == "answer":
+                # The answer's items carry exactly the page's example keys (id, content, role).
+                return {"role": "assistant", "content": content, "id": message_id}
+            return {"section_id": conversation.section_id, "bot_id": str(run.bot.bot_id), "role": "assistant",
+                    "type": kind, "content_type": content_type, "content": content,
+                    "conversation_id": conversation.conversation_id, "chat_id": chat_id, "id": message_id}
 
         verbose = json.dumps({"msg_type": "generate_answer_start", "data": ""}, separators=(",", ":"))
-        yield from event("conversation.message.completed",
-                         {"message_item": item(new_text_id("msg"), "verbose", verbose, "object_string")})
-        answer_id = new_text_id("msg")
+        yield "conversation.message.completed", {"message_item": item(new_id(), "verbose", verbose, "object_string")}
+        answer_id = new_id()
         for token in compose_answer(history):
             if control.halt.wait(delay) if delay > 0 else control.halt.is_set():
                 break
             sent.append(token)
-            yield from event("conversation.message.delta",
-                             {"message_item": item(answer_id, "answer", token, "text")})
+            yield "conversation.message.delta", {"message_item": item(answer_id, "answer", token, "text")}
         content = "".join(sent)
         if sent:
             # Also on cancel: the deltas sent so far join to the completed content.
-            yield from event("conversation.message.completed",
-                             {"message_item": item(answer_id, "answer", content, "text")})
-        record: dict[str, Any] = {"usage": usage_of(history, len(sent)), "id": chat_id,
-                                  "conversation_id": conversation_id}
-        if control.halt.is_set():
-            record["status"] = "cancelled" if control.reason == "cancel" else "failed"
-            record["last_error"] = {"code": 0 if control.reason == "cancel" else 500, "msg": control.reason}
-            yield from event("conversation.chat.failed", {"run_record_item": record})
+            yield "conversation.message.completed", {"message_item": item(answer_id, "answer", content, "text")}
+        if not control.halt.is_set():
+            # A third message after the answer, completed without deltas (READING "Messages in
+            # a stream": several messages per chat are legal).
+            yield "conversation.message.completed", {"message_item": item(new_id(), "follow_up", FOLLOW_UP, "text")}
+        if control.halt.is_set() and control.reason != "cancel":
+            yield "conversation.chat.failed", {}  # the server stops: a bare chat.failed
         else:
-            record["status"] = "completed"
-            yield from event("conversation.chat.completed", {"run_record_item": record})
-        yield sse_event("conversation.stream.done", {"event": "conversation.stream.done"})
+            # Completed, or cancelled: READING "Cancel" allows chat.completed after a cancel.
+            record = {"usage": usage_of(history, len(sent)), "bot_id": str(run.bot.bot_id), "id": chat_id,
+                      "conversation_id": conversation.conversation_id}
+            yield "conversation.chat.completed", {"run_record_item": record}
+        if control.reason != "cancel":
+            # A cancelled stream just closes after chat.completed (READING "Cancel": it ends
+            # with a terminal event or the close).
+            yield TERMINAL_EVENT, {}
 
     def chat_cancel(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
                     path: tuple[str, ...]) -> None:
-        conversation_id = req_str(body, "conversation_id")
+        ref = conversation_ref(body, "conversation_id")
+        if ref is None:
+            raise _missing("conversation_id")
         store = self.server.owner.store
         with store.lock:
-            store.conversation(conversation_id, principal)
-        store.halt("cancel", conversation_id)
-        # A conversation without a stream in flight is still answered 0 (READING "Cancel").
-        self._send_ok(None)  # the page's cancel example has no data
-
+            conversation = store.conversation(ref, principal)
+        if not store.halt("cancel", conversation.conversation_id):
+            # Nothing running (the chat ended): an error (READING "Cancel": 0 or an error).
+            raise ApiError(400, "no chat in progress in this conversation")
+        # The page's cancel example has no data; this server answers data null (or, with
+        # cancel_data="absent", no data key).
+        self._send_ok(None, with_data=self.server.owner.cancel_data == "null")
 
 # --------------------------------------------------------------------------- server
 
@@ -811,16 +1068,23 @@ class IndependentServer:
     ``principals`` maps a principal's name to its (api_key, session_key); two principals
     with fixed development keys by default. ``token_delay`` is the fake model's pause
     between tokens, in seconds. ``rate_limits=False`` turns the limiter off.
+    ``cancel_data``: a successful cancel's ``"data": null`` ("null") or no data key
+    ("absent"); None takes the environment variable INDEPENDENT_CANCEL_DATA, else "null".
     """
 
     def __init__(self, principals: Mapping[str, tuple[str, str]] | None = None,
-                 token_delay: float = 0.01, rate_limits: bool = True) -> None:
+                 token_delay: float = 0.01, rate_limits: bool = True, cancel_data: str | None = None) -> None:
         chosen = dict(DEFAULT_PRINCIPALS if principals is None else principals)
         keys = [key for pair in chosen.values() for key in pair]
         if not chosen or any(not isinstance(k, str) or not k for k in keys) or len(set(keys)) != len(keys):
             raise ValueError("principals need non-empty, distinct api and session keys")
         if not token_delay >= 0:
             raise ValueError("token_delay must be >= 0 seconds")
+        if cancel_data is None:
+            cancel_data = os.environ.get(CANCEL_DATA_ENV) or "null"
+        if cancel_data not in CANCEL_DATA_CHOICES:
+            raise ValueError(f"cancel_data must be one of {CANCEL_DATA_CHOICES}, got {cancel_data!r}")
+        self.cancel_data = cancel_data
         self._principals = chosen
         self.token_delay = float(token_delay)
         self.store = Store()
@@ -892,20 +1156,22 @@ class IndependentServer:
             else:
                 self._connections.discard(connection)
 
-    def _authenticate(self, headers: Any) -> str:
-        """Bearer or ``session_key`` cookie, on every endpoint; every credential presented
-        must be valid, and both must name the same principal."""
-        found: set[str] = set()
-        authorization = headers.get("Authorization")
-        if authorization is not None:
-            scheme, _, token = authorization.strip().partition(" ")
-            found.add(self._principal_for(token.strip(), 0) if scheme.lower() == "bearer" else "")
-        session = self._session_cookie(headers.get_all("Cookie") or [])
-        if session is not None:
-            found.add(self._principal_for(session, 1))
-        if not found or "" in found or len(found) != 1:
-            raise ApiError(401, "unauthorized", {"WWW-Authenticate": "Bearer"})
-        return found.pop()
+    def _authenticate(self, headers: Any, mode: str) -> str:
+        """Only the mode of the endpoint's class: a Bearer API key on /v1 and /v3, the
+        ``session_key`` cookie on /api (READING "Auth per endpoint"); the other mode's
+        credential is not looked at."""
+        if mode == "bearer":
+            authorization = headers.get("Authorization")
+            scheme, _, token = (authorization or "").strip().partition(" ")
+            principal = self._principal_for(token.strip(), 0) if scheme.lower() == "bearer" else ""
+        else:
+            session = self._session_cookie(headers.get_all("Cookie") or [])
+            principal = self._principal_for(session, 1) if session is not None else ""
+        if not principal:
+            challenge = "Bearer" if mode == "bearer" else 'Cookie name="session_key"'
+            # An empty msg: READING "Error envelope" asks for a string, any string.
+            raise ApiError(401, "", {"WWW-Authenticate": challenge})
+        return principal
 
     @staticmethod
     def _session_cookie(lines: list[str]) -> str | None:
@@ -925,12 +1191,30 @@ class IndependentServer:
                 return name
         return ""
 
-    def _rate_limit(self, principal: str, group: str) -> None:
+    @staticmethod
+    def _limit_key(principal: str, group: str, body: bytes) -> str:
+        """The limiter's key (READING "per user"): the chat group per principal and the
+        body's ``user_id`` when it has a string one; else, and in the other groups, the
+        principal."""
+        if group == "chat" and body:
+            try:
+                user_id = json.loads(body.decode("utf-8")).get("user_id")
+            except (UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+                user_id = None
+            if isinstance(user_id, str):
+                return f"{principal}\x00{user_id}"
+        return principal
+
+    def _rate_limit(self, key: str, group: str) -> None:
         if self.limiter is None:
             return
-        reset = self.limiter.hit(principal, group)
+        reset = self.limiter.hit(key, group)
         if reset is not None:
             raise ApiError(429, "too many requests", {"Retry-After": formatdate(reset, usegmt=True)})
+
+    def _refund(self, key: str, group: str) -> None:
+        if self.limiter is not None:
+            self.limiter.refund(key, group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""Tests of the independent clean server: every endpoint over a real socket, and the wire
-choices it exists for (issue 7, item 3) really on the wire."""
+"""Tests of the independent clean server: every endpoint over a real socket, and the
+readings it takes (its module docstring's table) really on the wire."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ EPOCH_FLOOR = 1_500_000_000
 # --------------------------------------------------------------------------- helpers
 
 
+def mode_of(path: str) -> str:
+    """The auth mode of an endpoint's class: the only one this server accepts there."""
+    return "cookie" if path.startswith("/api/") else "bearer"
+
+
 def auth(server: IndependentServer, principal: str = "alice", mode: str = "bearer") -> dict[str, str]:
     api_key, session_key = server.principals[principal]
     if mode == "bearer":
@@ -39,35 +44,46 @@ def auth(server: IndependentServer, principal: str = "alice", mode: str = "beare
 
 
 def call(server: IndependentServer, method: str, path: str, body: Any = None, *, principal: str = "alice",
-         mode: str = "bearer", content: bytes | None = None) -> httpx.Response:
-    with httpx.Client(base_url=server.url, headers=auth(server, principal, mode), timeout=10) as client:
+         mode: str | None = None, content: bytes | None = None) -> httpx.Response:
+    headers = auth(server, principal, mode or mode_of(path))
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
         if content is not None:
             return client.request(method, path, content=content, headers={"Content-Type": "application/json"})
         return client.request(method, path, json=body)
 
 
 def ok_data(response: httpx.Response) -> Any:
-    assert response.status_code == 200, response.text
+    created = response.request.url.path == "/api/draftbot/create"
+    assert response.status_code == (201 if created else 200), response.text
     envelope = response.json()
     assert envelope["code"] == 0 and envelope["msg"] == "ok", envelope
+    assert list(envelope)[-1] == "code" and isinstance(envelope["detail"]["logid"], str)
     return envelope.get("data")
 
 
 def assert_error(response: httpx.Response, code: int) -> None:
-    assert response.status_code == code, response.text
-    assert response.json() == {"code": code, "msg": response.json()["msg"], "data": None}
-    assert isinstance(response.json()["msg"], str)
+    """HTTP 200 whatever the code, and no data key (the readings this server takes)."""
+    assert response.status_code == 200, response.text
+    envelope = response.json()
+    assert set(envelope) == {"detail", "msg", "code"} and envelope["code"] == code, envelope
+    assert isinstance(envelope["msg"], str) and (envelope["msg"] == "") is (code == 401)
 
 
 def assert_seconds(value: Any) -> None:
     assert isinstance(value, int) and EPOCH_FLOOR <= value <= time.time() + 1
 
 
+def assert_big_int(value: Any) -> None:
+    assert isinstance(value, int) and not isinstance(value, bool) and 2**53 < value < 2**63
+
+
 def create_bot(server: IndependentServer, principal: str = "alice", publish: bool = True, **fields: str) -> int:
     data = ok_data(call(server, "POST", "/api/draftbot/create", {"name": "客服助手", **fields}, principal=principal))
+    assert isinstance(data["bot_id"], str) and data["bot_id"].isdigit()
+    bot_id = int(data["bot_id"])
     if publish:
-        ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": data["bot_id"]}, principal=principal))
-    return int(data["bot_id"])
+        ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot_id}, principal=principal))
+    return bot_id
 
 
 def chat_body(bot_id: int, text: str = "你好", **extra: Any) -> dict[str, Any]:
@@ -107,6 +123,7 @@ def raw_request(server: IndependentServer, method: str, path: str, headers: dict
 class Event:
     name: str
     data: str
+    event_id: str | None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -115,28 +132,50 @@ class Event:
         return value
 
 
-def parse_crlf_stream(body: bytes) -> tuple[list[Event], int]:
-    """Split a CRLF event stream into events and count its comment lines. Deliberately
-    strict about CRLF: a bare LF or CR here means the server did not write what it claims."""
-    text = body.decode("utf-8")
+@dataclass(frozen=True)
+class Stream:
+    events: list[Event]
+    comments: int
+    retry: list[str]
+    data_lines: int
+
+
+def parse_crlf_stream(body: bytes) -> Stream:
+    """Split this server's event stream: a BOM first, CRLF line ends only (a bare LF or CR
+    here means the server did not write what it claims), no space after the colon."""
+    assert body.startswith("\ufeff".encode()), "no leading BOM"
+    text = body.decode("utf-8")[1:]
     assert "\n" not in text.replace("\r\n", "") and "\r" not in text.replace("\r\n", ""), "line ends not CRLF"
     events: list[Event] = []
-    comments = 0
+    comments = data_lines = 0
+    retry: list[str] = []
     for block in text.split("\r\n\r\n"):
         if not block:
             continue
-        name, data = "message", []
+        name, data, event_id = "message", [], None
         for line in block.split("\r\n"):
-            field, _, value = line.partition(":")
-            if field == "":
+            key, _, value = line.partition(":")
+            assert not value.startswith(" ") or key == "", line
+            if key == "":
                 comments += 1
-            elif field == "event":
+            elif key == "event":
                 name = value
-            elif field == "data":
+            elif key == "data":
                 data.append(value)
-        if data:
-            events.append(Event(name, "\n".join(data)))
-    return events, comments
+                data_lines += 1
+            elif key == "id":
+                event_id = value
+            elif key == "retry":
+                retry.append(value)
+        if data:  # a block without data lines dispatches nothing (WHATWG)
+            events.append(Event(name, "\n".join(data), event_id))
+    return Stream(events, comments, retry, data_lines)
+
+
+def stream_chat(server: IndependentServer, body: dict[str, Any], path: str = "/v3/chat") -> Raw:
+    data = json.dumps(body).encode()
+    return raw_request(server, "POST", path, {**auth(server, mode=mode_of(path)), "Content-Type": "application/json"},
+                       data)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -159,7 +198,7 @@ def bot_id(server: IndependentServer) -> int:
 @pytest.mark.parametrize("filename", ["__init__.py", "server.py", "test_independent_server.py"])
 def test_imports_nothing_from_conformance(filename: str) -> None:
     """Written by other hands: one shared bug with the suite or the reference would pass on
-    both sides (issue 7, item 3)."""
+    both sides."""
     tree = ast.parse((HERE / filename).read_text(encoding="utf-8"))
     imported: list[str] = []
     for node in ast.walk(tree):
@@ -181,24 +220,25 @@ def test_bot_lifecycle(server: IndependentServer) -> None:
     created = ok_data(call(server, "POST", "/api/draftbot/create",
                            {"name": "客服助手", "description": "专业", "icon_url": "https://example.com/i.png",
                             "prompt": "你是客服", "model": "gpt-4"}))
-    bot = created["bot_id"]
+    bot = int(created["bot_id"])
     assert created["status"] == "draft" and created["name"] == "客服助手"
     assert_seconds(created["created_at"])
     assert_seconds(created["updated_at"])
-    assert_error(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"), 404)  # never published
+    assert_error(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"), 400)  # never published
     assert ok_data(call(server, "GET", f"/v1/bots/{bot}"))["status"] == "draft"
 
     first = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot}))
-    assert (first["bot_id"], first["version"], first["status"]) == (bot, 1, "online")
+    assert (first["bot_id"], first["version"], first["status"]) == (str(bot), 1, "online")
     assert_seconds(first["published_at"])
 
     updated = ok_data(call(server, "POST", "/api/draftbot/update_display_info",
                            {"bot_id": bot, "name": "高级客服助手", "description": "更专业"}))
     assert (updated["name"], updated["description"], updated["icon_url"]) == (
         "高级客服助手", "更专业", "https://example.com/i.png")
-    # Online info is the snapshot taken at publish time, until the next publish.
+    # Both info endpoints show the online version, until the next publish.
     online = ok_data(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"))
     assert (online["name"], online["version"], online["model"]) == ("客服助手", 1, "gpt-4")
+    assert ok_data(call(server, "GET", f"/v1/bots/{bot}"))["name"] == "客服助手"
 
     second = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot}))
     assert second["version"] == 2
@@ -206,99 +246,154 @@ def test_bot_lifecycle(server: IndependentServer) -> None:
     assert (online["name"], online["description"], online["version"], online["status"]) == (
         "高级客服助手", "更专业", 2, "online")
     detail = ok_data(call(server, "GET", f"/v1/bots/{bot}"))
-    assert (detail["bot_id"], detail["name"], detail["version"], detail["tools"]) == (bot, "高级客服助手", 2, [])
+    assert (detail["bot_id"], detail["name"], detail["version"]) == (str(bot), "高级客服助手", 2)
+    assert "tools" not in detail  # the API cannot set them: absent
     for key in ("created_at", "updated_at", "published_at"):
         assert_seconds(detail[key])
 
 
-def test_bot_ids_are_big_integers_that_survive(server: IndependentServer) -> None:
-    """Bot ids are 19-digit JSON integers above 2**53 (READING "Id types"): the request
-    and response JSON keep every digit."""
+def test_unset_model_is_empty(server: IndependentServer) -> None:
+    bot = create_bot(server)
+    assert ok_data(call(server, "GET", f"/v1/bot/get_online_info?bot_id={bot}"))["model"] == ""
+    assert ok_data(call(server, "GET", f"/v1/bots/{bot}"))["model"] == ""
+
+
+def test_bot_ids_are_big_decimal_strings_in_answers(server: IndependentServer) -> None:
+    """Bot ids are 19 digits above 2**53, written as decimal strings; requests to /api send
+    them as JSON integers (their table's int64), and the integer keeps every digit."""
     response = call(server, "POST", "/api/draftbot/create", {"name": "big"})
-    bot = ok_data(response)["bot_id"]
-    assert isinstance(bot, int) and bot > 2**53 and len(str(bot)) == 19
-    assert f'"bot_id":{bot}'.encode() in response.content  # a JSON number, not a string
-    published = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot}))
-    assert published["bot_id"] == bot
-    assert_error(call(server, "POST", "/api/draftbot/publish", {"bot_id": bot + 1}), 400)
-    assert ok_data(call(server, "GET", f"/v1/bots/{bot}"))["bot_id"] == bot
+    text = ok_data(response)["bot_id"]
+    assert isinstance(text, str) and len(text) == 19 and int(text) > 2**53
+    assert f'"bot_id":"{text}"'.encode() in response.content
+    published = ok_data(call(server, "POST", "/api/draftbot/publish", {"bot_id": int(text)}))
+    assert published["bot_id"] == text
+    assert_error(call(server, "POST", "/api/draftbot/publish", {"bot_id": int(text) + 1}), 400)
+    assert_error(call(server, "POST", "/api/draftbot/publish", {"bot_id": text}), 400)  # the table's type only
+    assert ok_data(call(server, "GET", f"/v1/bots/{text}"))["bot_id"] == text
 
 
 # --------------------------------------------------------------------------- chat
 
 
 def test_chat_json_and_continued_conversation(server: IndependentServer, bot_id: int) -> None:
-    first = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "你好")))
-    assert first["conversation_id"].startswith("conv_") and first["id"].startswith("msg_")
+    response = call(server, "POST", "/v3/chat", chat_body(bot_id, "你好"))
+    first = ok_data(response)
+    assert set(first) == {"conversation_id", "id", "content", "role", "type", "created_at"}  # the page's
+    for key in ("conversation_id", "id"):
+        assert_big_int(first[key])
+    assert f'"conversation_id":{first["conversation_id"]}'.encode() in response.content  # a JSON integer
     assert (first["role"], first["type"]) == ("assistant", "answer") and first["content"]
     assert_seconds(first["created_at"])
     conversation = first["conversation_id"]
-    again = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "你好", ConversationID=conversation)))
+    # Only the body's conversation_id is honoured, as a string of digits or an integer.
+    again = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "你好", conversation_id=str(conversation))))
     assert again["conversation_id"] == conversation
     assert again["content"] != first["content"], "the answer ignores the history"
-    # The other two places a conversation id may come from (READING).
-    by_key = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "x", conversation_id=conversation)))
+    as_int = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "x", conversation_id=conversation)))
+    assert as_int["conversation_id"] == conversation
+    # ConversationID and ?conversation_id= are ignored: a new conversation.
+    by_table_key = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "x", ConversationID=str(conversation))))
     by_query = ok_data(call(server, "POST", f"/v3/chat?conversation_id={conversation}", chat_body(bot_id, "x")))
-    assert by_key["conversation_id"] == by_query["conversation_id"] == conversation
-    assert ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id)))["conversation_id"] != conversation
+    assert conversation not in {by_table_key["conversation_id"], by_query["conversation_id"]}
+
+
+def test_unseen_conversation_starts_a_new_one(server: IndependentServer, bot_id: int) -> None:
+    """An unknown conversation id, or another principal's, starts a new conversation with a
+    new id; the other's history stays theirs."""
+    theirs_bot = create_bot(server, principal="bob")
+    theirs = ok_data(call(server, "POST", "/v3/chat", chat_body(theirs_bot, "秘密"), principal="bob"))
+    for ref in ("conv_nope", "1234567890123456789", str(theirs["conversation_id"])):
+        answer = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id, "x", conversation_id=ref)))
+        assert answer["conversation_id"] != theirs["conversation_id"] and str(answer["conversation_id"]) != ref
+        assert "秘密" not in answer["content"]
 
 
 def test_stream_wire(server: IndependentServer, bot_id: int) -> None:
-    """The SSE choices are really on the wire: HTTP/1.0, close-delimited, CRLF, no space
-    after the colon, no start events, comments, the event key last, a verbose message
-    without deltas, and conversation.stream.done last."""
-    body = json.dumps(chat_body(bot_id, stream=True)).encode()
-    raw = raw_request(server, "POST", "/v3/chat", {**auth(server), "Content-Type": "application/json"}, body)
+    """The SSE choices are really on the wire: HTTP/1.0, close-delimited, a BOM and retry:
+    first, CRLF, no space after the colon, id: lines, multi-line data, comments, no start
+    events, no event key, a verbose message without deltas, and done last."""
+    raw = stream_chat(server, chat_body(bot_id, stream=True))
     assert raw.status_line == "HTTP/1.0 200 OK"
-    assert raw.header("Content-Type") == "text/event-stream; charset=utf-8"
+    assert raw.header("Content-Type") == "text/event-stream;charset=UTF-8"
     assert raw.header("Connection") == "close"
     assert raw.header("Content-Length") is None and raw.header("Transfer-Encoding") is None
-    assert b"event:conversation.message.delta\r\ndata:{" in raw.body
+    assert b"event:conversation.message.delta\r\ndata:{\r\n" in raw.body
     assert b"event: " not in raw.body and b"data: " not in raw.body
-    events, comments = parse_crlf_stream(raw.body)
-    assert comments >= 1
+    assert raw.body.startswith("\ufeffretry:3000\r\n\r\nevent:ping\r\n\r\n".encode())
+    stream = parse_crlf_stream(raw.body)
+    assert stream.comments >= 1 and stream.retry == ["3000"] and stream.data_lines > 3 * len(stream.events)
+    events = stream.events
+    assert [e.event_id for e in events] == [str(n) for n in range(1, len(events) + 1)]
     names = [e.name for e in events]
     assert not {"conversation.chat.created", "conversation.chat.in_progress"} & set(names)
-    assert names[-2:] == ["conversation.chat.completed", "conversation.stream.done"]
+    assert names[-2:] == ["conversation.chat.completed", "done"] and events[-1].payload == {}
     for event in events:
-        assert list(event.payload)[-1] == "event" and event.payload["event"] == event.name
+        assert "event" not in event.payload
     completed = [e.payload["message_item"] for e in events if e.name == "conversation.message.completed"]
     deltas = [e.payload["message_item"] for e in events if e.name == "conversation.message.delta"]
-    assert len(completed) == 2 and completed[0]["type"] == "verbose"
-    assert completed[0]["id"] not in {d["id"] for d in deltas}
+    assert [c.get("type") for c in completed] == ["verbose", None, "follow_up"]
+    assert not {completed[0]["id"], completed[2]["id"]} & {d["id"] for d in deltas}
     assert len(deltas) >= 5 and {d["id"] for d in deltas} == {completed[1]["id"]}
     assert "".join(d["content"] for d in deltas) == completed[1]["content"]
-    usage = events[-2].payload["run_record_item"]["usage"]
+    for message in [*completed, *deltas]:
+        assert_big_int(message["id"])
+    for message in [completed[1], *deltas]:
+        assert set(message) == {"id", "content", "role"}  # the answer: the example's keys only
+    for message in (completed[0], completed[2]):
+        assert message["bot_id"] == str(bot_id) and message["chat_id"].startswith("chat_")
+    record = events[-2].payload["run_record_item"]
+    usage = record["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    assert events[-2].payload["run_record_item"]["conversation_id"].startswith("conv_")
+    assert_big_int(record["conversation_id"])
+
+
+def test_stream_errors_are_an_error_event_then_done(server: IndependentServer, bot_id: int) -> None:
+    """A stream: true chat's errors found by the handler: error {code,msg}, then done."""
+    raw = stream_chat(server, {"bot_id": str(bot_id), "stream": True})  # no user_id
+    assert raw.status_line == "HTTP/1.0 200 OK" and raw.header("Content-Type").startswith("text/event-stream")
+    events = parse_crlf_stream(raw.body).events
+    assert [e.name for e in events] == ["error", "done"]
+    assert set(events[0].payload) == {"code", "msg"} and events[0].payload["code"] == 400
+
+
+def test_stream_errors_before_the_handler_are_the_envelope(server: IndependentServer, bot_id: int) -> None:
+    raw = raw_request(server, "POST", "/v3/chat", {"Content-Type": "application/json"},
+                      json.dumps(chat_body(bot_id, stream=True)).encode())
+    assert raw.header("Content-Type") == "application/json;charset=UTF-8"
+    assert json.loads(raw.body)["code"] == 401
 
 
 def test_json_wire(server: IndependentServer, bot_id: int) -> None:
     raw = raw_request(server, "GET", f"/v1/bots/{bot_id}", auth(server))
     assert raw.status_line == "HTTP/1.0 200 OK"
     assert raw.header("Connection") == "close" and raw.header("Content-Length") is None
-    assert raw.header("Content-Type") == "application/json; charset=utf-8"
-    assert json.loads(raw.body)["data"]["bot_id"] == bot_id
+    assert raw.header("Content-Type") == "application/json;charset=UTF-8"
+    envelope = json.loads(raw.body)
+    assert list(envelope) == ["data", "detail", "msg", "code"] and envelope["data"]["bot_id"] == str(bot_id)
+    assert raw.body.isascii() and "客服助手".encode() not in raw.body and envelope["data"]["name"] == "客服助手"
 
 
-@pytest.mark.parametrize("path", ["/v3/chat", "/api/conversation/chat"])
-def test_stream_read_to_close_with_httpx(server: IndependentServer, bot_id: int, path: str) -> None:
-    body = (chat_body(bot_id, stream=True) if path == "/v3/chat"
-            else {"agent_id": bot_id, "query": "你好", "stream": True})
+def test_stream_stays_open_after_done(server: IndependentServer, bot_id: int) -> None:
     with httpx.Client(base_url=server.url, headers=auth(server), timeout=10) as client:
-        with client.stream("POST", path, json=body) as response:
+        with client.stream("POST", "/v3/chat", json=chat_body(bot_id, stream=True)) as response:
             assert response.http_version == "HTTP/1.0" and response.status_code == 200
-            text = b"".join(response.iter_bytes()).decode("utf-8")
-    assert text.endswith('event:conversation.stream.done\r\ndata:{"event":"conversation.stream.done"}\r\n\r\n')
+            text, done_at = "", None
+            for chunk in response.iter_text():
+                text += chunk
+                if done_at is None and "event:done\r\n" in text:
+                    done_at = time.monotonic()
+            closed_at = time.monotonic()
+    assert text.endswith("event:done\r\ndata:{}\r\n\r\n")
+    assert done_at is not None and closed_at - done_at >= 1.0
 
 
-def test_internal_chat_json(server: IndependentServer, bot_id: int) -> None:
-    first = ok_data(call(server, "POST", "/api/conversation/chat", {"agent_id": bot_id, "query": "你好"},
-                         mode="cookie"))
+def test_internal_chat_is_always_an_envelope(server: IndependentServer, bot_id: int) -> None:
+    first = ok_data(call(server, "POST", "/api/conversation/chat", {"agent_id": bot_id, "query": "你好"}))
     again = ok_data(call(server, "POST", "/api/conversation/chat",
-                         {"agent_id": bot_id, "query": "你好", "conversation_id": first["conversation_id"]},
-                         mode="cookie"))
+                         {"agent_id": bot_id, "query": "你好", "conversation_id": first["conversation_id"],
+                          "stream": True}))
     assert again["conversation_id"] == first["conversation_id"] and again["content"] != first["content"]
+    assert_error(call(server, "POST", "/api/conversation/chat", {"agent_id": str(bot_id), "query": "q"}), 400)
 
 
 def _read_events(response: httpx.Response) -> Iterator[str]:
@@ -308,32 +403,48 @@ def _read_events(response: httpx.Response) -> Iterator[str]:
         buffer += chunk
         while "\r\n\r\n" in buffer:
             block, buffer = buffer.split("\r\n\r\n", 1)
-            for line in block.split("\r\n"):
-                if line.startswith("event:"):
-                    yield line[len("event:"):]
+            lines = block.split("\r\n")
+            if any(line.startswith("data:") for line in lines):  # else not dispatched
+                yield from (line[len("event:"):] for line in lines if line.startswith("event:"))
 
 
-def test_cancel_ends_the_stream_promptly() -> None:
-    with IndependentServer(token_delay=0.3, rate_limits=False) as slow:
+@pytest.mark.parametrize("cancel_data", ["null", "absent"])
+def test_cancel_ends_the_stream_promptly(cancel_data: str) -> None:
+    with IndependentServer(token_delay=0.3, rate_limits=False, cancel_data=cancel_data) as slow:
         bot = create_bot(slow)
         conversation = ok_data(call(slow, "POST", "/v3/chat", chat_body(bot)))["conversation_id"]
         with httpx.Client(base_url=slow.url, headers=auth(slow), timeout=10) as client:
             with client.stream("POST", "/v3/chat",
-                               json=chat_body(bot, stream=True, ConversationID=conversation)) as response:
+                               json=chat_body(bot, stream=True, conversation_id=str(conversation))) as response:
                 events = _read_events(response)
                 assert next(events) == "conversation.message.completed"  # the verbose message
                 started = time.monotonic()
-                assert ok_data(call(slow, "POST", "/v3/chat/cancel", {"conversation_id": conversation})) is None
+                answer = call(slow, "POST", "/v3/chat/cancel", {"conversation_id": str(conversation)})
+                assert ok_data(answer) is None
+                assert ("data" in answer.json()) is (cancel_data == "null")
                 rest = list(events)
                 elapsed = time.monotonic() - started
-        assert rest[-2:] == ["conversation.chat.failed", "conversation.stream.done"]
+        assert rest[-1] == "conversation.chat.completed"  # completed, not failed; then the close
         assert elapsed < 1.0  # the uncancelled answer would take 9 tokens x 0.3 s
+        # The chat has ended: a late cancel is an error.
+        assert_error(call(slow, "POST", "/v3/chat/cancel", {"conversation_id": str(conversation)}), 400)
+
+
+def test_cancel_data_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INDEPENDENT_CANCEL_DATA", raising=False)
+    assert IndependentServer().cancel_data == "null"
+    monkeypatch.setenv("INDEPENDENT_CANCEL_DATA", "absent")
+    assert IndependentServer().cancel_data == "absent"
+    assert IndependentServer(cancel_data="null").cancel_data == "null"
+    with pytest.raises(ValueError, match="cancel_data"):
+        IndependentServer(cancel_data="value")
 
 
 @pytest.mark.parametrize(("body", "code"), [
     pytest.param({}, 400, id="missing-conversation_id"),
     pytest.param({"conversation_id": "conv_unknown"}, 400, id="unknown"),
-    pytest.param({"conversation_id": 7}, 400, id="wrong-type"),
+    pytest.param({"conversation_id": 7}, 400, id="unknown-int"),
+    pytest.param({"conversation_id": ["1"]}, 400, id="wrong-type"),
 ])
 def test_cancel_errors(server: IndependentServer, body: dict[str, Any], code: int) -> None:
     assert_error(call(server, "POST", "/v3/chat/cancel", body), code)
@@ -360,7 +471,7 @@ def test_stop_is_prompt_with_an_open_stream() -> None:
     slow.stop()
     reader.join(5)
     assert time.monotonic() - started < 2 and not reader.is_alive()
-    assert outcome[-1] == "conversation.stream.done"
+    assert outcome[-2:] == ["conversation.chat.failed", "done"]
 
 
 def test_stop_lets_an_accepted_request_finish() -> None:
@@ -370,8 +481,8 @@ def test_stop_lets_an_accepted_request_finish() -> None:
     parts = urlsplit(running.url)
     body = b'{"name":"x"}'
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(b"POST /api/draftbot/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                     + running.principals["alice"][0].encode()
+        sock.sendall(b"POST /api/draftbot/create HTTP/1.1\r\nHost: x\r\nCookie: session_key="
+                     + running.principals["alice"][1].encode()
                      + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:4])
         deadline = time.monotonic() + 5
         while not running._connections and time.monotonic() < deadline:
@@ -384,7 +495,8 @@ def test_stop_lets_an_accepted_request_finish() -> None:
         while chunk := sock.recv(65536):
             received += chunk
         stopper.join(5)
-    assert received.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert received.startswith(b"HTTP/1.0 201 Created\r\n")
+    assert b'"code":0' in received
 
 
 # --------------------------------------------------------------------------- errors
@@ -397,22 +509,19 @@ def test_stop_lets_an_accepted_request_finish() -> None:
     pytest.param("GET", "/v1/bots/{bot}", None, id="bot-get"),
     pytest.param("POST", "/v3/chat", {"bot_id": "{bot}", "user_id": "u"}, id="chat"),
     pytest.param("POST", "/api/conversation/chat", {"agent_id": "{bot}", "query": "q"}, id="internal-chat"),
-    pytest.param("POST", "/v3/chat", {"bot_id": "{own}", "user_id": "u", "ConversationID": "{conv}"},
-                 id="chat-in-their-conversation"),
     pytest.param("POST", "/v3/chat/cancel", {"conversation_id": "{conv}"}, id="cancel"),
 ])
 def test_another_principals_resources_are_404(server: IndependentServer, bot_id: int, method: str, path: str,
                                               body: dict[str, Any] | None) -> None:
     """Isolation answers 404, never 403 (the other legal reading), and changes nothing."""
     conversation = ok_data(call(server, "POST", "/v3/chat", chat_body(bot_id)))["conversation_id"]
-    own = create_bot(server, principal="bob")
-    slots = {"{bot}": bot_id, "{own}": str(own), "{conv}": conversation}
+    slots: dict[str, Any] = {"{bot}": bot_id, "{conv}": str(conversation)}
     filled = None if body is None else {k: slots.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
     if filled and "bot_id" in filled and path.startswith("/v3"):
         filled["bot_id"] = str(filled["bot_id"])
     before = ok_data(call(server, "GET", f"/v1/bots/{bot_id}"))
     assert_error(call(server, method, path.replace("{bot}", str(bot_id)), filled, principal="bob"), 404)
-    assert ok_data(call(server, "GET", f"/v1/bots/{bot_id}")) == before
+    assert ok_data(call(server, "GET", f"/v1/bots/{bot_id}")) == {**before}
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [
@@ -422,20 +531,15 @@ def test_another_principals_resources_are_404(server: IndependentServer, bot_id:
     pytest.param("GET", "/v1/bots/1234567890123456789", None, id="bot-get"),
     pytest.param("GET", "/v1/bots/abc", None, id="bot-get-not-digits"),
     pytest.param("POST", "/v3/chat", {"bot_id": "1234567890123456789", "user_id": "u"}, id="chat-bot"),
-    pytest.param("POST", "/v3/chat", {"bot_id": "{bot}", "user_id": "u", "ConversationID": "conv_nope"},
-                 id="chat-conversation"),
 ])
-def test_unknown_ids_are_400(server: IndependentServer, bot_id: int, method: str, path: str,
-                             body: dict[str, Any] | None) -> None:
-    if body is not None and body.get("bot_id") == "{bot}":
-        body = {**body, "bot_id": str(bot_id)}
+def test_unknown_ids_are_400(server: IndependentServer, method: str, path: str, body: dict[str, Any] | None) -> None:
     assert_error(call(server, method, path, body), 400)
 
 
 def test_never_published_bot(server: IndependentServer) -> None:
     draft = create_bot(server, publish=False)
-    assert_error(call(server, "POST", "/v3/chat", chat_body(draft)), 400)
-    assert_error(call(server, "GET", f"/v1/bot/get_online_info?bot_id={draft}"), 404)
+    assert ok_data(call(server, "POST", "/v3/chat", chat_body(draft)))["content"]  # answered with the draft
+    assert_error(call(server, "GET", f"/v1/bot/get_online_info?bot_id={draft}"), 400)
 
 
 GOOD_MESSAGE = {"role": "user", "content": "hi", "content_type": "text"}
@@ -445,6 +549,7 @@ GOOD_MESSAGE = {"role": "user", "content": "hi", "content_type": "text"}
     pytest.param("/v3/chat", {"user_id": "u"}, id="chat-missing-bot_id"),
     pytest.param("/v3/chat", {"bot_id": "{bot}"}, id="chat-missing-user_id"),
     pytest.param("/v3/chat", {"bot_id": True, "user_id": "u"}, id="chat-bot_id-bool"),
+    pytest.param("/v3/chat", {"bot_id": "{int}", "user_id": "u"}, id="chat-bot_id-int"),
     pytest.param("/v3/chat", {"bot_id": "12x", "user_id": "u"}, id="chat-bot_id-not-digits"),
     pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": 5}, id="chat-user_id-int"),
     pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "stream": "yes"}, id="chat-stream-string"),
@@ -455,8 +560,11 @@ GOOD_MESSAGE = {"role": "user", "content": "hi", "content_type": "text"}
                               "additional_messages": [{**GOOD_MESSAGE, "role": "system"}]}, id="message-bad-role"),
     pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u",
                               "additional_messages": [{**GOOD_MESSAGE, "content": 1}]}, id="message-content-int"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u",
+                              "additional_messages": [{**GOOD_MESSAGE, "content_type": "file"}]}, id="message-file"),
     pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "meta_data": []}, id="meta_data-array"),
     pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "ConversationID": 12}, id="conversation-int"),
+    pytest.param("/v3/chat", {"bot_id": "{bot}", "user_id": "u", "conversation_id": ""}, id="conversation-empty"),
     pytest.param("/api/conversation/chat", {"query": "q"}, id="internal-missing-agent_id"),
     pytest.param("/api/conversation/chat", {"agent_id": "{int}"}, id="internal-missing-query"),
     pytest.param("/api/conversation/chat", {"agent_id": 1.5, "query": "q"}, id="internal-agent_id-float"),
@@ -486,17 +594,19 @@ FIELDS = ["bot_id", "user_id", "stream", "ConversationID", "additional_messages"
 BODIES = JSON_VALUES | st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=6)
 POST_PATHS = ["/v3/chat", "/v3/chat/cancel", "/api/conversation/chat", "/api/draftbot/create",
               "/api/draftbot/update_display_info", "/api/draftbot/publish"]
+CODES = {0, 400, 401, 403, 404, 429, 500}
 
 
 @settings(max_examples=120, deadline=None)
 @given(path=st.sampled_from(POST_PATHS), body=BODIES)
 def test_arbitrary_json_never_gets_a_5xx(server: IndependentServer, path: str, body: Any) -> None:
-    """Bad input gets a 4xx envelope (or, when it happens to be valid, a 200), never a 5xx."""
+    """Bad input gets an error envelope with a 4xx code (or, when it happens to be valid, a
+    success), never a 5xx: always HTTP 200 here (201 for a successful create)."""
     response = call(server, "POST", path, body)
-    assert response.status_code < 500, response.text
+    assert response.status_code in (200, 201), response.text
     if response.headers["Content-Type"].startswith("application/json"):
-        envelope = response.json()
-        assert envelope["code"] == (0 if response.status_code == 200 else response.status_code)
+        code = response.json()["code"]
+        assert code in CODES and code < 500
 
 
 @pytest.mark.parametrize("content", [
@@ -505,20 +615,25 @@ def test_arbitrary_json_never_gets_a_5xx(server: IndependentServer, path: str, b
     pytest.param(b'{"name": NaN}', id="nan"),
     pytest.param(b"\xff\xfe{}", id="not-utf8"),
     pytest.param(b"[" * 100_000, id="deep-nesting"),
-    pytest.param(b'{"name":"' + b"x" * (1024 * 1024) + b'"}', id="over-1MiB"),
+    pytest.param(b'{"name":"' + b"x" * (4 * 1024 * 1024) + b'"}', id="over-4MiB"),
 ])
 def test_unparseable_bodies_are_400(server: IndependentServer, content: bytes) -> None:
     assert_error(call(server, "POST", "/api/draftbot/create", content=content), 400)
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    pytest.param("GET", "/nope", id="unknown-path"),
-    pytest.param("GET", "/v3/chat", id="wrong-method"),
-    pytest.param("DELETE", "/v1/bots/1", id="delete"),
-    pytest.param("POST", "/v1/bots/1/extra", id="deeper-path"),
+def test_a_huge_body_is_accepted(server: IndependentServer) -> None:
+    name = "x" * (1024 * 1024 + 1)
+    assert ok_data(call(server, "POST", "/api/draftbot/create", {"name": name}))["name"] == name
+
+
+@pytest.mark.parametrize(("method", "path", "code"), [
+    pytest.param("GET", "/nope", 404, id="unknown-path"),
+    pytest.param("GET", "/v3/chat", 400, id="wrong-method"),
+    pytest.param("DELETE", "/v1/bots/1", 400, id="delete"),
+    pytest.param("POST", "/v1/bots/1/extra", 404, id="deeper-path"),
 ])
-def test_unknown_routes_are_a_404_envelope(server: IndependentServer, method: str, path: str) -> None:
-    assert_error(call(server, method, path), 404)
+def test_unknown_routes_and_wrong_methods(server: IndependentServer, method: str, path: str, code: int) -> None:
+    assert_error(call(server, method, path), code)
 
 
 # --------------------------------------------------------------------------- auth
@@ -526,44 +641,84 @@ def test_unknown_routes_are_a_404_envelope(server: IndependentServer, method: st
 
 @pytest.mark.parametrize("path", ["/v1/bots/{bot}", "/v3/chat", "/api/draftbot/publish"])
 @pytest.mark.parametrize("mode", ["bearer", "cookie"])
-def test_both_auth_modes_on_every_class(server: IndependentServer, bot_id: int, path: str, mode: str) -> None:
+def test_only_the_class_auth_mode(server: IndependentServer, bot_id: int, path: str, mode: str) -> None:
+    """Bearer on /v1 and /v3, the session_key cookie on /api; the other mode is 401."""
     body = {"/v3/chat": chat_body(bot_id), "/api/draftbot/publish": {"bot_id": bot_id}}.get(path)
-    ok_data(call(server, "GET" if body is None else "POST", path.replace("{bot}", str(bot_id)), body, mode=mode))
+    response = call(server, "GET" if body is None else "POST", path.replace("{bot}", str(bot_id)), body, mode=mode)
+    if mode == mode_of(path):
+        ok_data(response)
+    else:
+        assert_error(response, 401)
 
 
 @pytest.mark.parametrize("headers", [
     pytest.param({}, id="none"),
     pytest.param({"Authorization": "Bearer wrong"}, id="wrong-bearer"),
     pytest.param({"Authorization": "Basic {api}"}, id="wrong-scheme"),
-    pytest.param({"Cookie": "session_key=wrong"}, id="wrong-cookie"),
-    pytest.param({"Cookie": "session_key={api}"}, id="api-key-as-cookie"),
-    pytest.param({"Authorization": "Bearer {api}", "Cookie": "session_key={bob}"}, id="two-principals"),
+    pytest.param({"Cookie": "session_key={session}"}, id="cookie-on-openapi"),
+    pytest.param({"Authorization": "Bearer {session}"}, id="session-as-bearer"),
 ])
 def test_bad_credentials_are_401(server: IndependentServer, bot_id: int, headers: dict[str, str]) -> None:
-    api_key, bob_session = server.principals["alice"][0], server.principals["bob"][1]
-    filled = {k: v.replace("{api}", api_key).replace("{bob}", bob_session) for k, v in headers.items()}
+    api_key, session = server.principals["alice"]
+    filled = {k: v.replace("{api}", api_key).replace("{session}", session) for k, v in headers.items()}
     response = httpx.get(f"{server.url}/v1/bots/{bot_id}", headers=filled, timeout=10)
     assert_error(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_other_modes_credential_is_not_looked_at(server: IndependentServer, bot_id: int) -> None:
+    bob_session = server.principals["bob"][1]
+    headers = {**auth(server), "Cookie": f"session_key={bob_session}"}
+    response = httpx.get(f"{server.url}/v1/bots/{bot_id}", headers=headers, timeout=10)
+    assert ok_data(response)["bot_id"] == str(bot_id)
 
 
 # --------------------------------------------------------------------------- rate limits
 
 
-@pytest.mark.parametrize(("limit", "method", "path", "body"), [
-    pytest.param(30, "POST", "/api/draftbot/publish", {}, id="management"),
-    pytest.param(60, "POST", "/v3/chat/cancel", {}, id="chat-via-cancel"),
-    pytest.param(100, "GET", "/v1/bots/1", None, id="info"),
+def _over_the_limit(server: IndependentServer, limit: int, method: str, path: str, body: Any) -> httpx.Response:
+    with httpx.Client(base_url=server.url, headers=auth(server, mode=mode_of(path)), timeout=10) as client:
+        for _ in range(limit):
+            ok_data(client.request(method, path, json=body))
+        return client.request(method, path, json=body)
+
+
+@pytest.mark.parametrize(("limit", "method", "path"), [
+    pytest.param(30, "POST", "/api/draftbot/create", id="management"),
+    pytest.param(100, "GET", "/v1/bots/{bot}", id="info"),
 ])
-def test_rate_limits_per_group_and_principal(limit: int, method: str, path: str, body: Any) -> None:
+def test_rate_limits_per_group_and_principal(limit: int, method: str, path: str) -> None:
     with IndependentServer(token_delay=0) as limited:
-        with httpx.Client(base_url=limited.url, headers=auth(limited), timeout=10) as client:
-            codes = [client.request(method, path, json=body).status_code for _ in range(limit)]
-            assert 429 not in codes  # every answer counts, 4xx too
+        bot = create_bot(limited, principal="bob", publish=False)
+        path = path.replace("{bot}", str(bot))
+        body = {"name": "n"} if method == "POST" else None
+        with httpx.Client(base_url=limited.url, headers=auth(limited, "bob", mode_of(path)), timeout=10) as client:
+            for _ in range(limit - (1 if method == "POST" else 0)):
+                ok_data(client.request(method, path, json=body))
             refused = client.request(method, path, json=body)
         assert_error(refused, 429)
         reset = email.utils.parsedate_to_datetime(refused.headers["Retry-After"]).timestamp()
         assert time.time() - 1 < reset <= time.time() + 60
-        assert call(limited, method, path, body, principal="bob").status_code != 429
+        other = create_bot(limited, principal="alice", publish=False)
+        ok_data(call(limited, method, path.replace(str(bot), str(other)), body))
+
+
+def test_errors_give_their_slot_back() -> None:
+    with IndependentServer(token_delay=0) as limited:
+        with httpx.Client(base_url=limited.url, headers=auth(limited, mode="cookie"), timeout=10) as client:
+            for _ in range(40):
+                assert_error(client.post("/api/draftbot/publish", json={}), 400)
+        assert_error(_over_the_limit(limited, 30, "POST", "/api/draftbot/create", {"name": "n"}), 429)
+
+
+def test_chat_is_limited_per_user_id_and_cancel_not_at_all() -> None:
+    with IndependentServer(token_delay=0) as limited:
+        bot = create_bot(limited)
+        refused = _over_the_limit(limited, 60, "POST", "/v3/chat", chat_body(bot))
+        assert_error(refused, 429)
+        ok_data(call(limited, "POST", "/v3/chat", {**chat_body(bot), "user_id": "user_002"}))
+        for _ in range(70):
+            assert_error(call(limited, "POST", "/v3/chat/cancel", {"conversation_id": "1"}), 400)
 
 
 def test_fixed_window_limiter_resets_at_the_window_end() -> None:
@@ -576,6 +731,8 @@ def test_fixed_window_limiter_resets_at_the_window_end() -> None:
     assert limiter.hit("bob", "management") is None
     now[0] = 1_700_000_059.9
     assert limiter.hit("alice", "management") == 1_700_000_060.0
+    limiter.refund("alice", "management")
+    assert limiter.hit("alice", "management") is None
     now[0] = 1_700_000_060.0
     assert [limiter.hit("alice", "management") for _ in range(3)] == [None] * 3
     assert limiter.hit("alice", "management") == 1_700_000_120.0

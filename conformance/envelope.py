@@ -93,7 +93,11 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
                     ERROR_DATA_NULL,
                     env.data_key in body and body[env.data_key] is None,
                     expected=f"{env.data_key}: null",
-                    actual=_excerpt(json.dumps(body.get(env.data_key), ensure_ascii=False)),
+                    actual=(
+                        _excerpt(json.dumps(body[env.data_key], ensure_ascii=False))
+                        if env.data_key in body
+                        else f"no {env.data_key} key"
+                    ),
                     detail=where,
                 )
                 check(ERROR_STATUS, status == code, expected=f"HTTP status {code}", actual=status, detail=where)

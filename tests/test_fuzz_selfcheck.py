@@ -83,8 +83,9 @@ level = "MUST"
 area = "REQ"
 endpoint = "*"
 quote = "| 500 | 服务器内部错误 |"
-gloss = "A request with an optional parameter of the wrong JSON type, a string of up to 1 MiB, or unusual Unicode text (NUL and controls, lone surrogates, bidi and joiners, astral planes) answers 2xx or 4xx, never 5xx."
+gloss = "A request with an optional parameter of the wrong JSON type (`stream` as \\"yes\\", \\"false\\", 1 or null among them), a whole body of 64 KiB - 1, 64 KiB + 1, 256 KiB, 1 MiB - 1 or 1 MiB + 1 bytes, a string of up to 1 MiB, JSON nested 20,000 deep, or unusual Unicode text (NUL and controls, lone surrogates, bidi and joiners, astral planes) answers 2xx or 4xx, never 5xx."
 reading = "`get_online_info` of a never-published bot; unknown routes; wrong methods; body size limits; GET `/v3/chat`; delete; the \\"运行管理\\" API"
+note = "The named cases are sent in every run that fuzzes, whatever --fuzz-examples above 0 (the body sizes on /v3/chat and update_display_info, one endpoint per rate group that takes a body); Hypothesis draws more."
 profiles = ["doc"]
 retired = false
 
@@ -94,8 +95,8 @@ level = "SHOULD"
 area = "REQ"
 endpoint = "*"
 quote = "| 400 | 请求参数错误 |"
-gloss = "A request with an optional parameter of the wrong JSON type answers code 400 rather than ignoring the parameter."
-note = "SHOULD, not MUST: the tables type the optional parameters too, but a server that ignores a parameter it cannot read still answers the request."
+gloss = "A request with an optional parameter of the wrong JSON type answers code 400 rather than ignoring the parameter: `stream` as \\"yes\\", \\"false\\" or 1 included (read by its truthiness, \\"false\\" streams to a client that asked for JSON)."
+note = "SHOULD, not MUST: the tables type the optional parameters too, but a server that ignores a parameter it cannot read still answers the request. A JSON null is judged by REQ-003 only: decoders commonly read null as the parameter absent, and the page does not say otherwise."
 profiles = ["doc"]
 retired = false
 

@@ -26,6 +26,12 @@ would otherwise be the same in every run.
 The plan (``plan``) decides how many examples each (endpoint, kind) gets -- the kinds
 of an endpoint in priority order, ``--fuzz-examples`` per endpoint dealt over them --
 and which requirement judges it (``REQUIREMENTS``).
+
+Boundaries no run may leave to the draw are built without Hypothesis (``edge_cases``)
+and sent by every run before the drawn cases: each optional parameter of a wrong JSON
+type (``stream`` as each of ``STREAM_WRONG``), whole bodies of each ``BODY_LADDER`` size,
+``DEEP_NESTING`` and the ``UNICODE_EDGES`` classes. Why these, and on which endpoints:
+the comment above ``KIB``.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ KINDS = ("valid", "missing", "wrong-type", "not-json", "wrong-optional", "extrem
 GENERATION_DEVIATIONS: Mapping[str, str] = {
     "bot ids": "bot_id and agent_id are a real bot of the suite's, in the JSON type the profile's id_types give: a made-up id is an unknown id, and refusing it is right.",
     "conversation ids": "an optional ConversationID or conversation_id is left out of valid bodies: a made-up one names an unknown conversation (a 4xx is right), a real one needs a chat of its own; a required one (cancel's, which has no valid kind) is made up, so each broken kind changes one thing only.",
-    "stream": "pinned to false: a fuzzed chat is judged on its envelope; the stream is the grammar's (test_chat_stream).",
+    "stream": "pinned to false: a fuzzed chat is judged on its envelope; the stream is the grammar's (test_chat_stream). The wrong-optional kind retypes it, and its edge cases send \"yes\", \"false\", 1 and null in every run.",
     "user_id": "pinned to the test's own user id (cz-conf-<run>-...), so a real deployment sees the suite's users only.",
     "bot name": "when a case changes a bot of the suite's (World.bot_name), name keeps that bot's cz-conf-<run>-... name and is never made extreme: the suite's bots stay recognisable on a real deployment (issue 5).",
     "text": "free text is printable and not blank; NUL, controls, blank and huge strings are the extreme kind's (2xx or 4xx), never a valid body's.",

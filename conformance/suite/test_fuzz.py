@@ -24,7 +24,9 @@ then one named breakage per kind) and each example is one request, judged at onc
   out as the second principal when one is configured (``edge_bot``).
 
 Ids are real: the run's published bot for reading and chatting, and for the endpoints
-that change a bot (update, publish) one bot of the fuzz module's own, made once per run.
+that change a bot (update, publish) one bot of the fuzz module's own, made once per run;
+the edge cases use a published bot of the second principal's (``edge_bot``) when one is
+configured.
 """
 
 from __future__ import annotations

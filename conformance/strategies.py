@@ -40,7 +40,7 @@ import copy
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -252,6 +252,10 @@ class FuzzCase:
     edge: bool = False
     #: Requirements of the row that do not judge this case (``NOT_JUDGED`` says why).
     not_judged: frozenset[str] = frozenset()
+    #: The case sends ``stream`` of a wrong JSON type: a server may have read it as a
+    #: stream request, so its refusal may come as a stream's leading error event
+    #: (READING "Errors on a streaming request").
+    stream_retyped: bool = False
 
     def __repr__(self) -> str:
         query = f"?{urlencode(self.params)}" if self.params else ""
@@ -482,7 +486,8 @@ def _body_cases(profile: Profile, spec: BodySpec, kind: str, world: World, field
             value = draw(wrong_value(spec.json_type(name), strict=strict, salt=salt, is_id=name in endpoint.id_types))
             body[name] = value
             shown = json.dumps(value, ensure_ascii=False)[:40]
-            return _body_case(endpoint, kind, f"{name}: {shown} where the table names {spec.json_type(name)}", dump_json(body))
+            case = _body_case(endpoint, kind, f"{name}: {shown} where the table names {spec.json_type(name)}", dump_json(body))
+            return replace(case, stream_retyped=name == "stream")
 
         return retyped()
     if kind == "extreme":
@@ -677,7 +682,8 @@ def _wrong_optional_edges(profile: Profile, spec: BodySpec, world: World) -> lis
             body = {**_edge_base(profile, spec, world), name: value}
             change = f"{name}: {_shown(value)} where the table names {spec.json_type(name)}"
             not_judged = NOT_JUDGED["null"] if value is None else frozenset()
-            out.append(_edge_case(endpoint, "wrong-optional", change, dump_json(body), not_judged))
+            case = _edge_case(endpoint, "wrong-optional", change, dump_json(body), not_judged)
+            out.append(replace(case, stream_retyped=name == "stream"))
     return out
 
 

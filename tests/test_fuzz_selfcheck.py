@@ -626,3 +626,29 @@ def test_the_edge_cases_pass_the_clean_server_under_strict(row: str) -> None:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert re.search(r"PASS\s+REQ-003\s+MUST", out), out[-4000:]
+
+
+@pytest.mark.parametrize(
+    ("body", "held"),
+    [
+        pytest.param(b'event: error\ndata: {"code":400,"msg":"bad stream"}\n\n', True, id="refused-in-the-stream"),
+        pytest.param(
+            b'event: conversation.chat.created\ndata: {}\n\nevent: conversation.stream.done\ndata: {}\n\n', False,
+            id="streamed-as-asked-for-by-truthiness",
+        ),
+    ],
+)
+def test_a_retyped_stream_may_be_refused_in_a_leading_error_event(body: bytes, held: bool) -> None:
+    # READING "Errors on a streaming request": a server that read "yes" as a stream
+    # request may refuse it in the stream; a stream that is no refusal breaks REQ-004.
+    from conformance.strategies import Row
+    from conformance.suite.test_fuzz import _rule
+
+    row = Row("chat", "wrong-optional", None, ("REQ-003", "REQ-004"), 0, 10)
+    (case, *_rest) = edge_cases(DOC, "chat", "wrong-optional", WORLD)
+    assert case.stream_retyped
+    answer = _answer(200, body, "text/event-stream")
+    assert _rule(row, "REQ-004", load_profile("doc"), answer, case)[0] is held
+    assert _rule(row, "REQ-003", load_profile("doc"), answer, case)[0] is True
+    other = next(c for c in edge_cases(DOC, "chat", "wrong-optional", WORLD) if not c.stream_retyped)
+    assert _rule(row, "REQ-004", load_profile("doc"), _answer(200, body, "text/event-stream"), other)[0] is False

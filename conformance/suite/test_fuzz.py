@@ -193,11 +193,17 @@ def _int_code(code: Any) -> int | None:
 MAY_STREAM_ENDPOINTS = frozenset({"run"})
 
 
-def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse) -> tuple[bool, str]:
-    """Whether ``answer`` keeps ``requirement`` for a case of ``row``, and what was expected."""
+def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse, case: FuzzCase | None = None) -> tuple[bool, str]:
+    """Whether ``answer`` keeps ``requirement`` for a case of ``row``, and what was expected.
+
+    A case that retypes ``stream`` (``"yes"``, ``1``, ...) may be read as a stream request
+    and refused in the stream's leading error event (READING "Errors on a streaming
+    request"): that counts as the refusal. A stream without one -- "false" streamed to a
+    client that asked for JSON -- is no refusal, and breaks REQ-004."""
     env = envelope(answer)
     code = _int_code(env.code)
-    if row.endpoint in MAY_STREAM_ENDPOINTS and answer.media_type == profile.stream["media_type"]:
+    may_stream = row.endpoint in MAY_STREAM_ENDPOINTS or (case is not None and case.stream_retyped)
+    if may_stream and answer.media_type == profile.stream["media_type"]:
         code = _int_code(leading_error_code(answer.body, answer.headers.get("content-type"), profile))
     status = answer.status
     survived = (200 <= status < 300 or 400 <= status < 500) and not (code is not None and code >= 500)
@@ -265,7 +271,7 @@ def test_fuzz(
         for requirement in row.requirements:
             if requirement in case.not_judged:
                 continue  # strategies.NOT_JUDGED: e.g. a null may be read as absent
-            held, expected = _rule(row, requirement, profile, answer)
+            held, expected = _rule(row, requirement, profile, answer, case)
             actual = envelope(answer).describe()
             finding = Finding(requirement, held, expected, actual, case, answer.exchange.to_curl())
             findings.append(finding)

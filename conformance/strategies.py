@@ -26,6 +26,12 @@ would otherwise be the same in every run.
 The plan (``plan``) decides how many examples each (endpoint, kind) gets -- the kinds
 of an endpoint in priority order, ``--fuzz-examples`` per endpoint dealt over them --
 and which requirement judges it (``REQUIREMENTS``).
+
+Boundaries no run may leave to the draw are built without Hypothesis (``edge_cases``)
+and sent by every run before the drawn cases: each optional parameter of a wrong JSON
+type (``stream`` as each of ``STREAM_WRONG``), whole bodies of each ``BODY_LADDER`` size,
+``DEEP_NESTING`` and the ``UNICODE_EDGES`` classes. Why these, and on which endpoints:
+the comment above ``KIB``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import copy
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -45,12 +51,16 @@ from conformance.profile import Endpoint, Profile
 from conformance.schemas import load_index, load_schema
 
 __all__ = [
+    "BODY_LADDER",
+    "DEEP_NESTING",
     "EMBEDDED_EXAMPLES",
     "GENERATION_DEVIATIONS",
     "KINDS",
     "PRIORITIES",
     "REMOTE_EXAMPLES",
     "REQUIREMENTS",
+    "STREAM_WRONG",
+    "UNICODE_EDGES",
     "BodySpec",
     "FuzzCase",
     "Row",
@@ -58,6 +68,8 @@ __all__ = [
     "body_spec",
     "cases",
     "dump_json",
+    "edge_cases",
+    "edge_counts",
     "generation_schema",
     "plan",
     "request_schema_name",
@@ -70,7 +82,7 @@ KINDS = ("valid", "missing", "wrong-type", "not-json", "wrong-optional", "extrem
 GENERATION_DEVIATIONS: Mapping[str, str] = {
     "bot ids": "bot_id and agent_id are a real bot of the suite's, in the JSON type the profile's id_types give: a made-up id is an unknown id, and refusing it is right.",
     "conversation ids": "an optional ConversationID or conversation_id is left out of valid bodies: a made-up one names an unknown conversation (a 4xx is right), a real one needs a chat of its own; a required one (cancel's, which has no valid kind) is made up, so each broken kind changes one thing only.",
-    "stream": "pinned to false: a fuzzed chat is judged on its envelope; the stream is the grammar's (test_chat_stream).",
+    "stream": "pinned to false: a fuzzed chat is judged on its envelope; the stream is the grammar's (test_chat_stream). The wrong-optional kind retypes it, and its edge cases send \"yes\", \"false\", 1 and null in every run.",
     "user_id": "pinned to the test's own user id (cz-conf-<run>-...), so a real deployment sees the suite's users only.",
     "bot name": "when a case changes a bot of the suite's (World.bot_name), name keeps that bot's cz-conf-<run>-... name and is never made extreme: the suite's bots stay recognisable on a real deployment (issue 5).",
     "text": "free text is printable and not blank; NUL, controls, blank and huge strings are the extreme kind's (2xx or 4xx), never a valid body's.",
@@ -236,12 +248,21 @@ class FuzzCase:
     params: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
     change: str = ""
+    #: One of the always-run edge cases (``edge_cases``), not drawn by Hypothesis.
+    edge: bool = False
+    #: Requirements of the row that do not judge this case (``NOT_JUDGED`` says why).
+    not_judged: frozenset[str] = frozenset()
+    #: The case sends ``stream`` of a wrong JSON type: a server may have read it as a
+    #: stream request, so its refusal may come as a stream's leading error event
+    #: (READING "Errors on a streaming request").
+    stream_retyped: bool = False
 
     def __repr__(self) -> str:
         query = f"?{urlencode(self.params)}" if self.params else ""
         shown = "" if self.body is None else self.body[:160].decode("utf-8", "replace")
         more = f"... ({len(self.body)} bytes)" if self.body is not None and len(self.body) > 160 else ""
-        return f"FuzzCase({self.kind}: {self.change or 'as generated'}; {self.method} {self.path[:120]}{query[:120]} {shown!r}{more})"
+        tag = " [always-run edge case]" if self.edge else ""
+        return f"FuzzCase({self.kind}: {self.change or 'as generated'}; {self.method} {self.path[:120]}{query[:120]} {shown!r}{more}){tag}"
 
 
 @dataclass(frozen=True)
@@ -465,7 +486,8 @@ def _body_cases(profile: Profile, spec: BodySpec, kind: str, world: World, field
             value = draw(wrong_value(spec.json_type(name), strict=strict, salt=salt, is_id=name in endpoint.id_types))
             body[name] = value
             shown = json.dumps(value, ensure_ascii=False)[:40]
-            return _body_case(endpoint, kind, f"{name}: {shown} where the table names {spec.json_type(name)}", dump_json(body))
+            case = _body_case(endpoint, kind, f"{name}: {shown} where the table names {spec.json_type(name)}", dump_json(body))
+            return replace(case, stream_retyped=name == "stream")
 
         return retyped()
     if kind == "extreme":
@@ -539,6 +561,204 @@ def cases(profile: Profile, endpoint_name: str, kind: str, world: World, *, fiel
     return _param_cases(profile, endpoint, kind, world, field, salt)
 
 
+# --------------------------------------------------------------------------- always-run edge cases
+#
+# Hypothesis draws a handful of cases per kind, so whether a given boundary is tried
+# depends on the seed: a server answering 500 for bodies between 64 KiB and 1 MiB was
+# caught in one run and passed in another. The cases below are built without drawing
+# and sent by every run as Hypothesis explicit examples (test_fuzz), before -- and in
+# addition to -- the drawn ones, whatever --fuzz-examples says (0 switches fuzzing off).
+#
+# Few on purpose: each is a real request against the rate budget of the documented
+# limits (chat 60, management 30, info 100 a minute; tests/test_budget.py). So:
+# * wrong-optional (REQ-003, REQ-004): /v3/chat, the run and update -- every endpoint
+#   the plan retypes optional parameters of (create makes bots; cancel and publish
+#   have no optional parameter). ``stream`` gets each of STREAM_WRONG; every other
+#   optional parameter one wrong JSON type, dealt in turn from object, array, string,
+#   number, boolean so that the types vary (on /v3/chat all five are sent); the other
+#   pairings are Hypothesis's to draw.
+# * extreme (REQ-003): the body ladder, deep nesting and the Unicode classes on one
+#   endpoint of each rate group that takes a body -- /v3/chat (chat) and update
+#   (management). The info group's two endpoints are GETs whose one parameter travels
+#   in the query or the path: there is no body to size, and odd text in bot_id is the
+#   wrong-type kind's (MALFORMED_IDS).
+
+KIB = 1024
+#: Whole request bodies of these sizes in bytes (REQ-003; READING "body size limits":
+#: accepted or refused with a 4xx, never a 5xx): each side of 64 KiB (a common buffer
+#: and default limit), one between, and each side of 1 MiB (another common default
+#: limit, and the reference server's).
+BODY_LADDER = (64 * KIB - 1, 64 * KIB + 1, 256 * KIB, 1024 * KIB - 1, 1024 * KIB + 1)
+#: ``stream`` of a wrong JSON type. "false" is the hazard: read by its truthiness it
+#: streams, and a client that asked for JSON gets an event stream.
+STREAM_WRONG: tuple[Any, ...] = ("yes", "false", 1, None)
+#: Why a case is left out of a requirement's judgement, by the value it sends. JSON
+#: null for an optional parameter is commonly decoded as the parameter absent (Go's
+#: encoding/json leaves the field unset; the reference server reads it so): the page
+#: does not say otherwise, so null is judged by REQ-003 (never 5xx) only, never by
+#: REQ-004's "400 rather than ignoring".
+NOT_JUDGED: Mapping[str, frozenset[str]] = {"null": frozenset({"REQ-004"})}
+#: Arrays nested this deep in an unknown key (REQ-005 lets a server ignore the key, not
+#: skip parsing it): past every common parser's limit (Go's encoding/json 10,000,
+#: Python's recursion 1,000, serde_json 128), a 40 KB body.
+DEEP_NESTING = 20_000
+#: The Unicode classes REQ-003 names, one request each (a server that refuses NUL
+#: with a 400 must still be seen surviving astral text).
+UNICODE_EDGES: tuple[tuple[str, str], ...] = (
+    ("NUL and controls", "a\x00b\x01\x08\x1b[31m\x7f\x85c"),
+    ("lone surrogates", "x\ud800y\udfffz"),
+    ("bidi and joiners", "\u202eevil\u202c \u2066abc\u2069 a\u200db\u200cc\u2060\ufeff"),
+    ("astral planes", "\U0001f469\u200d\U0001f469\u200d\U0001f467 \U0001d54f \U00020000 \U0010ffff"),
+)
+#: One value of each JSON type, for a parameter of another type.
+WRONG_OF_TYPE: Mapping[str, Any] = {"object": {"x_cz": "1"}, "array": ["x"], "string": "x", "number": 1, "boolean": True}
+#: The JSON types wrong for a parameter of each documented type (as in _LENIENT: the
+#: verdict is lenient), and for an id (READING "Id types": a number or a digit string
+#: is never a wrong type for one).
+_WRONG_TYPES: Mapping[str, tuple[str, ...]] = {
+    "string": ("object", "array", "number", "boolean"),
+    "integer": ("object", "array", "string", "boolean"),
+    "boolean": ("string", "number", "object", "array"),
+    "array": ("object", "string", "number", "boolean"),
+    "object": ("array", "string", "number", "boolean"),
+}
+_WRONG_ID_TYPES = ("object", "array", "boolean")
+_TYPE_ORDER = ("object", "array", "string", "number", "boolean")
+#: Where the extreme edges ride, per endpoint: the parameter padded to size a body, and
+#: the one carrying the Unicode texts (chat: meta_data, an object of strings, so that an
+#: accepting server spends no model tokens on the padding; the user's message for text).
+EDGE_CARRIERS: Mapping[str, tuple[str, str]] = {"chat": ("meta_data", "message"), "update": ("description", "description")}
+#: The endpoints whose wrong-optional rows carry edges (all the plan retypes).
+WRONG_OPTIONAL_EDGES = frozenset({"chat", "run", "update"})
+#: Text of the base body's message / query (any printable text would do).
+_EDGE_TEXT = "你好"
+
+
+def _edge_base(profile: Profile, spec: BodySpec, world: World) -> dict[str, Any]:
+    """A valid body of ``spec`` with no drawn part: real ids, the test's user, the bot's
+    kept name, ``stream`` false, and one user text message where the endpoint takes some."""
+    endpoint = spec.endpoint
+    body: dict[str, Any] = {}
+    for name in spec.required:
+        if name in BOT_ID_PARAMS and name in endpoint.id_types:
+            body[name] = _typed_id(world.bot_id, endpoint.id_types[name])
+        elif name == "user_id":
+            body[name] = world.user_id
+        elif spec.json_type(name) == "string":
+            body[name] = _EDGE_TEXT
+        else:
+            raise ValueError(f"{endpoint.key}: no edge value for required {name!r}")
+    if world.bot_name is not None and "name" in spec.properties:
+        body["name"] = world.bot_name
+    if "stream" in spec.properties:
+        body["stream"] = False
+    if endpoint.name == "chat":
+        body["additional_messages"] = [_edge_message(profile, _EDGE_TEXT)]
+    return body
+
+
+def _edge_message(profile: Profile, content: str) -> dict[str, Any]:
+    return {"role": "user", "content": content, profile.messages.content_type_keys[0]: "text"}
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)[:40]
+
+
+def _wrong_optional_edges(profile: Profile, spec: BodySpec, world: World) -> list[FuzzCase]:
+    endpoint = spec.endpoint
+    out: list[FuzzCase] = []
+    cursor = 0
+    for name in spec.optional:
+        if name == "stream":
+            values: list[Any] = list(STREAM_WRONG)
+        else:
+            wrong = _WRONG_ID_TYPES if name in endpoint.id_types else _WRONG_TYPES[spec.json_type(name)]
+            while _TYPE_ORDER[cursor % len(_TYPE_ORDER)] not in wrong:
+                cursor += 1
+            values = [WRONG_OF_TYPE[_TYPE_ORDER[cursor % len(_TYPE_ORDER)]]]
+            cursor += 1
+        for value in values:
+            body = {**_edge_base(profile, spec, world), name: value}
+            change = f"{name}: {_shown(value)} where the table names {spec.json_type(name)}"
+            not_judged = NOT_JUDGED["null"] if value is None else frozenset()
+            case = _edge_case(endpoint, "wrong-optional", change, dump_json(body), not_judged)
+            out.append(replace(case, stream_retyped=name == "stream"))
+    return out
+
+
+def sized_body(body: Mapping[str, Any], padded: str, size: int) -> bytes:
+    """``body`` with ``padded`` (a string parameter, or an object of strings given a
+    ``cz_padding`` key) filled with ASCII so the whole JSON text is ``size`` bytes."""
+    shaped = dict(body)
+    shaped[padded] = "" if not isinstance(body.get(padded, ""), dict) else {**body[padded], "cz_padding": ""}
+    fill = size - len(dump_json(shaped))
+    if fill < 0:
+        raise ValueError(f"a body of {size} bytes cannot hold {padded}")
+    if isinstance(shaped[padded], dict):
+        shaped[padded] = {**shaped[padded], "cz_padding": "x" * fill}
+    else:
+        shaped[padded] = "x" * fill
+    raw = dump_json(shaped)
+    assert len(raw) == size, (len(raw), size)
+    return raw
+
+
+def deeply_nested(body: Mapping[str, Any], depth: int) -> bytes:
+    """``body`` plus an unknown key holding arrays nested ``depth`` deep, written as
+    text (the encoder would recurse as deep)."""
+    head = dump_json(body)
+    return head[:-1] + (b"," if len(head) > 2 else b"") + b'"x_cz_deep":' + b"[" * depth + b"]" * depth + b"}"
+
+
+def _extreme_edges(profile: Profile, spec: BodySpec, world: World) -> list[FuzzCase]:
+    endpoint = spec.endpoint
+    padded, text_field = EDGE_CARRIERS[endpoint.name]
+    base = _edge_base(profile, spec, world)
+    if spec.json_type(padded) == "object":
+        base[padded] = {}
+    out = [
+        _edge_case(endpoint, "extreme", f"a body of {size} bytes ({padded} padded)", sized_body(base, padded, size))
+        for size in BODY_LADDER
+    ]
+    for label, text in UNICODE_EDGES:
+        body = dict(base)
+        if text_field == "message":
+            body["additional_messages"] = [_edge_message(profile, text)]
+        else:
+            body[text_field] = text
+        out.append(_edge_case(endpoint, "extreme", f"{text_field}: {label} {text[:24]!r}", dump_json(body)))
+    out.append(_edge_case(endpoint, "extreme", f"x_cz_deep: arrays nested {DEEP_NESTING} deep", deeply_nested(base, DEEP_NESTING)))
+    return out
+
+
+def _edge_case(endpoint: Endpoint, kind: str, change: str, body: bytes, not_judged: frozenset[str] = frozenset()) -> FuzzCase:
+    return FuzzCase(endpoint.name, kind, endpoint.method, endpoint.path, (), body, change, edge=True, not_judged=not_judged)
+
+
+def edge_cases(profile: Profile, endpoint_name: str, kind: str, world: World) -> tuple[FuzzCase, ...]:
+    """The always-run cases of one (endpoint, kind): none for most."""
+    if kind == "wrong-optional" and endpoint_name in WRONG_OPTIONAL_EDGES:
+        return tuple(_wrong_optional_edges(profile, body_spec(profile, endpoint_name), world))
+    if kind == "extreme" and endpoint_name in EDGE_CARRIERS:
+        return tuple(_extreme_edges(profile, body_spec(profile, endpoint_name), world))
+    return ()
+
+
+#: A world for counting edge cases (the count never depends on the ids).
+_COUNTING_WORLD = World("1", "cz-conf-count", bot_name="cz-conf-count")
+
+
+def edge_counts(profile: Profile) -> dict[tuple[str, str], int]:
+    """How many always-run cases each (endpoint, kind) of the plan has."""
+    return {
+        (endpoint, kind): n
+        for endpoint, kinds in PRIORITIES.items()
+        for kind, _field in kinds
+        if (n := len(edge_cases(profile, endpoint, kind, _COUNTING_WORLD)))
+    }
+
+
 # --------------------------------------------------------------------------- the plan
 
 #: The kinds of each endpoint, most valuable first (a small --fuzz-examples runs the
@@ -600,7 +820,15 @@ class Row:
     kind: str
     field: str | None
     requirements: tuple[str, ...]
+    #: Cases Hypothesis draws (0: the row runs its edge cases only).
     examples: int
+    #: Always-run edge cases (``edge_cases``), sent before the drawn ones.
+    edges: int = 0
+
+    @property
+    def requests(self) -> int:
+        """Requests the row sends when no case fails (shrinking sends more)."""
+        return self.examples + self.edges
 
     @property
     def id(self) -> str:
@@ -620,16 +848,24 @@ def _deal(total: int, count: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(count)]
 
 
-def plan(per_endpoint: Mapping[str, int] | int, known: Callable[[str], bool]) -> tuple[list[Row], list[Row]]:
+def plan(
+    per_endpoint: Mapping[str, int] | int,
+    known: Callable[[str], bool],
+    edges: Mapping[tuple[str, str], int] | None = None,
+) -> tuple[list[Row], list[Row]]:
     """The fuzz rows to run and the rows deferred because ``known`` (the catalogue)
-    lacks one of their requirements. ``per_endpoint``: requests per endpoint."""
+    lacks one of their requirements. ``per_endpoint``: drawn examples per endpoint;
+    ``edges``: the always-run cases per (endpoint, kind) (``edge_counts``), which keep a
+    row in the plan when no drawn example is left for it -- unless the endpoint gets 0
+    (fuzzing it is off)."""
     rows: list[Row] = []
     deferred: list[Row] = []
     for endpoint, kinds in PRIORITIES.items():
         total = per_endpoint if isinstance(per_endpoint, int) else per_endpoint.get(endpoint, 0)
         for (kind, field), examples in zip(kinds, _deal(total, len(kinds)), strict=True):
-            if examples < 1:
+            always = (edges or {}).get((endpoint, kind), 0) if total > 0 else 0
+            if examples < 1 and always < 1:
                 continue
-            row = Row(endpoint, kind, field, requirements_for(endpoint, kind, field), examples)
+            row = Row(endpoint, kind, field, requirements_for(endpoint, kind, field), examples, always)
             (rows if all(known(r) for r in row.requirements) else deferred).append(row)
     return rows, deferred

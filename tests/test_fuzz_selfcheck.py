@@ -26,15 +26,21 @@ from conformance.profile import load_profile
 from conformance.reference import ReferenceServer, ServerConfig
 from conformance.schemas import validate
 from conformance.strategies import (
+    BODY_LADDER,
+    DEEP_NESTING,
     EMBEDDED_EXAMPLES,
     PRIORITIES,
     REMOTE_EXAMPLES,
     REQUIREMENTS,
+    STREAM_WRONG,
+    UNICODE_EDGES,
     FuzzCase,
     World,
     body_spec,
     cases,
     dump_json,
+    edge_cases,
+    edge_counts,
     plan,
     valid_bodies,
 )
@@ -83,8 +89,9 @@ level = "MUST"
 area = "REQ"
 endpoint = "*"
 quote = "| 500 | 服务器内部错误 |"
-gloss = "A request with an optional parameter of the wrong JSON type, a string of up to 1 MiB, or unusual Unicode text (NUL and controls, lone surrogates, bidi and joiners, astral planes) answers 2xx or 4xx, never 5xx."
+gloss = "A request with an optional parameter of the wrong JSON type (`stream` as \\"yes\\", \\"false\\", 1 or null among them), a whole body of 64 KiB - 1, 64 KiB + 1, 256 KiB, 1 MiB - 1 or 1 MiB + 1 bytes, a string of up to 1 MiB, JSON nested 20,000 deep, or unusual Unicode text (NUL and controls, lone surrogates, bidi and joiners, astral planes) answers 2xx or 4xx, never 5xx."
 reading = "`get_online_info` of a never-published bot; unknown routes; wrong methods; body size limits; GET `/v3/chat`; delete; the \\"运行管理\\" API"
+note = "The named cases are sent in every run that fuzzes, whatever --fuzz-examples above 0 (the body sizes on /v3/chat and update_display_info, one endpoint per rate group that takes a body); Hypothesis draws more."
 profiles = ["doc"]
 retired = false
 
@@ -94,8 +101,8 @@ level = "SHOULD"
 area = "REQ"
 endpoint = "*"
 quote = "| 400 | 请求参数错误 |"
-gloss = "A request with an optional parameter of the wrong JSON type answers code 400 rather than ignoring the parameter."
-note = "SHOULD, not MUST: the tables type the optional parameters too, but a server that ignores a parameter it cannot read still answers the request."
+gloss = "A request with an optional parameter of the wrong JSON type answers code 400 rather than ignoring the parameter: `stream` as \\"yes\\", \\"false\\" or 1 included (read by its truthiness, \\"false\\" streams to a client that asked for JSON)."
+note = "SHOULD, not MUST: the tables type the optional parameters too, but a server that ignores a parameter it cannot read still answers the request. A JSON null is judged by REQ-003 only: decoders commonly read null as the parameter absent, and the page does not say otherwise."
 profiles = ["doc"]
 retired = false
 
@@ -310,6 +317,118 @@ def test_the_proposed_entries_follow_the_catalogue_rules(tmp_path: Path) -> None
             assert CATALOGUE[rid].gloss == entry.gloss, f"{rid} adopted with another gloss: drop it from the proposal"
 
 
+# --------------------------------------------------------------------------- always-run edge cases
+
+EDGES = edge_counts(DOC)
+ALWAYS = {("chat", "wrong-optional"), ("chat", "extreme"), ("run", "wrong-optional"), ("update", "wrong-optional"), ("update", "extreme")}
+
+
+@pytest.mark.parametrize("budget", [1, 5, REMOTE_EXAMPLES])
+def test_the_edge_rows_are_planned_under_any_budget(budget: int) -> None:
+    # --fuzz-examples 1 deals /v3/chat's one example to its valid kind: the rows with
+    # edges must stay, with no drawn example (their edges only) where none is left.
+    rows, _ = plan(budget, lambda rid: True, EDGES)
+    planned = {(r.endpoint, r.kind): r for r in rows}
+    assert ALWAYS <= set(planned)
+    for key in ALWAYS:
+        assert planned[key].edges == EDGES[key] > 0
+    if budget == 1:
+        assert planned[("chat", "extreme")].examples == 0 and planned[("chat", "extreme")].requests == EDGES[("chat", "extreme")]
+
+
+def test_no_edges_when_fuzzing_is_off() -> None:
+    rows, _ = plan(0, lambda rid: True, EDGES)
+    assert rows == []
+    rows, _ = plan({**EMBEDDED_EXAMPLES, "update": 0}, lambda rid: True, EDGES)
+    assert not [r for r in rows if r.endpoint == "update"]
+
+
+def test_the_edges_fit_the_second_principals_share_of_the_budget() -> None:
+    # The edges go out as the second principal (test_fuzz.edge_bot), which the other
+    # modules leave nearly untouched (tests/test_budget.py: 2 chat, 4 management
+    # before the phase); its edge bot costs 2 management requests more. The budget:
+    # 50 chat, 25 management per principal (tests/test_budget.py BUDGET).
+    rows, _ = plan(EMBEDDED_EXAMPLES, lambda rid: True, EDGES)
+    by_group: dict[str, int] = {}
+    for row in rows:
+        group = DOC.ratelimits.group_of(row.endpoint).name
+        if row.edges:
+            by_group[group] = by_group.get(group, 0) + row.edges
+    assert by_group == {"chat": 26, "management": 13}
+    assert 2 + by_group["chat"] <= 50 and 4 + 2 + by_group["management"] <= 25
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+
+
+def test_the_wrong_optional_edges_retype_every_optional_parameter() -> None:
+    for endpoint in ("chat", "run", "update"):
+        spec = body_spec(DOC, endpoint)
+        world = OWN if endpoint == "update" else WORLD
+        edges = edge_cases(DOC, endpoint, "wrong-optional", world)
+        retyped: dict[str, list[Any]] = {}
+        for case in edges:
+            assert case.edge and case.kind == "wrong-optional" and case.body is not None
+            body = json.loads(case.body.decode("utf-8"))
+            name = case.change.split(":", 1)[0]
+            retyped.setdefault(name, []).append(body[name])
+            # One change only: the rest of the body is valid.
+            rest = {k: v for k, v in body.items() if k != name}
+            assert [v for v in validate(spec.schema_name, rest) if v.keyword != "required"] == []
+            if body[name] is not None:
+                assert any(v.keyword == "type" and v.instance_path == f"/{name}" for v in validate(spec.schema_name, body))
+            # A null may be read as absent (strategies.NOT_JUDGED): never judged by REQ-004.
+            assert ("REQ-004" in case.not_judged) is (body[name] is None)
+        assert set(retyped) == set(spec.optional), endpoint
+        if "stream" in retyped:
+            assert retyped["stream"] == list(STREAM_WRONG)
+    chat_types = {type(v[0]).__name__ for k, v in _retyped_chat().items() if k != "stream"}
+    assert chat_types == {"dict", "list", "str", "int", "bool"}, "every JSON type is sent on /v3/chat"
+
+
+def _retyped_chat() -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for case in edge_cases(DOC, "chat", "wrong-optional", WORLD):
+        name = case.change.split(":", 1)[0]
+        out.setdefault(name, []).append(json.loads(case.body or b"")[name])
+    return out
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "update"])
+def test_the_extreme_edges_are_the_named_boundaries(endpoint: str) -> None:
+    spec = body_spec(DOC, endpoint)
+    world = OWN if endpoint == "update" else WORLD
+    edges = edge_cases(DOC, endpoint, "extreme", world)
+    sizes = [len(c.body or b"") for c in edges if c.change.startswith("a body of")]
+    assert sizes == list(BODY_LADDER) == [65535, 65537, 262144, 1048575, 1048577]
+    for case in edges:
+        assert case.edge and not case.not_judged and case.body is not None
+        body = _json_or_none(case.body)
+        if "nested" in case.change:
+            assert body is None  # past Python's own recursion limit
+            assert case.body.endswith(b'"x_cz_deep":' + b"[" * DEEP_NESTING + b"]" * DEEP_NESTING + b"}")
+            continue
+        assert body is not None
+        assert [v for v in validate(spec.schema_name, body) if v.keyword != "maxLength"] == [], case.change
+        if world.bot_name:
+            assert body["name"] == world.bot_name  # the suite's bot keeps its name
+    texts = [c.body or b"" for c in edges if any(label in c.change for label, _ in UNICODE_EDGES)]
+    assert len(texts) == len(UNICODE_EDGES)
+    for raw, (_label, text) in zip(texts, UNICODE_EDGES, strict=True):
+        assert dump_json(text)[1:-1] in raw
+    assert b"\\u0000" in texts[0] and b"\\ud800" in texts[1] and "\u202e".encode() in texts[2]
+    assert "\U0010ffff".encode() in texts[3]
+
+
+def test_an_edge_case_says_so_when_printed() -> None:
+    (case, *_rest) = edge_cases(DOC, "chat", "wrong-optional", WORLD)
+    assert repr(case).startswith('FuzzCase(wrong-optional: stream: "yes" ') and repr(case).endswith("[always-run edge case]")
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -372,12 +491,12 @@ def _unpaced() -> list[str]:
     return ["--rate-budget=chat=100000"] if "rate_budgets" in OPTIONS_BY_DEST else []
 
 
-def _run_fuzz(target: Target, row: str, examples: int) -> subprocess.CompletedProcess[str]:
+def _run_fuzz(target: Target, row: str, examples: int, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_")}
     return subprocess.run(
         [
             sys.executable, "-m", "pytest", f"conformance/suite/test_fuzz.py::test_fuzz[{row}]",
-            "-p", "no:cacheprovider", "-v", f"--fuzz-examples={examples}", *_unpaced(),
+            "-p", "no:cacheprovider", "-v", f"--fuzz-examples={examples}", *_unpaced(), *extra,
         ],
         cwd=ROOT, env={**env, **target.env(), "CI": "true"}, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -411,7 +530,8 @@ def test_the_fuzz_fails_a_server_that_answers_500_for_one_wrong_typed_field(
     assert re.search(rf"FAIL\s+{requirement}\s+MUST", out), out[-4000:]
     assert re.search(rf"smallest: FuzzCase\({row.split('-', 1)[1]}: {field}: ", out), out[-4000:]
     curl = out[out.index("Reproduce with:") :]
-    assert '"Authorization: Bearer $COZE_API_KEY"' in curl and f'"{field}"' in curl
+    # The edge cases go out as the second principal (test_fuzz.edge_bot).
+    assert re.search(r'"Authorization: Bearer \$COZE_API_KEY(_2)?"', curl) and f'"{field}"' in curl
     assert target.keys[0] not in out, "the API key leaked into the output"
     assert re.search(rf"fuzz seed of {row}: \d+", out)
 
@@ -461,3 +581,74 @@ def test_a_refusal_as_a_leading_error_event_counts_for_the_run_only(endpoint: st
     row = Row(endpoint, "wrong-type", None, ("REQ-002",), 1)
     ok, _ = _rule(row, "REQ-002", load_profile("doc"), _answer(200, body, "text/event-stream"))
     assert ok is held
+
+
+# ---------------------------------------------------------------- edge cases end to end
+
+
+@contextmanager
+def _serving_fault(faults: frozenset[str]) -> Iterator[Target]:
+    """The reference server (limits off) with ``faults`` on (none: the clean one)."""
+    config = ServerConfig(rate_limits=False, token_delay=0, faults=faults)
+    with ReferenceServer(config) as server:
+        p1, p2 = config.principals[:2]
+        yield Target(server.url, (p1.api_key, p1.session_key, p2.api_key, p2.session_key))
+
+
+EDGE_FAULTS = [
+    # --fuzz-examples 1: /v3/chat's one drawn example goes to its valid kind, so these
+    # rows send their edge cases only -- what kills the fault is always sent.
+    pytest.param("req_body_over_64kib_500", "chat-extreme", "REQ-003", "MUST", (), "a body of 65537 bytes", id="body-over-64k-500"),
+    pytest.param(
+        "chat_stream_wrong_type_truthy", "chat-wrong-optional", "REQ-004", "SHOULD", ("--strict",), 'stream: "yes"',
+        id="stream-by-truthiness",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fault", "row", "requirement", "level", "extra", "smallest"), EDGE_FAULTS)
+def test_the_edge_cases_catch_a_fault_under_a_budget_of_one(
+    fault: str, row: str, requirement: str, level: str, extra: tuple[str, ...], smallest: str
+) -> None:
+    with _serving_fault(frozenset({fault})) as target:
+        result = _run_fuzz(target, row, 1, *extra)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out[-4000:]
+    assert re.search(rf"FAIL\s+{requirement}\s+{level}", out), out[-4000:]
+    assert f"FuzzCase({row.split('-', 1)[1]}: {smallest}" in out, out[-4000:]
+    assert "[always-run edge case]" in out
+
+
+@pytest.mark.parametrize("row", ["chat-extreme", "chat-wrong-optional", "update-extreme", "run-wrong-optional"])
+def test_the_edge_cases_pass_the_clean_server_under_strict(row: str) -> None:
+    with _serving_fault(frozenset()) as target:
+        result = _run_fuzz(target, row, 1, "--strict")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert re.search(r"PASS\s+REQ-003\s+MUST", out), out[-4000:]
+
+
+@pytest.mark.parametrize(
+    ("body", "held"),
+    [
+        pytest.param(b'event: error\ndata: {"code":400,"msg":"bad stream"}\n\n', True, id="refused-in-the-stream"),
+        pytest.param(
+            b'event: conversation.chat.created\ndata: {}\n\nevent: conversation.stream.done\ndata: {}\n\n', False,
+            id="streamed-as-asked-for-by-truthiness",
+        ),
+    ],
+)
+def test_a_retyped_stream_may_be_refused_in_a_leading_error_event(body: bytes, held: bool) -> None:
+    # READING "Errors on a streaming request": a server that read "yes" as a stream
+    # request may refuse it in the stream; a stream that is no refusal breaks REQ-004.
+    from conformance.strategies import Row
+    from conformance.suite.test_fuzz import _rule
+
+    row = Row("chat", "wrong-optional", None, ("REQ-003", "REQ-004"), 0, 10)
+    (case, *_rest) = edge_cases(DOC, "chat", "wrong-optional", WORLD)
+    assert case.stream_retyped
+    answer = _answer(200, body, "text/event-stream")
+    assert _rule(row, "REQ-004", load_profile("doc"), answer, case)[0] is held
+    assert _rule(row, "REQ-003", load_profile("doc"), answer, case)[0] is True
+    other = next(c for c in edge_cases(DOC, "chat", "wrong-optional", WORLD) if not c.stream_retyped)
+    assert _rule(row, "REQ-004", load_profile("doc"), _answer(200, body, "text/event-stream"), other)[0] is False

@@ -122,7 +122,10 @@ async def _chat_v3(runtime: Runtime, request: Request, principal: str, body: dic
         has("chat_user_id_object_accepted") and isinstance(user_id, dict)  # fault: either one is accepted
     ):
         fields.required_str("user_id", non_empty=True)  # READING: a missing user_id is 400
-    stream = fields.bool_("stream") or (has("chat_stream_default_true") and "stream" not in body)  # fault
+    if has("chat_stream_wrong_type_truthy") and not isinstance(body.get("stream"), bool | None):
+        stream = bool(body["stream"])  # fault: a wrong-typed stream read by its truthiness ("false" streams)
+    else:
+        stream = fields.bool_("stream") or (has("chat_stream_default_true") and "stream" not in body)  # fault
     if has("chat_bot_id_string_refused") and not stream and isinstance(body.get("bot_id"), str):
         bad_request("invalid bot_id: expected an integer")  # fault: the table's JSON string refused
     messages = fields.messages("additional_messages")

@@ -283,6 +283,19 @@ _VALIDATION = (
         level="SHOULD",
     ),
     _fault(
+        "req_body_over_64kib_500",
+        "REQ-003",
+        "Any request body over 64 KiB (65,536 bytes) crashes the handler: 500 in the envelope (bodies over the"
+        " size limit are still refused with 400 first).",
+    ),
+    _fault(
+        "chat_stream_wrong_type_truthy",
+        "REQ-004",
+        "A /v3/chat `stream` of the wrong JSON type is read by its truthiness: \"yes\", \"false\" or 1 streams"
+        " (an empty string or 0 does not); the request is not refused.",
+        level="SHOULD",
+    ),
+    _fault(
         "req_unknown_key_refused",
         "REQ-005",
         "A strict schema: a body key or query parameter the request table does not document is refused (400).",

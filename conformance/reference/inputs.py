@@ -28,6 +28,9 @@ MAX_DEPTH = 64
 CONTENT_TYPES = frozenset({"text", "image", "file", "object_string", "card"})
 ROLES = frozenset({"user", "assistant"})
 
+#: req_body_over_64kib_500: the body size past which that fault answers 500.
+FAULT_BODY_BYTES = 64 * 1024
+
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -77,7 +80,10 @@ DOCUMENTED_KEYS: Mapping[str, frozenset[str]] = {
 
 async def read_object(request: Request, config: ServerConfig) -> dict[str, Any]:
     """The request's JSON object body, bounded by ``config.max_body_bytes``."""
-    value = parse_object(await read_body(request, config.max_body_bytes), config.faults)
+    raw = await read_body(request, config.max_body_bytes)
+    if config.has("req_body_over_64kib_500") and len(raw) > FAULT_BODY_BYTES:
+        raise ApiError(500, "internal server error")  # fault: a 64 KiB buffer overflows into a 500
+    value = parse_object(raw, config.faults)
     if config.has("req_unknown_key_refused"):  # fault: a strict schema refuses unknown keys
         refuse_unknown(value, DOCUMENTED_KEYS.get(request.url.path, frozenset(value)), "field")
     return value

@@ -16,9 +16,17 @@ then one named breakage per kind) and each example is one request, judged at onc
 * Volume: ``--fuzz-examples`` requests per endpoint, dealt over its kinds in priority
   order; by default ``strategies.EMBEDDED_EXAMPLES`` against the embedded server (the
   request budget) and ``strategies.REMOTE_EXAMPLES`` against a remote target.
+* Edge cases: the boundaries no run may leave to chance (``strategies.edge_cases``: every
+  optional parameter of the wrong JSON type, ``stream`` as "yes", "false", 1 and null,
+  whole bodies of 64 KiB - 1 to 1 MiB + 1 bytes, deep nesting, the Unicode classes of
+  REQ-003) are Hypothesis explicit examples: sent first, in every run, on top of the
+  drawn examples and whatever ``--fuzz-examples`` says (0 switches fuzzing off). They go
+  out as the second principal when one is configured (``edge_bot``).
 
 Ids are real: the run's published bot for reading and chatting, and for the endpoints
-that change a bot (update, publish) one bot of the fuzz module's own, made once per run.
+that change a bot (update, publish) one bot of the fuzz module's own, made once per run;
+the edge cases use a published bot of the second principal's (``edge_bot``) when one is
+configured.
 """
 
 from __future__ import annotations
@@ -31,16 +39,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import Flaky
 
 from conformance.catalogue import load_catalogue
-from conformance.client import ApiClient, ApiResponse, TransportError
+from conformance.client import ApiClient, ApiResponse, ExchangeLog, TransportError
 from conformance.outcomes import Checks
-from conformance.profile import Profile
+from conformance.plugin import build_client
+from conformance.profile import Profile, load_profile
 from conformance.settings import Settings
 from conformance.shared import SharedState
-from conformance.strategies import EMBEDDED_EXAMPLES, REMOTE_EXAMPLES, FuzzCase, Row, World, cases, plan
+from conformance.strategies import (
+    EMBEDDED_EXAMPLES,
+    REMOTE_EXAMPLES,
+    FuzzCase,
+    Row,
+    World,
+    cases,
+    edge_cases,
+    edge_counts,
+    plan,
+)
 from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import Bot, envelope, leading_error_code
 
@@ -70,7 +89,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     settings = metafunc.config.stash[SETTINGS_KEY]
     catalogue = load_catalogue()
-    rows, _deferred = plan(examples_per_endpoint(settings), lambda rid: rid in catalogue)
+    edges = edge_counts(load_profile(settings.profile))
+    rows, _deferred = plan(examples_per_endpoint(settings), lambda rid: rid in catalogue, edges)
     metafunc.parametrize(
         "row", [pytest.param(row, id=row.id, marks=pytest.mark.requirement(*row.requirements)) for row in rows]
     )
@@ -88,6 +108,37 @@ def fuzz_bot(conformance_settings: Settings, setup_client: ApiClient, shared_sta
         return maker.create("f").__dict__
 
     return Bot(**shared_state.get_or_create("fuzz_bot", make))
+
+
+@pytest.fixture(scope="session")
+def edge_bot(conformance_settings: Settings, shared_state: SharedState, run_id: str, request: pytest.FixtureRequest) -> Bot:
+    """A published bot of the second principal for the always-run edge cases (one per
+    run, all workers). Why the second: the first principal's share of the rate budget is
+    spent by the other modules (tests/test_budget.py counts 48 of its 50 chat and 24 of
+    its 25 management requests before the rate-limit phase), the second's is nearly
+    untouched -- and the edge cases add 26 chat and 13 management requests. The update
+    edges change this bot (its name kept), never the first principal's shared one."""
+    from conformance.pacer import pacer_for
+
+    def make() -> dict[str, Any]:
+        client = build_client(conformance_settings, second=True, log=ExchangeLog(), pacer=pacer_for(request.config))
+        try:
+            maker = BotMaker(client, shared_state, run_id, "principal-2", conformance_settings.model)
+            return maker.publish(maker.create("e")).__dict__
+        finally:
+            client.close()
+
+    return Bot(**shared_state.get_or_create("edge_bot", make))
+
+
+def _edge_side(request: pytest.FixtureRequest, settings_: Settings, row: Row, world: World, api: ApiClient) -> tuple[World, ApiClient]:
+    """The world and client of the row's edge cases: the second principal's with its
+    edge bot when one is configured, else the drawn cases' own (then paced, maybe slower)."""
+    if not settings_.has_principal_2:
+        return world, api
+    bot: Bot = request.getfixturevalue("edge_bot")
+    own = row.endpoint in OWN_BOT_ENDPOINTS
+    return World(bot.id, world.user_id, bot_name=bot.name if own and bot.name else None), request.getfixturevalue("api2")
 
 
 def fuzz_seed(request: pytest.FixtureRequest, row: Row) -> int:
@@ -142,11 +193,17 @@ def _int_code(code: Any) -> int | None:
 MAY_STREAM_ENDPOINTS = frozenset({"run"})
 
 
-def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse) -> tuple[bool, str]:
-    """Whether ``answer`` keeps ``requirement`` for a case of ``row``, and what was expected."""
+def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse, case: FuzzCase | None = None) -> tuple[bool, str]:
+    """Whether ``answer`` keeps ``requirement`` for a case of ``row``, and what was expected.
+
+    A case that retypes ``stream`` (``"yes"``, ``1``, ...) may be read as a stream request
+    and refused in the stream's leading error event (READING "Errors on a streaming
+    request"): that counts as the refusal. A stream without one -- "false" streamed to a
+    client that asked for JSON -- is no refusal, and breaks REQ-004."""
     env = envelope(answer)
     code = _int_code(env.code)
-    if row.endpoint in MAY_STREAM_ENDPOINTS and answer.media_type == profile.stream["media_type"]:
+    may_stream = row.endpoint in MAY_STREAM_ENDPOINTS or (case is not None and case.stream_retyped)
+    if may_stream and answer.media_type == profile.stream["media_type"]:
         code = _int_code(leading_error_code(answer.body, answer.headers.get("content-type"), profile))
     status = answer.status
     survived = (200 <= status < 300 or 400 <= status < 500) and not (code is not None and code >= 500)
@@ -183,6 +240,7 @@ def test_fuzz(
     check: Checks,
     profile: Profile,
     user_id: str,
+    conformance_settings: Settings,
 ) -> None:
     own = row.endpoint in OWN_BOT_ENDPOINTS
     bot: Bot = request.getfixturevalue("fuzz_bot" if own else "published_bot")
@@ -190,36 +248,30 @@ def test_fuzz(
     run_seed = fuzz_seed(request, row)
     request.node.user_properties.append(("fuzz_seed", str(run_seed)))
     print(f"fuzz seed of {row.id}: {run_seed} (replay with --hypothesis-seed={run_seed})")
+    edges: tuple[FuzzCase, ...] = ()
+    edge_api = api
+    if row.edges:
+        edge_world, edge_api = _edge_side(request, conformance_settings, row, world, api)
+        edges = edge_cases(profile, row.endpoint, row.kind, edge_world)
 
     findings: list[Finding] = []
     violations: list[Finding] = []
     sent = 0
     levels = {rid: check.catalogue[rid].level for rid in row.requirements}
 
-    @settings(
-        max_examples=row.examples,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        report_multiple_bugs=False,
-        suppress_health_check=list(HealthCheck),
-        # No explain phase: it traces every line of every shrinking step (the client,
-        # httpx, JSON) -- minutes against a real server, for a hint the curl gives better.
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-    )
-    @seed(run_seed)
-    @given(cases(profile, row.endpoint, row.kind, world, field=row.field, salt=run_seed))
     def one(case: FuzzCase) -> None:
         nonlocal sent
-        if violations and sent >= row.examples + SHRINK_REQUESTS:
+        if violations and sent >= row.requests + SHRINK_REQUESTS:
             raise ShrinkBudgetSpent
         sent += 1
         try:
-            answer = _send(api, case)
+            answer = _send(edge_api if case.edge else api, case)
         except TransportError as exc:
             raise Unanswered(exc) from exc
         for requirement in row.requirements:
-            held, expected = _rule(row, requirement, profile, answer)
+            if requirement in case.not_judged:
+                continue  # strategies.NOT_JUDGED: e.g. a null may be read as absent
+            held, expected = _rule(row, requirement, profile, answer, case)
             actual = envelope(answer).describe()
             finding = Finding(requirement, held, expected, actual, case, answer.exchange.to_curl())
             findings.append(finding)
@@ -227,9 +279,28 @@ def test_fuzz(
                 violations.append(finding)
                 raise Violation(finding)
 
+    run = given(cases(profile, row.endpoint, row.kind, world, field=row.field, salt=run_seed))(one)
+    # Explicit examples run first, before any drawn case, in every run (Phase.explicit);
+    # Hypothesis runs the last applied first, hence reversed: the edges go out in order.
+    for case in reversed(edges):
+        run = example(case)(run)
+    run = seed(run_seed)(run)
+    run = settings(
+        max_examples=max(row.examples, 1),
+        deadline=None,
+        database=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        # No explain phase: it traces every line of every shrinking step (the client,
+        # httpx, JSON) -- minutes against a real server, for a hint the curl gives better.
+        # A row with no drawn example left (a small --fuzz-examples) runs its edges only.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink] if row.examples else [Phase.explicit],
+    )(run)
+
     shrunk: Finding | None = None
     try:
-        one()
+        run()
     except Violation as violation:
         shrunk = violation.finding
     except (Flaky, ShrinkBudgetSpent):

@@ -352,6 +352,11 @@ def unknown_key_refused(w: Wire) -> bool:
     return body and query
 
 
+def stream_on_a_false_string(w: Wire) -> bool:
+    """``"stream": "false"`` answered with an event stream (a clean server refuses it)."""
+    return w.chat(w.body(stream="false")).headers.get("content-type", "").startswith("text/event-stream")
+
+
 def row(fault: str, probe: Probe, **knobs: Any) -> Any:
     return pytest.param(fault, probe, knobs, id=fault)
 
@@ -468,6 +473,8 @@ PROBES = [
     row("req_required_wrong_type_500", lambda w: w.post("/api/draftbot/publish", {"bot_id": [1]}).status_code == 500),
     row("req_optional_wrong_type_500", lambda w: w.chat(w.body(custom_variables=[1])).status_code == 500),
     row("req_optional_wrong_type_ignored", lambda w: w.code(w.chat(w.body(custom_variables=[1]))) == 0),
+    row("req_body_over_64kib_500", lambda w: w.chat(w.body(meta_data={"padding": "x" * 65536})).status_code == 500),
+    row("chat_stream_wrong_type_truthy", stream_on_a_false_string),
     row("req_unknown_key_refused", unknown_key_refused),
     # envelopes
     row("env_success_without_msg", lambda w: "msg" not in w.chat(w.body()).json()),

@@ -97,9 +97,27 @@ def _translate(node: Any, schema_name: str, where: str = "") -> Any:
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 #: Printable text, empty allowed: names and values of unknown keys.
 ANY_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-#: A positive int64 as decimal digits, no leading zero; 18 digits at most keeps every
-#: value below 2^63 (a subset of READING "Id types": ids are compared as text).
-ID_DIGITS_PATTERN = "^[1-9][0-9]{0,17}$"
+INT64_MAX = 2**63 - 1
+
+
+def _digits_up_to(limit: int) -> str:
+    """A regular expression for the decimal text of 1..``limit``, no leading zero."""
+    text = str(limit)
+    shorter = f"[1-9][0-9]{{0,{len(text) - 2}}}" if len(text) > 1 else ""
+    same_length = []
+    for i, digit in enumerate(text):
+        low = "1" if i == 0 else "0"
+        if digit > low:
+            below = low if int(digit) - 1 == int(low) else f"{low}-{int(digit) - 1}"
+            rest = len(text) - i - 1
+            same_length.append(f"{text[:i]}[{below}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    same_length.append(text)
+    return "^(?:" + "|".join(filter(None, [shorter, *same_length])) + ")$"
+
+
+#: A positive int64 as decimal digits, no leading zero (READING "Id types": ids are
+#: int64, compared as text; "0" is no id).
+ID_DIGITS_PATTERN = _digits_up_to(INT64_MAX)
 #: JSON text: no regular expression says all of it, so this covers a plain subset, an
 #: object of up to three short string values (what the suite's valid requests send).
 JSON_TEXT_PATTERN = (
@@ -126,9 +144,9 @@ REQUEST_NARROWING: Mapping[str, str] = {
         "an integer id is 1..2^63-1 (format int64). The suite sends integer literals (READING 'Id types'), but"
         " JSON Schema calls 1302.0 an integer too and no keyword can exclude it, so tools such as schemathesis"
         " send it: the reference server reads it exactly as the integer 1302 (never through a float); the suite"
-        f" judges no server on it. A string id matches {ID_DIGITS_PATTERN} (\"0\" is no id)."
+        " judges no server on it. A string id is the decimal text of 1..2^63-1, no leading zero (\"0\" is no id)."
     ),
-    "ids in queries and paths": f"decimal digits matching {ID_DIGITS_PATTERN} (READING 'Id types').",
+    "ids in queries and paths": "the decimal text of 1..2^63-1, no leading zero (READING 'Id types').",
     "messages": (
         GENERATION_DEVIATIONS["messages"]
         + " object_string content is JSON text (contentMediaType application/json); its pattern covers a plain"

@@ -206,7 +206,7 @@ def test_the_schemathesis_settings_are_shipped_with_the_package() -> None:
 # --------------------------------------------------------------------------- fidelity
 
 # The whole document as one resource: its components' "#/components/..." refs
-# resolve against it, as an OpenAPI 3.1 tool resolves them.
+# resolve against it, as an OpenAPI 3.1+ tool resolves them.
 REGISTRY: Registry[Any] = Registry().with_resource("urn:coze-openapi", Resource.from_contents(DOC, default_specification=DRAFT202012))
 
 

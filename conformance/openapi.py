@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,7 +48,7 @@ from conformance.profile import Endpoint, Profile, load_profile
 from conformance.schemas import load_index, load_schema
 from conformance.strategies import BOT_ID_PARAMS, CONTENT_FORMATS, GENERATION_DEVIATIONS
 
-__all__ = ["LINKS", "OPENAPI_VERSION", "REQUEST_NARROWING", "SCHEMATHESIS_CONFIG", "OpenApiError", "build_openapi"]
+__all__ = ["LINKS", "OPENAPI_VERSION", "REQUEST_NARROWING", "SCHEMATHESIS_CONFIG", "OpenApiError", "build_openapi", "link_name"]
 
 OPENAPI_VERSION = "3.2.0"
 #: The schemathesis settings for the document: the checks it leaves off, each with its reason.
@@ -237,34 +238,36 @@ def _message_variants(node: Mapping[str, Any], profile: Profile) -> dict[str, An
 
 #: Which success answers feed which operations (OpenAPI links; schemathesis's stateful
 #: phase follows them): (source endpoint, JSON pointer in its body, target endpoint,
-#: target parameter; and constants the target needs to answer what the next link reads).
-#: Chats take the bot of a publish: READING "Chat with a draft bot"
-#: says nothing, so the suite publishes before chatting. ``/v1/bots/:bot_id`` takes the
-#: bot of a publish too: its answer schema (version, published_at) is the page's
-#: example of a published bot, and a draft's details are not documented.
-LINKS: tuple[tuple[str, str, str, str], ...] = (
-    ("create", "/data/bot_id", "update", "bot_id"),
-    ("create", "/data/bot_id", "publish", "bot_id"),
-    ("create", "/data/bot_id", "online_info", "bot_id"),
-    ("update", "/data/bot_id", "publish", "bot_id"),
-    ("publish", "/data/bot_id", "online_info", "bot_id"),
-    ("publish", "/data/bot_id", "bot_detail", "bot_id"),
-    ("publish", "/data/bot_id", "chat", "bot_id"),
-    ("publish", "/data/bot_id", "run", "agent_id"),
-    ("chat", "/data/conversation_id", "cancel", "conversation_id"),
+#: target parameter, body values the linked request carries besides the id).
+#: Chats take the bot of a publish: READING "Chat with a draft bot" says nothing, so the
+#: suite publishes before chatting. ``/v1/bots/:bot_id`` takes the bot of a publish
+#: too: its answer schema (version, published_at) is the page's example of a published
+#: bot, and a draft's details are not documented. A publish leads to two chats: one
+#: without a stream, whose JSON answer has the data.conversation_id the cancel link
+#: reads, and one streamed, whose events are checked against the stream's itemSchema.
+LINKS: tuple[tuple[str, str, str, str, Mapping[str, Any]], ...] = (
+    ("create", "/data/bot_id", "update", "bot_id", {}),
+    ("create", "/data/bot_id", "publish", "bot_id", {}),
+    ("create", "/data/bot_id", "online_info", "bot_id", {}),
+    ("update", "/data/bot_id", "publish", "bot_id", {}),
+    ("publish", "/data/bot_id", "online_info", "bot_id", {}),
+    ("publish", "/data/bot_id", "bot_detail", "bot_id", {}),
+    ("publish", "/data/bot_id", "chat", "bot_id", {"stream": False}),
+    ("publish", "/data/bot_id", "chat", "bot_id", {"stream": True}),
+    ("publish", "/data/bot_id", "run", "agent_id", {}),
+    ("chat", "/data/conversation_id", "cancel", "conversation_id", {}),
 )
-
-
-#: Body values a linked request carries besides the linked id: a chat is asked without a
-#: stream, as only a JSON answer has the data.conversation_id the cancel link reads.
-LINK_CONSTANTS: Mapping[str, Mapping[str, Any]] = {"chat": {"stream": False}}
 #: Targets whose linked request is a whole body rather than values merged into a
 #: generated one (schemathesis: ``x-schemathesis: {merge_body: false}``): the first
-#: example of the target's request schema that names no conversation, with
-#: LINK_CONSTANTS and the linked id. A generated chat body nearly always names a made-up
-#: conversation (an unknown one: 404), and only a chat that is answered gives the cancel
-#: its conversation.
+#: example of the target's request schema that names no conversation, with the link's
+#: values and id. A generated chat body nearly always names a made-up conversation (an
+#: unknown one: 404), and only a chat that is answered gives the cancel its conversation.
 WHOLE_BODY_LINKS = frozenset({"chat"})
+
+
+def link_name(target: str, param: str, values: Mapping[str, Any]) -> str:
+    """``chat_bot_id_stream_false``: the target, the linked parameter, the fixed values."""
+    return "_".join([target, param, *(f"{k}_{json.dumps(v)}" for k, v in values.items())])
 
 
 # --------------------------------------------------------------------------- the builder
@@ -392,7 +395,7 @@ class _Builder:
 
     def links(self, endpoint: Endpoint) -> dict[str, Any]:
         links: dict[str, Any] = {}
-        for source, pointer, target_name, param in LINKS:
+        for source, pointer, target_name, param, values in LINKS:
             if source != endpoint.name:
                 continue
             target = self.profile.endpoint(target_name)
@@ -404,13 +407,15 @@ class _Builder:
                 "description": f"{param} of {target.key} from {pointer} of this answer",
             }
             if target.params_in == "body" and target.name in WHOLE_BODY_LINKS:
-                link["requestBody"] = {**self.base_body(target), param: expression, **LINK_CONSTANTS.get(target.name, {})}
+                link["requestBody"] = {**self.base_body(target), param: expression, **values}
                 link["x-schemathesis"] = {"merge_body": False}
             elif target.params_in == "body":
-                link["requestBody"] = {param: expression, **LINK_CONSTANTS.get(target.name, {})}
+                link["requestBody"] = {param: expression, **values}
+            elif values:
+                raise OpenApiError(f"link {source} -> {target_name}: fixed values need a JSON body")
             else:
                 link["parameters"] = {f"{target.params_in}.{param}": expression}
-            links[f"{target.name}_{param}"] = link
+            links[link_name(target.name, param, values)] = link
         return links
 
     def base_body(self, endpoint: Endpoint) -> dict[str, Any]:

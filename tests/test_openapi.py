@@ -23,6 +23,7 @@ from conformance.openapi import (
     OpenApiError,
     _translate,
     build_openapi,
+    link_name,
 )
 from conformance.profile import load_profile
 from conformance.schemas import load_index, load_schema, schema_names
@@ -116,16 +117,20 @@ def test_every_link_names_a_real_operation_and_parameter() -> None:
                 given = link.get("requestBody") or {k.split(".", 1)[1]: v for k, v in link["parameters"].items()}
                 linked = [k for k, v in given.items() if isinstance(v, str) and v.startswith("$response.body#")]
                 assert len(linked) == 1 and linked[0] in target.required, (path, name)
-                seen.append((operation["operationId"], given[linked[0]].removeprefix("$response.body#"), target.name, linked[0]))
-    assert sorted(seen) == sorted(LINKS)
+                values = {k: v for k, v in given.items() if k != linked[0]}
+                seen.append((operation["operationId"], given[linked[0]].removeprefix("$response.body#"), target.name, linked[0], name))
+                assert name == link_name(target.name, linked[0], {k: values[k] for k in values if k == "stream"})
+    assert sorted(row[:4] for row in seen) == sorted(row[:4] for row in LINKS)
 
 
 def test_a_whole_body_link_sends_a_request_the_exported_schema_accepts() -> None:
-    link = DOC["paths"]["/api/draftbot/publish"]["post"]["responses"]["200"]["links"]["chat_bot_id"]
-    assert link["x-schemathesis"] == {"merge_body": False}
-    body = {**link["requestBody"], "bot_id": "7493710240598375123"}  # the id as the chat table sends it
-    assert body["stream"] is False and not {"ConversationID", "conversation_id"} & set(body)
-    assert exported("chat.request").is_valid(body)
+    links = DOC["paths"]["/api/draftbot/publish"]["post"]["responses"]["200"]["links"]
+    for stream in (False, True):
+        link = links[link_name("chat", "bot_id", {"stream": stream})]
+        assert link["x-schemathesis"] == {"merge_body": False}
+        body = {**link["requestBody"], "bot_id": "7493710240598375123"}  # the id as the chat table sends it
+        assert body["stream"] is stream and not {"ConversationID", "conversation_id"} & set(body)
+        assert exported("chat.request").is_valid(body)
 
 
 # --------------------------------------------------------------------------- what a server must accept

@@ -117,7 +117,7 @@ def test_the_stateful_phase_reaches_every_operation_through_the_links(run: dict[
     assert set(called) == operations, f"never called in the stateful phase: {operations - set(called)}"
     # Every operation a link leads to was called with the id an earlier answer gave,
     # and at least once answered with success: a workflow ran through it.
-    targets = {operation_label(PROFILE.endpoint(target).key) for _, _, target, _ in LINKS}
+    targets = {operation_label(PROFILE.endpoint(target).key) for _, _, target, _, _ in LINKS}
     linked_success = Counter(label for label, linked, status in calls if linked and status is not None and 200 <= status < 300)
     assert targets <= set(linked_success), f"no linked success: {targets - set(linked_success)}; calls: {sorted(Counter(calls).items())}"
     # ... and schemathesis followed every link of the document.

@@ -46,7 +46,7 @@ from typing import Any
 
 from conformance.profile import Endpoint, Profile, load_profile
 from conformance.schemas import load_index, load_schema
-from conformance.strategies import BOT_ID_PARAMS, CONTENT_FORMATS, GENERATION_DEVIATIONS
+from conformance.strategies import CONTENT_FORMATS, GENERATION_DEVIATIONS
 
 __all__ = ["LINKS", "OPENAPI_VERSION", "REQUEST_NARROWING", "SCHEMATHESIS_CONFIG", "OpenApiError", "build_openapi", "link_name"]
 

@@ -6,7 +6,8 @@
   other argument is pytest's (``coze-conformance run --help`` lists them). The exit
   code is the suite's (docs/reports.md).
 * ``coze-conformance requirements [--profile NAME] [--json] [-v]`` -- the catalogue.
-* ``coze-conformance export-openapi [--profile NAME] [-o FILE]`` -- OpenAPI 3.1.
+* ``coze-conformance export-openapi [--profile NAME] [-o FILE] [--schemathesis-config FILE]`` --
+  OpenAPI 3.2, and the schemathesis settings that go with it.
 
 A usage error exits with 4, like the suite's own.
 """
@@ -80,16 +81,22 @@ def _requirements(args: argparse.Namespace) -> int:
 def _export_openapi(args: argparse.Namespace) -> int:
     from conformance.openapi import build_openapi
 
+    from conformance.openapi import SCHEMATHESIS_CONFIG
+
     text = json.dumps(build_openapi(args.profile), ensure_ascii=False, indent=2) + "\n"
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(args.output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        sys.stderr.write(f"coze-conformance export-openapi: cannot write {args.output}: {exc.strerror or exc}\n")
-        return USAGE_ERROR
-    sys.stderr.write(f"coze-conformance: wrote {args.output}\n")
+    writes = [(args.output, text)]
+    if args.schemathesis_config:
+        writes.append((args.schemathesis_config, SCHEMATHESIS_CONFIG.read_text(encoding="utf-8")))
+    for target, content in writes:
+        if target in (None, "-"):
+            sys.stdout.write(content)
+            continue
+        try:
+            Path(target).write_text(content, encoding="utf-8")
+        except OSError as exc:
+            sys.stderr.write(f"coze-conformance export-openapi: cannot write {target}: {exc.strerror or exc}\n")
+            return USAGE_ERROR
+        sys.stderr.write(f"coze-conformance: wrote {target}\n")
     return 0
 
 
@@ -118,9 +125,15 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--profile", type=_profile, help="only the requirements of this profile")
     listing.add_argument("--json", action="store_true", help="as JSON")
     listing.add_argument("-v", "--verbose", action="store_true", help="with the quoted spec sentence, reading and note")
-    export = commands.add_parser("export-openapi", help="write an OpenAPI 3.1 document built from schemas/")
+    export = commands.add_parser(
+        "export-openapi", help="write an OpenAPI 3.2 document of a profile, built from it and schemas/"
+    )
     export.add_argument("--profile", type=_profile, default="doc", help="wire profile (default: doc)")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    export.add_argument(
+        "--schemathesis-config", metavar="FILE",
+        help="also write the schemathesis settings for the document (the checks it leaves off, and why)",
+    )
     return top
 
 

@@ -61,6 +61,16 @@ def test_export_openapi_to_stdout_and_to_a_file(tmp_path: Path, capsys: pytest.C
     assert f"wrote {target}" in capsys.readouterr().err
 
 
+def test_export_openapi_writes_the_schemathesis_settings_beside_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.openapi import SCHEMATHESIS_CONFIG
+
+    document, settings = tmp_path / "openapi.json", tmp_path / "schemathesis.toml"
+    assert cli.main(["export-openapi", "--profile", "doc", "-o", str(document), "--schemathesis-config", str(settings)]) == 0
+    assert json.loads(document.read_text(encoding="utf-8")) == build_openapi("doc")
+    assert settings.read_text(encoding="utf-8") == SCHEMATHESIS_CONFIG.read_text(encoding="utf-8")
+    assert f"wrote {settings}" in capsys.readouterr().err
+
+
 def test_export_openapi_to_an_unwritable_place_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export-openapi", "-o", str(tmp_path / "no" / "such" / "dir" / "x.json")]) == 4
     assert "cannot write" in capsys.readouterr().err

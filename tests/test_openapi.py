@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 export: valid, complete, and saying what the suite's schemas say."""
+"""The OpenAPI 3.2 export: valid, complete, and saying what the suite's schemas and profile say."""
 
 from __future__ import annotations
 
@@ -12,7 +12,19 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conformance.openapi import OpenApiError, _translate, build_openapi
+from conformance.openapi import (
+    ID_DIGITS_PATTERN,
+    JSON_TEXT_PATTERN,
+    LINKS,
+    OPENAPI_VERSION,
+    REQUEST_NARROWING,
+    SCHEMATHESIS_CONFIG,
+    TEXT_PATTERN,
+    OpenApiError,
+    _translate,
+    build_openapi,
+    link_name,
+)
 from conformance.profile import load_profile
 from conformance.schemas import load_index, load_schema, schema_names
 
@@ -33,9 +45,9 @@ def refs(node: Any) -> Iterator[str]:
             yield from refs(value)
 
 
-def test_the_document_is_valid_openapi_3_1() -> None:
-    assert DOC["openapi"] == "3.1.0"
-    validate(DOC)  # openapi-spec-validator; raises on any violation
+def test_the_document_is_valid_openapi_3_2() -> None:
+    assert DOC["openapi"] == OPENAPI_VERSION == "3.2.0"
+    validate(DOC)  # openapi-spec-validator (its 3.2 schema, from the version); raises on any violation
 
 
 def test_every_reference_resolves_inside_the_document() -> None:
@@ -54,12 +66,13 @@ def test_every_schema_and_every_endpoint_is_there() -> None:
 
 def test_parameters_auth_and_errors_come_from_the_profile() -> None:
     detail = DOC["paths"]["/v1/bots/{bot_id}"]["get"]
-    assert detail["parameters"] == [{"name": "bot_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}]
-    assert detail["security"] == [{"openapi": []}]
+    assert detail["parameters"] == [{"name": "bot_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_DIGITS_PATTERN}}]
+    # READING "Auth per endpoint": either mode alone authenticates; the endpoint's own first.
+    assert detail["security"] == [{"openapi": []}, {"webapi": []}]
     online = DOC["paths"]["/v1/bot/get_online_info"]["get"]
     assert [(p["name"], p["in"]) for p in online["parameters"]] == [("bot_id", "query")]
     create = DOC["paths"]["/api/draftbot/create"]["post"]
-    assert create["security"] == [{"webapi": []}]
+    assert create["security"] == [{"webapi": []}, {"openapi": []}]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/draftbot_create.request"}
     assert {code for code in create["responses"]} == {"200", *(str(c.code) for c in PROFILE.envelope.error_codes)}
     schemes = DOC["components"]["securitySchemes"]
@@ -75,10 +88,130 @@ def test_the_chat_stream_lists_every_event_payload() -> None:
     assert stream["x-sse-events"]["conversation.message.delta"] == {"$ref": "#/components/schemas/event.message_delta"}
 
 
+def test_each_event_of_the_stream_is_described_by_its_payload_schema() -> None:
+    """OpenAPI 3.2: ``itemSchema`` is one event; its data is JSON under the event's schema."""
+    stream = DOC["paths"]["/v3/chat"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    assert "schema" not in stream  # in 3.2 that would be the whole stream
+    item = stream["itemSchema"]
+    assert set(item["properties"]) == {"event", "data", "id", "retry"} and item["required"] == ["data"]
+    by_event = {rule["if"]["properties"]["event"]["const"]: rule["then"]["properties"]["data"] for rule in item["allOf"]}
+    with_schema = {e: name for name, entry in INDEX["schemas"].items() for e in entry["events"]}
+    assert by_event == {
+        e: {"contentMediaType": "application/json", "contentSchema": {"$ref": f"#/components/schemas/{name}"}}
+        for e, name in with_schema.items()
+    }
+    # Unknown event names and `done` are legal (READING "Levels", "Terminal event").
+    validator = Draft202012Validator(item, registry=REGISTRY)
+    assert validator.is_valid({"event": "done", "data": "[DONE]"})
+    assert validator.is_valid({"event": "x-unknown", "data": "anything"})
+    assert not validator.is_valid({"event": "conversation.message.delta"})  # no data
+
+
+def test_every_link_names_a_real_operation_and_parameter() -> None:
+    names = {e.name: e for e in PROFILE.endpoints}
+    seen = []
+    for path, item in DOC["paths"].items():
+        for operation in item.values():
+            for name, link in operation["responses"]["200"].get("links", {}).items():
+                target = names[link["operationId"]]
+                given = link.get("requestBody") or {k.split(".", 1)[1]: v for k, v in link["parameters"].items()}
+                linked = [k for k, v in given.items() if isinstance(v, str) and v.startswith("$response.body#")]
+                assert len(linked) == 1 and linked[0] in target.required, (path, name)
+                values = {k: v for k, v in given.items() if k != linked[0]}
+                seen.append((operation["operationId"], given[linked[0]].removeprefix("$response.body#"), target.name, linked[0], name))
+                assert name == link_name(target.name, linked[0], {k: values[k] for k in values if k == "stream"})
+    assert sorted(row[:4] for row in seen) == sorted(row[:4] for row in LINKS)
+
+
+def test_a_whole_body_link_sends_a_request_the_exported_schema_accepts() -> None:
+    links = DOC["paths"]["/api/draftbot/publish"]["post"]["responses"]["200"]["links"]
+    for stream in (False, True):
+        link = links[link_name("chat", "bot_id", {"stream": stream})]
+        assert link["x-schemathesis"] == {"merge_body": False}
+        body = {**link["requestBody"], "bot_id": "7493710240598375123"}  # the id as the chat table sends it
+        assert body["stream"] is stream and not {"ConversationID", "conversation_id"} & set(body)
+        assert exported("chat.request").is_valid(body)
+
+
+# --------------------------------------------------------------------------- what a server must accept
+
+
+def test_the_narrowing_rules_are_written_in_the_document() -> None:
+    description = DOC["info"]["description"]
+    assert all(f"- {name}: {why}" in description for name, why in REQUEST_NARROWING.items())
+    assert "no 405" in description
+
+
+@pytest.mark.parametrize(
+    ("schema", "instance", "valid"),
+    [
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u"}, True, id="chat-minimal"),
+        pytest.param("chat.request", {"bot_id": "0", "user_id": "u"}, False, id="chat-bot_id-zero"),
+        pytest.param("chat.request", {"bot_id": "012", "user_id": "u"}, False, id="chat-bot_id-leading-zero"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": " "}, False, id="chat-user_id-blank"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "a\x00"}, False, id="chat-user_id-nul"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "用户"}, True, id="chat-user_id-cjk"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u", "x": "a\x00"}, False, id="unknown-key-nul-value"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u", "a\x00": 1}, False, id="unknown-key-nul-name"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u", "x": {"deep": 1}}, False, id="unknown-key-object"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u", "x": None}, True, id="unknown-key-null"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u", "ConversationID": "c", "conversation_id": "c"}, False, id="two-conversation-forms"),
+        pytest.param("chat.request", {"bot_id": "12", "user_id": "u", "conversation_id": "c"}, True, id="one-conversation-form"),
+        pytest.param("conversation_chat.request", {"agent_id": 1, "query": ""}, False, id="run-query-empty"),
+        pytest.param("conversation_chat.request", {"agent_id": 0, "query": "q"}, False, id="run-agent_id-zero"),
+        pytest.param("conversation_chat.request", {"agent_id": 1302.0, "query": "q"}, True, id="run-agent_id-integral-float"),
+        pytest.param("conversation_chat.request", {"agent_id": 1302.5, "query": "q"}, False, id="run-agent_id-fraction"),
+        pytest.param("draftbot_create.request", {"name": "  "}, False, id="create-name-blank"),
+    ],
+)
+def test_request_schemas_say_what_every_server_must_accept(schema: str, instance: Any, valid: bool) -> None:
+    assert exported(schema).is_valid(instance) is valid
+
+
+def message(**fields: Any) -> dict[str, Any]:
+    return {"bot_id": "12", "user_id": "u", "additional_messages": [{"role": "user", **fields}]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "valid"),
+    [
+        pytest.param({"content": "hi", "content_type": "text"}, True, id="text"),
+        pytest.param({"content": "hi", "type": "text"}, True, id="text-by-type"),
+        pytest.param({"content": "hi", "type": "text", "content_type": "text"}, False, id="both-keys"),
+        pytest.param({"content": "https://example.com/a.png", "content_type": "image"}, True, id="image"),
+        pytest.param({"content": '{"k":"v"}', "content_type": "object_string"}, True, id="object-string"),
+        pytest.param({"content": "{not json", "content_type": "object_string"}, False, id="object-string-not-json"),
+        pytest.param({"content": "hi", "content_type": "card"}, False, id="card-is-should-only"),
+        pytest.param({"content": "hi", "content_type": "file"}, False, id="file-has-no-requirement"),
+        pytest.param({"content": " ", "content_type": "text"}, False, id="blank-text"),
+    ],
+)
+def test_a_message_has_one_accepted_content_type(fields: dict[str, Any], valid: bool) -> None:
+    assert exported("chat.request").is_valid(message(**fields)) is valid
+
+
+def test_the_integer_ids_say_how_1302_0_is_read() -> None:
+    node = DOC["components"]["schemas"]["conversation_chat.request.int64_id"]
+    assert node["type"] == "integer" and node["format"] == "int64" and node["minimum"] == 1
+    assert "1302.0" in node["description"]
+
+
+def test_patterns_compile_as_python_regular_expressions() -> None:
+    import re
+
+    assert re.search(TEXT_PATTERN, "你好") and not re.search(TEXT_PATTERN, "\u3000\t")
+    assert re.search(JSON_TEXT_PATTERN, '{"a":"b","c_1":""}') and not re.search(JSON_TEXT_PATTERN, '{"a":1}')
+
+
+def test_the_schemathesis_settings_are_shipped_with_the_package() -> None:
+    text = SCHEMATHESIS_CONFIG.read_text(encoding="utf-8")
+    assert "[checks.unsupported_method]" in text and "[checks.negative_data_rejection]" in text
+
+
 # --------------------------------------------------------------------------- fidelity
 
 # The whole document as one resource: its components' "#/components/..." refs
-# resolve against it, as an OpenAPI 3.1 tool resolves them.
+# resolve against it, as an OpenAPI 3.1+ tool resolves them.
 REGISTRY: Registry[Any] = Registry().with_resource("urn:coze-openapi", Resource.from_contents(DOC, default_specification=DRAFT202012))
 
 

@@ -272,6 +272,8 @@ class Fields:
 def coerce_id(value: object, name: str) -> int:
     if isinstance(value, bool):
         bad_request(f"invalid {name}: expected an integer id")
+    if isinstance(value, Decimal):
+        value = _integral(value, name)
     if isinstance(value, int):
         if not 0 < value <= INT64_MAX:
             bad_request(f"invalid {name}: expected a positive 64-bit integer id")
@@ -279,6 +281,16 @@ def coerce_id(value: object, name: str) -> int:
     if isinstance(value, str):
         return parse_id_text(value, name)
     bad_request(f"invalid {name}: expected an integer id")
+
+
+def _integral(value: Decimal, name: str) -> int:
+    """A JSON number with no fractional part (``1302.0``, ``1.302e3``) is the integer it
+    spells: JSON Schema calls it an integer, and the exported OpenAPI document types
+    ids as integers. Read exactly from the Decimal, never through a float; a fraction,
+    or a magnitude beyond int64 (checked before building the int), stays a 400."""
+    if not value.is_finite() or value.adjusted() > 18 or value != value.to_integral_value():
+        bad_request(f"invalid {name}: expected an integer id")
+    return int(value)
 
 
 class Message:

@@ -111,7 +111,8 @@ BAD_FIELDS = [
     pytest.param("/v3/chat", chat_with(user_id=""), "invalid user_id", id="chat-empty-user_id"),
     pytest.param("/v3/chat", chat_with(user_id=7), "invalid user_id", id="chat-user_id-int"),
     pytest.param("/v3/chat", chat_with(bot_id=1.5), "invalid bot_id", id="chat-bot_id-float"),
-    pytest.param("/v3/chat", chat_with(bot_id=7.493710240598375e18), "invalid bot_id", id="chat-bot_id-big-float"),
+    pytest.param("/v3/chat", chat_with(bot_id=1e19), "invalid bot_id", id="chat-bot_id-float-over-int64"),
+    pytest.param("/v3/chat", chat_with(bot_id=-2.0), "invalid bot_id", id="chat-bot_id-negative-float"),
     pytest.param("/v3/chat", chat_with(bot_id=True), "invalid bot_id", id="chat-bot_id-bool"),
     pytest.param("/v3/chat", chat_with(bot_id={"id": 1}), "invalid bot_id", id="chat-bot_id-object"),
     pytest.param("/v3/chat", chat_with(bot_id="abc"), "invalid bot_id", id="chat-bot_id-letters"),
@@ -194,6 +195,17 @@ BAD_FIELDS = [
 @pytest.mark.parametrize("path, body, fragment", BAD_FIELDS)
 def test_a_bad_field_is_400_naming_it(alice: Api, ids: Ids, path: str, body: dict[str, Any], fragment: str) -> None:
     assert_envelope(alice.client.post(path, json=fill(body, ids)), 400, fragment)
+
+
+@pytest.mark.parametrize("spelling", ["{id}.0", "{id}.000", "{id}E0", "{id}0e-1"])
+def test_an_integral_number_is_the_id_it_spells(alice: Api, ids: Ids, spelling: str) -> None:
+    """1302.0 is a JSON Schema integer (the exported OpenAPI document types ids as
+    integers): read exactly, with no float in between, even above 2^53."""
+    assert ids.bot > 2**53
+    raw = '{"bot_id": ' + spelling.format(id=ids.bot) + "}"
+    response = alice.client.post("/api/draftbot/publish", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert f'"bot_id":{ids.bot}' in response.text
 
 
 def test_a_refused_update_changes_nothing(alice: Api, ids: Ids) -> None:

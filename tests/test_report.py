@@ -65,14 +65,23 @@ VERDICTS = [
                  "CONFORMANT — all 3 MUST requirements pass", id="skipped-somewhere-judged-elsewhere"),
     pytest.param([rec("M1", Outcome.PASS), rec("M2", Outcome.SKIP)], (), (), set(), Status.INCOMPLETE,
                  "INCOMPLETE — 2 of 3 MUST requirements did not run (M2, M3)", id="incomplete"),
-    pytest.param([rec("M1", Outcome.FAIL)], (), (), set(), Status.INCOMPLETE,
-                 "INCOMPLETE — 2 of 3 MUST requirements did not run (M2, M3); 1 of 3 MUST requirements fail (M1)",
-                 id="incomplete-shows-the-failure-too"),
+    pytest.param([rec("M1", Outcome.FAIL)], (), (), set(), Status.NOT_CONFORMANT,
+                 "NOT CONFORMANT — 1 of 3 MUST requirements fail (M1); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="a-fail-beats-not-run-which-is-still-named"),
+    pytest.param([rec("M1", Outcome.PASS), rec("S1", Outcome.FAIL)], (), (), set(), Status.NOT_CONFORMANT,
+                 "NOT CONFORMANT — 1 SHOULD/MAY requirements fail under --strict (S1); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="a-strict-fail-beats-not-run"),
+    pytest.param([rec("M1", Outcome.PASS), rec("M2", Outcome.FAIL)], (), (), {"M2"}, Status.INCOMPLETE,
+                 "INCOMPLETE — 1 of 3 MUST requirements did not run (M3); 1 baselined",
+                 id="not-run-beats-a-baselined-fail"),
     pytest.param(all_pass(), ("t::x (setup): KeyError: 'bot'",), (), set(), Status.INCONCLUSIVE,
                  "INCONCLUSIVE — 1 error (t::x)", id="inconclusive"),
-    pytest.param([rec("M1", Outcome.FAIL)], ("t::x (call): TypeError: boom", "t::y (setup): OSError"), (), set(), Status.INCONCLUSIVE,
-                 "INCONCLUSIVE — 2 errors (t::x, t::y); 2 of 3 MUST requirements did not run (M2, M3); 1 of 3 MUST requirements fail (M1)",
-                 id="an-error-beats-everything"),
+    pytest.param([rec("M1", Outcome.FAIL)], ("t::x (call): TypeError: boom", "t::y (setup): OSError"), (), set(), Status.NOT_CONFORMANT,
+                 "NOT CONFORMANT — 1 of 3 MUST requirements fail (M1); 2 errors (t::x, t::y); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="a-fail-beats-an-error-which-is-still-named"),
+    pytest.param([rec("M1", Outcome.PASS)], ("t::x (call): TypeError: boom",), (), set(), Status.INCONCLUSIVE,
+                 "INCONCLUSIVE — 1 error (t::x); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="an-error-beats-not-run"),
     pytest.param(all_pass(rec("M2", Outcome.FAIL, "t::b"), rec("S1", Outcome.WARN), rec("S1", Outcome.WARN, "t::c")), (), (), set(),
                  Status.NOT_CONFORMANT, "NOT CONFORMANT — 1 of 3 MUST requirements fail (M2); 1 SHOULD warning", id="not-conformant"),
     pytest.param(all_pass(rec("M1", Outcome.FAIL), rec("M3", Outcome.FAIL)), (), (), {"M3"}, Status.NOT_CONFORMANT,
@@ -341,7 +350,7 @@ def last_line(result: pytest.RunResult) -> str:
         pytest.param({"fail2": True}, (), 1, "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002)", id="not-conformant"),
         pytest.param({}, ("-k", "not four"), 0, "INCOMPLETE — 1 of 3 MUST requirements did not run (DEMO-004)", id="deselected"),
         pytest.param({"fail2": True}, ("-x",), 1,
-                     "INCOMPLETE — 1 of 3 MUST requirements did not run (DEMO-004); 1 of 3 MUST requirements fail (DEMO-002)",
+                     "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002); 1 of 3 MUST requirements did not run (DEMO-004)",
                      id="stopped-by-x"),
         pytest.param({"warn3": True}, ("-o", "strict=true"), 1,
                      "NOT CONFORMANT — 1 SHOULD/MAY requirements fail under --strict (DEMO-003)", id="strict"),
@@ -382,7 +391,7 @@ def test_buggy(check):
 ''')
     result = run(pytester)
     assert result.ret == 1
-    assert last_line(result).startswith("INCONCLUSIVE — 1 error (test_demo.py::test_buggy); 1 of 3 MUST requirements fail (DEMO-002)")
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002); 1 error (test_demo.py::test_buggy)"
 
 
 def test_server_misbehaviour_inside_a_fixture_is_a_fail_not_an_error(pytester: pytest.Pytester) -> None:

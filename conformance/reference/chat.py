@@ -382,6 +382,8 @@ def _answer_faults(config: ServerConfig, data: dict[str, Any]) -> dict[str, Any]
     has = config.has
     if has("chat_response_without_id"):
         del data["id"]
+    if has("chat_response_without_conversation_id"):
+        del data["conversation_id"]
     if has("chat_response_content_not_string"):
         data["content"] = model.tokenize(data["content"])
     if has("chat_response_role_bot"):

@@ -205,6 +205,11 @@ _CHAT = (
     _fault("chat_extra_params_refused", "CHAT-REQ-008", "A chat carrying extra_params is refused (400)."),
     _fault("chat_response_without_id", "CHAT-RESP-001", "The non-stream answer's data has no id."),
     _fault(
+        "chat_response_without_conversation_id",
+        "CHAT-RESP-001",
+        "The non-stream answer's data has no conversation_id (a client cannot continue the conversation it started).",
+    ),
+    _fault(
         "chat_response_content_not_string",
         "CHAT-RESP-002",
         "The non-stream answer's content is an array of tokens, not a string.",

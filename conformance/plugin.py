@@ -436,7 +436,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.stash[_SENT_KEY] = len(checks.records)
     if report.when == "call" or new:
         setattr(report, RECORDS_ATTR, [r.to_dict() for r in new])
-    _surface_failures(item, checks, report)
+    _surface_failures(item, checks, report, call.excinfo)
     if report.when == "call":
         if report.failed:
             log = item.stash.get(LOG_KEY, None)
@@ -456,7 +456,9 @@ _SURFACED_KEY = pytest.StashKey[int]()
 FAILED_REQUIREMENTS_SECTION = "Failed requirements"
 
 
-def _surface_failures(item: pytest.Item, checks: Checks, report: pytest.TestReport) -> None:
+def _surface_failures(
+    item: pytest.Item, checks: Checks, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None
+) -> None:
     """One truth: a test that recorded a FAIL is a failed test, naming the requirement.
 
     * A test that passed, or that SKIPped after its checks failed (a setup step the
@@ -486,8 +488,8 @@ def _surface_failures(item: pytest.Item, checks: Checks, report: pytest.TestRepo
         report.outcome = "failed"
         report.longrepr = f"{text}\n\nthen the test stopped ({report.when}): {reason}"
     else:
-        shown = report.longreprtext
-        missing = [r for r in pending if r.requirement not in shown]
+        named = _raised_requirements(excinfo.value) if excinfo is not None else set()
+        missing = [r for r in pending if r.requirement not in named]
         if missing:
             section = "\n\n".join(format_record(r, catalogue[r.requirement].quote, catalogue[r.requirement].gloss) for r in missing)
             longrepr = report.longrepr
@@ -497,8 +499,15 @@ def _surface_failures(item: pytest.Item, checks: Checks, report: pytest.TestRepo
             else:
                 report.longrepr = f"{longrepr}\n\n{' ' + FAILED_REQUIREMENTS_SECTION + ' ':-^80}\n{section}"
         crash = getattr(report.longrepr, "reprcrash", None)
-        if crash is not None and not all(r.requirement in crash.message for r in pending):
+        if crash is not None and missing:
             crash.message = f"{ids} failed; {crash.message}"
+
+
+def _raised_requirements(exc: BaseException) -> set[str]:
+    """The requirements a raised ``RequirementFailed`` (or a group of them) names."""
+    if isinstance(exc, BaseExceptionGroup):
+        return {rid for e in exc.exceptions for rid in _raised_requirements(e)}
+    return {exc.record.requirement} if isinstance(exc, RequirementFailed) else set()
 
 
 def _transport_failure(checks: Checks, excinfo: pytest.ExceptionInfo[BaseException]) -> None:

@@ -799,10 +799,10 @@ def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytes
 
 
 def test_a_failure_that_blocks_other_tests_is_a_failing_test_in_junit(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No conversation_id in a chat's answer: CHAT-RESP-001 FAILs in the test that checks
-    # it, which -- like every test continuing a conversation -- is then blocked by it.
+    # No ids in a chat's answer: CHAT-RESP-001 FAILs in the test that checks them,
+    # which -- like every test continuing a conversation -- is then blocked by it.
     monkeypatch.setenv("COLUMNS", "400")  # the short summary line, uncut
-    with _Target("chat_response_without_conversation_id") as target:
+    with _Target("chat_response_without_id") as target:
         target.env(monkeypatch)
         result = pytester.runpytest_subprocess(*SUITE_ARGS, "--target-url", target.url, "--report-dir", "out", "-n", "2",
                                                "--fuzz-examples", "3")

@@ -334,6 +334,9 @@ def _server_failure(exc: BaseException) -> bool:
 
 
 REPRODUCE_SECTION = "Reproduce with"
+#: The failing test that shows a requirement FAILing when no test of its own ended
+#: failed (CertificationReporter._report_unshown_failures; never expected to run).
+SYNTHETIC_NODEID = "conformance::requirements_failed_outside_a_failing_test"
 _BASELINE_KEY = pytest.StashKey[str]()
 
 
@@ -592,9 +595,43 @@ class CertificationReporter:
             errors = [f"{nodeid} ({when}): {message}" for nodeid, when, message in self.errors]
             verdict = judge(self.results, self.must_ids(), errors, stale)
         self.verdict = verdict
+        self._report_unshown_failures()
         self.exit_code = exit_code(status, verdict)
         session.exitstatus = self.exit_code
         self._junit_properties()
+
+    def _report_unshown_failures(self) -> None:
+        """The guard behind the plugin's rule that a test with a failed check fails
+        (conformance.plugin._surface_failures): a requirement that FAILs outside the
+        baseline while none of the tests that failed it ended failed gets a failing
+        test of its own, SYNTHETIC_NODEID, so that the terminal's summary line, JUnit
+        and every report show the failure the verdict counts."""
+        assert self.verdict is not None
+        unshown = []
+        for rid in (*self.verdict.failing, *self.verdict.failing_other):
+            nodes = [nodeid for nodeid, outcome in self.results[rid].tests if outcome == str(Outcome.FAIL)]
+            if not any(self.test_outcomes.get(nodeid) in ("failed", "error") for nodeid in nodes):
+                unshown.append(rid)
+        if not unshown:
+            return
+        texts = []
+        for rid in unshown:
+            first = next(r for r in self.results[rid].findings if r.outcome is Outcome.FAIL)
+            req = self.requirement(rid)
+            texts.append(format_record(first, req.quote if req else "", req.gloss if req else "") + f"\n  test:     {first.nodeid}")
+        report = pytest.TestReport(
+            nodeid=SYNTHETIC_NODEID,
+            location=(SYNTHETIC_NODEID.split("::")[0], None, SYNTHETIC_NODEID.split("::")[1]),
+            keywords={},
+            outcome="failed",
+            longrepr=self.redactor.redact(
+                f"{', '.join(unshown)} FAILed but no test that judged them ended failed\n\n" + "\n\n".join(texts)
+            ),
+            when="call",
+            user_properties=[("requirement", rid) for rid in unshown],
+        )
+        report.conformance_outcome = str(Outcome.FAIL)  # type: ignore[attr-defined]
+        self.config.hook.pytest_runtest_logreport(report=report)
 
     def _junit_properties(self) -> None:
         from _pytest.junitxml import xml_key  # no public accessor for the LogXML instance

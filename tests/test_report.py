@@ -514,6 +514,38 @@ def test_should_then_skip(check):
     strict.stdout.fnmatch_lines(["FAILED test_demo.py::test_should_then_skip - FAIL DEMO-003 (SHOULD)*"])
 
 
+HIDER = '''
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # A plugin outside the suite that turns a failed test into a passed one.
+    report = yield
+    if report.failed and "hidden" in item.name:
+        report.outcome, report.longrepr = "passed", None
+    return report
+'''
+
+
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_a_failure_no_failed_test_shows_gets_a_failing_test_of_its_own(pytester: pytest.Pytester, xdist: tuple[str, ...]) -> None:
+    make_suite(pytester, extra='''
+@pytest.mark.requirement("DEMO-004")
+def test_hidden(check):
+    check("DEMO-004", False, expected="x", actual="y", soft=True)
+''')
+    pytester.makeconftest(HARNESS + HIDER)
+    result = run(pytester, "--report-dir", "out", "-k", "not four", *xdist)
+    assert result.ret == 1
+    result.assert_outcomes(passed=3, failed=1)
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-004)"
+    out = pytester.path / "out"
+    outcome, text = junit_cases(out)["requirements_failed_outside_a_failing_test"]
+    assert outcome == "failure" and "DEMO-004 FAILed but no test that judged them ended failed" in text
+    assert "test:     test_demo.py::test_hidden" in text
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["tests"] == {"failed": 1, "passed": 3} and results["errors"] == []
+
+
 def test_pytest_exit_codes_2_and_5_pass_through(pytester: pytest.Pytester) -> None:
     make_suite(pytester)
     assert run(pytester, "-k", "no_such_test").ret == 5

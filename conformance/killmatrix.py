@@ -29,7 +29,12 @@ timed out, or ended in a suite ERROR: a broken server must meet a FAIL, never a 
 times); ``--check`` computes them again and fails when the committed files differ.
 
 The outcomes are read from each run's ``results.json`` (conformance/report.py): per
-requirement its outcome and its outcome in each test, and the tests that ERRORed.
+requirement its outcome and its outcome in each test, the tests that ERRORed and the
+verdict's status; and from its ``junit.xml`` the failing test cases, with the
+requirements each one's failure names. Every run must tell one truth: a non-zero exit
+comes with a failing JUnit test case and a NOT CONFORMANT verdict, exit 0 with none, and
+every requirement that FAILs -- and every test that recorded a FAIL -- is a failing
+JUnit test case naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import contextlib
 import difflib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -52,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.report import REPORT_FILES
+from conformance.report import REPORT_FILES, Status
 
 __all__ = [
     "COLLATERAL_LIMIT",
@@ -147,6 +153,8 @@ INDEPENDENT_DECLARES = frozenset(
 FAIL, WARN, PASS, SKIP, NOT_RUN = "FAIL", "WARN", "PASS", "SKIP", "NOT RUN"
 RUN_FILE = "run.json"
 RESULTS_FILE = REPORT_FILES["results"]
+JUNIT_FILE = REPORT_FILES["junit"]
+NOT_CONFORMANT = str(Status.NOT_CONFORMANT)
 
 
 # --------------------------------------------------------------------------- subjects and plan
@@ -274,6 +282,10 @@ class RunResult:
     errors: tuple[str, ...] = ()  # "nodeid (phase): message": tests that crashed instead of judging
     exit_code: int | None = None
     problem: str | None = None  # the run itself went wrong: timed out, crashed, no result
+    status: str | None = None  # the verdict's status (results.json)
+    #: JUnit test case ("classname::name") that failed or errored -> the requirement ids
+    #: its failure text names; None when the run carries no JUnit reading.
+    junit_failing: Mapping[str, frozenset[str]] | None = None
 
     def ids(self, outcome: str) -> frozenset[str]:
         return frozenset(rid for rid, o in self.outcomes.items() if o == outcome)
@@ -292,6 +304,7 @@ class RunResult:
             nodes = frozenset(t["nodeid"] for t in entry.get("tests", ()) if t["outcome"] == FAIL)
             if nodes:
                 failing[entry["id"]] = nodes
+        junit = doc.get("junit")
         return cls(
             outcomes=outcomes,
             failing_tests=failing,
@@ -299,6 +312,8 @@ class RunResult:
             errors=tuple(doc.get("errors", ())),
             exit_code=doc.get("exit_code"),
             problem=doc.get("problem"),
+            status=doc.get("status"),
+            junit_failing=None if junit is None else {case: frozenset(ids) for case, ids in junit["failing"].items()},
         )
 
 
@@ -379,13 +394,53 @@ def _run_problems(label: str, result: RunResult | None) -> list[str]:
     return found
 
 
+def junit_case(nodeid: str) -> str:
+    """A pytest node id as its JUnit test case, ``classname::name`` (the way pytest's
+    junitxml names it: the path's ``/`` as ``.``, no ``.py``, the classes in the classname)."""
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    names[-1] += bracket + params
+    return f"{'.'.join(names[:-1])}::{names[-1]}"
+
+
+def _truth_problems(label: str, result: RunResult | None) -> list[str]:
+    """One truth: the exit code, the verdict's status and JUnit agree with the
+    outcomes. Judged only on a run that finished and carries its JUnit reading."""
+    if result is None or result.problem or result.junit_failing is None:
+        return []
+    failing = result.junit_failing
+    fails = result.ids(FAIL)
+    code = result.exit_code
+    found = []
+    if code:
+        if not failing:
+            found.append(f"`{label}`: exit {code} but no failing JUnit test case")
+        if result.status != NOT_CONFORMANT:
+            found.append(f"`{label}`: exit {code} but the verdict is {result.status}, not {NOT_CONFORMANT}")
+    elif failing:
+        found.append(f"`{label}`: exit 0 but {len(failing)} failing JUnit test case(s): {', '.join(sorted(failing))}")
+    if fails and result.status != NOT_CONFORMANT:
+        found.append(f"`{label}`: {', '.join(sorted(fails))} FAIL but the verdict is {result.status}")
+    if fails and code == 0:
+        found.append(f"`{label}`: {', '.join(sorted(fails))} FAIL but the suite exited 0")
+    named = {rid for ids in failing.values() for rid in ids}
+    found.extend(f"`{label}`: {rid} FAILs but no failing JUnit test case names it" for rid in sorted(fails - named))
+    found.extend(
+        f"`{label}`: {node} recorded a FAIL but is not a failing JUnit test case"
+        for node in sorted(result.failed_tests())
+        if junit_case(node) not in failing
+    )
+    return found
+
+
 def judge_fault(subject: Subject, result: RunResult | None, levels: Mapping[str, str]) -> FaultRow:
     """Killed only when the declared requirement FAILs in the fault's run (issue 7)."""
     assert subject.requirement is not None and subject.level is not None
     rid, strict = subject.requirement, subject.level != "MUST"
     label = RunSpec(subject.name, strict).key
     run_problems = _run_problems(label, result)
-    problems = list(run_problems)
+    problems = list(run_problems) + _truth_problems(label, result)
     if rid not in levels:
         problems.append(f"{subject.name}: declares {rid}, which is not a MUST or SHOULD requirement of the {PROFILE} profile")
     elif levels[rid] != subject.level:
@@ -425,6 +480,9 @@ def judge_precision(
         RunSpec(subject.name, True).key, strict
     )
     problems = list(run_problems)
+    problems += _truth_problems(RunSpec(subject.name, False).key, default) + _truth_problems(
+        RunSpec(subject.name, True).key, strict
+    )
     declares = subject.declares
     wrong = sorted(rid for rid in declares if levels.get(rid) != "SHOULD")
     if wrong:
@@ -774,10 +832,30 @@ class _Recorder:
         self.collected = [item.nodeid for item in session.items if SUITE_DIR in Path(str(item.path)).resolve().parents]
 
 
+def _junit_failing(path: Path, known: Iterable[str]) -> dict[str, list[str]]:
+    """The failed or errored test cases of a JUnit file ("classname::name"), each with
+    the ids of ``known`` that its failure's message and text name."""
+    import xml.etree.ElementTree as ET
+
+    # An id as a whole word: CHAT-RESP-001, not a prefix of CHAT-RESP-0010.
+    patterns = {rid: re.compile(rf"(?<![\w-]){re.escape(rid)}(?![\w-])") for rid in known}
+    failing: dict[str, list[str]] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        bad = [child for child in case if child.tag in ("failure", "error")]
+        if bad:
+            text = "\n".join(f"{child.get('message') or ''}\n{child.text or ''}" for child in bad)
+            key = f"{case.get('classname') or ''}::{case.get('name') or ''}"
+            named = {rid for rid, pattern in patterns.items() if pattern.search(text)}
+            failing[key] = sorted(set(failing.get(key, ())) | named)
+    return failing
+
+
 def _run_document(collected: Sequence[str], report_dir: Path, exit_code: int) -> dict[str, Any]:
     """run.json: from the run's results.json (conformance/report.py), per requirement
-    its outcome and its outcome in each test, and the tests that ERRORed; plus the
-    collected tests and the exit code. No results.json is the run's problem."""
+    its outcome and its outcome in each test, the tests that ERRORed and the verdict's
+    status; from its junit.xml the failing test cases and the requirements each names;
+    plus the collected tests and the exit code. No results.json, or no junit.xml, is the
+    run's problem."""
     document: dict[str, Any] = {"exit_code": exit_code, "collected": list(collected)}
     results_path = report_dir / RESULTS_FILE
     if not results_path.is_file():
@@ -788,6 +866,12 @@ def _run_document(collected: Sequence[str], report_dir: Path, exit_code: int) ->
         {"id": r["id"], "outcome": r["outcome"], "tests": r.get("tests", [])} for r in results["requirements"]
     ]
     document["errors"] = [f"{e['nodeid']} ({e['when']}): {e['message']}" for e in results.get("errors", [])]
+    document["status"] = results.get("verdict", {}).get("status")
+    junit_path = report_dir / JUNIT_FILE
+    if not junit_path.is_file():
+        document["problem"] = f"the suite wrote no {JUNIT_FILE} (exit {exit_code})"
+        return document
+    document["junit"] = {"failing": _junit_failing(junit_path, (r["id"] for r in results["requirements"]))}
     return document
 
 

@@ -437,15 +437,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.stash[_SENT_KEY] = len(checks.records)
     if report.when == "call" or new:
         setattr(report, RECORDS_ATTR, [r.to_dict() for r in new])
+    _surface_failures(item, checks, report, call.excinfo)
     if report.when == "call":
-        failures = [r for r in checks.records if r.outcome is Outcome.FAIL]
-        if report.passed and failures:
-            # Soft MUST failures and SHOULD failures under --strict fail the test at its end.
-            report.outcome = "failed"
-            report.longrepr = "\n\n".join(
-                format_record(r, checks.catalogue[r.requirement].quote, checks.catalogue[r.requirement].gloss)
-                for r in failures
-            )
         if report.failed:
             log = item.stash.get(LOG_KEY, None)
             if log is not None and len(log):
@@ -459,6 +452,63 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _SENT_KEY = pytest.StashKey[int]()
+#: How many of a test's records a failed report of that test already answers for.
+_SURFACED_KEY = pytest.StashKey[int]()
+FAILED_REQUIREMENTS_SECTION = "Failed requirements"
+
+
+def _surface_failures(
+    item: pytest.Item, checks: Checks, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None
+) -> None:
+    """One truth: a test that recorded a FAIL is a failed test, naming the requirement.
+
+    * A test that passed, or that SKIPped after its checks failed (a setup step the
+      server broke: "blocked by ..."; a mode with no credential), fails, with every
+      failed record and the reason it stopped.
+    * A test that failed with anything else keeps its traceback, and gains the failed
+      requirements it does not name (its crash line too, so the short summary and
+      JUnit's message say which requirement failed).
+    * A setup that SKIPs after a fixture's check failed fails the same way (pytest calls
+      it an error at setup); a setup that goes on leaves the failure to the test itself.
+    * A FAIL recorded in teardown fails the teardown.
+
+    Soft MUST failures and SHOULD failures under ``--strict`` reach the test this way."""
+    start = item.stash.get(_SURFACED_KEY, 0)
+    pending = [r for r in checks.records[start:] if r.outcome is Outcome.FAIL]
+    if not pending or (report.when == "setup" and report.passed):
+        return
+    item.stash[_SURFACED_KEY] = len(checks.records)
+    catalogue = checks.catalogue
+    text = "\n\n".join(format_record(r, catalogue[r.requirement].quote, catalogue[r.requirement].gloss) for r in pending)
+    ids = ", ".join(dict.fromkeys(r.requirement for r in pending))
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = text if report.when == "call" else f"{ids} failed in {report.when}\n\n{text}"
+    elif report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3 else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{text}\n\nthen the test stopped ({report.when}): {reason}"
+    else:
+        named = _raised_requirements(excinfo.value) if excinfo is not None else set()
+        missing = [r for r in pending if r.requirement not in named]
+        if missing:
+            section = "\n\n".join(format_record(r, catalogue[r.requirement].quote, catalogue[r.requirement].gloss) for r in missing)
+            longrepr = report.longrepr
+            addsection = getattr(longrepr, "addsection", None)
+            if callable(addsection):
+                addsection(FAILED_REQUIREMENTS_SECTION, section)
+            else:
+                report.longrepr = f"{longrepr}\n\n{' ' + FAILED_REQUIREMENTS_SECTION + ' ':-^80}\n{section}"
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None and missing:
+            crash.message = f"{ids} failed; {crash.message}"
+
+
+def _raised_requirements(exc: BaseException) -> set[str]:
+    """The requirements a raised ``RequirementFailed`` (or a group of them) names."""
+    if isinstance(exc, BaseExceptionGroup):
+        return {rid for e in exc.exceptions for rid in _raised_requirements(e)}
+    return {exc.record.requirement} if isinstance(exc, RequirementFailed) else set()
 
 
 def _transport_failure(checks: Checks, excinfo: pytest.ExceptionInfo[BaseException]) -> None:

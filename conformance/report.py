@@ -3,17 +3,22 @@
 The verdict is computed from the per-requirement records of the oracle core
 (:mod:`conformance.outcomes`), never from test pass/fail counts:
 
-* ``CONFORMANT`` -- every MUST requirement of the profile was executed and passed,
-  no ERROR, and no failure was excused by the baseline;
-* ``INCONCLUSIVE`` -- an ERROR occurred (a suite bug, a crashed fixture): the run
-  cannot certify anything, whatever else it saw;
-* ``INCOMPLETE`` -- some MUST requirement did not run (skipped, deselected, stopped
-  by ``-x``/``--maxfail``), with how many and which;
-* ``NOT CONFORMANT`` -- otherwise: a requirement failed (baselined or not).
+* ``NOT CONFORMANT`` -- a requirement failed outside the baseline (a MUST, or a
+  SHOULD/MAY under ``--strict``), whatever else errored or did not run;
+* ``INCONCLUSIVE`` -- otherwise, an ERROR occurred (a suite bug, a crashed fixture):
+  the run cannot certify anything;
+* ``INCOMPLETE`` -- otherwise, some MUST requirement did not run (skipped,
+  deselected, stopped by ``-x``/``--maxfail``), with how many and which;
+* ``NOT CONFORMANT`` -- otherwise, when requirements failed and the baseline excused
+  every failure;
+* ``CONFORMANT`` -- every MUST requirement of the profile was executed and passed.
 
-The checks are made in that order (INCONCLUSIVE before INCOMPLETE: an error usually
-also leaves requirements unjudged, and the error is the thing to fix). Every verdict
-line carries all the counts, so no failure hides behind an INCOMPLETE.
+The checks are made in that order (docs/reports.md says why): the status agrees with
+the exit code -- a FAIL (exit 1) is NOT CONFORMANT, an ERROR without one (exit 3)
+INCONCLUSIVE -- and with JUnit, where every
+requirement that FAILs is a failing test (conformance.plugin). Every verdict line
+carries all the counts, so an error or a requirement that did not run is still named
+beside a failure.
 
 Exit codes: 0 -- no FAIL outside the baseline and no ERROR (read the verdict: it
 may say INCOMPLETE); 1 -- a FAIL outside the baseline, or a stale baseline entry;
@@ -223,11 +228,16 @@ def judge(
         errors=tuple(errors),
         stale=tuple(stale),
     )
-    if facts["errors"]:
+    # The order of docs/reports.md: a FAIL outside the baseline first, whatever else
+    # errored or did not run (it is what exit code 1 says); then an ERROR (exit 3);
+    # then a MUST that did not run; then failures the baseline excused (both exit 0).
+    if facts["failing"] or facts["failing_other"]:
+        status = Status.NOT_CONFORMANT
+    elif facts["errors"]:
         status = Status.INCONCLUSIVE
     elif facts["not_run"]:
         status = Status.INCOMPLETE
-    elif facts["failing"] or facts["failing_other"] or facts["baselined"]:
+    elif facts["baselined"]:
         status = Status.NOT_CONFORMANT
     else:
         status = Status.CONFORMANT
@@ -324,6 +334,9 @@ def _server_failure(exc: BaseException) -> bool:
 
 
 REPRODUCE_SECTION = "Reproduce with"
+#: The failing test that shows a requirement FAILing when no test of its own ended
+#: failed (CertificationReporter._report_unshown_failures; never expected to run).
+SYNTHETIC_NODEID = "conformance::requirements_failed_outside_a_failing_test"
 _BASELINE_KEY = pytest.StashKey[str]()
 
 
@@ -481,8 +494,11 @@ class CertificationReporter:
         # A FAIL is a failure some record explains: a broken check, soft failures the
         # plugin turned into a failed test, or a transport error the plugin recorded
         # against the test's requirements. Anything else is the suite's ERROR.
+        # A skip here is a test that stopped after its checks failed ("blocked by ...");
+        # the plugin made it a failure (conformance.plugin._surface_failures).
         explained = any(r.outcome is Outcome.FAIL for r in records)
-        if not (explained and (exc is None or _server_failure(exc))):
+        stopped = isinstance(exc, pytest.skip.Exception)
+        if not (explained and (exc is None or stopped or _server_failure(exc))):
             report.conformance_outcome = "ERROR"  # type: ignore[attr-defined]
             report.conformance_error = self.redactor.redact(_describe(call.excinfo, report))  # type: ignore[attr-defined]
             return
@@ -579,9 +595,43 @@ class CertificationReporter:
             errors = [f"{nodeid} ({when}): {message}" for nodeid, when, message in self.errors]
             verdict = judge(self.results, self.must_ids(), errors, stale)
         self.verdict = verdict
+        self._report_unshown_failures()
         self.exit_code = exit_code(status, verdict)
         session.exitstatus = self.exit_code
         self._junit_properties()
+
+    def _report_unshown_failures(self) -> None:
+        """The guard behind the plugin's rule that a test with a failed check fails
+        (conformance.plugin._surface_failures): a requirement that FAILs outside the
+        baseline while none of the tests that failed it ended failed gets a failing
+        test of its own, SYNTHETIC_NODEID, so that the terminal's summary line, JUnit
+        and every report show the failure the verdict counts."""
+        assert self.verdict is not None
+        unshown = []
+        for rid in (*self.verdict.failing, *self.verdict.failing_other):
+            nodes = [nodeid for nodeid, outcome in self.results[rid].tests if outcome == str(Outcome.FAIL)]
+            if not any(self.test_outcomes.get(nodeid) in ("failed", "error") for nodeid in nodes):
+                unshown.append(rid)
+        if not unshown:
+            return
+        texts = []
+        for rid in unshown:
+            first = next(r for r in self.results[rid].findings if r.outcome is Outcome.FAIL)
+            req = self.requirement(rid)
+            texts.append(format_record(first, req.quote if req else "", req.gloss if req else "") + f"\n  test:     {first.nodeid}")
+        report = pytest.TestReport(
+            nodeid=SYNTHETIC_NODEID,
+            location=(SYNTHETIC_NODEID.split("::")[0], None, SYNTHETIC_NODEID.split("::")[1]),
+            keywords={},
+            outcome="failed",
+            longrepr=self.redactor.redact(
+                f"{', '.join(unshown)} FAILed but no test that judged them ended failed\n\n" + "\n\n".join(texts)
+            ),
+            when="call",
+            user_properties=[("requirement", rid) for rid in unshown],
+        )
+        report.conformance_outcome = str(Outcome.FAIL)  # type: ignore[attr-defined]
+        self.config.hook.pytest_runtest_logreport(report=report)
 
     def _junit_properties(self) -> None:
         from _pytest.junitxml import xml_key  # no public accessor for the LogXML instance

@@ -37,6 +37,8 @@ def result(
     errors: Iterable[str] = (),
     exit_code: int | None = 0,
     problem: str | None = None,
+    status: str | None = None,
+    junit_failing: Mapping[str, Iterable[str]] | None = None,
 ) -> km.RunResult:
     outcomes = {rid: "PASS" for rid in LEVELS} | dict(outcomes or {})
     failing = dict(failing or {})
@@ -50,6 +52,8 @@ def result(
         errors=tuple(errors),
         exit_code=exit_code,
         problem=problem,
+        status=status,
+        junit_failing=None if junit_failing is None else {case: frozenset(ids) for case, ids in junit_failing.items()},
     )
 
 
@@ -287,12 +291,128 @@ def test_a_run_document_keeps_the_outcomes_failing_tests_and_errors_of_results_j
         ),
         encoding="utf-8",
     )
+    (tmp_path / "junit.xml").write_text(JUNIT, encoding="utf-8")
     doc = km._run_document([T1, T2, T3], tmp_path, 1)
     run = km.RunResult.from_document(json.loads(json.dumps(doc)))
     assert run.outcomes == {"R-MUST": "FAIL", "R-SHOULD": "WARN"}
     assert run.failing_tests == {"R-MUST": frozenset({T1})} and run.failed_tests() == {T1}
     assert run.errors == (f"{T3} (setup): KeyError: 'x'",) and run.tests == {T1, T2, T3}
     assert run.exit_code == 1 and run.problem is None
+
+
+#: A run's junit.xml: test_one failed naming R-MUST, test_two passed, test_three errored
+#: in setup naming nothing of the catalogue, a parametrized test skipped.
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="4">
+<testcase classname="conformance.suite.test_a" name="test_one"><failure message="FAIL R-MUST (MUST): broken">FAIL R-MUST (MUST)
+then the test stopped (call): blocked by R-MUST-2x: no id</failure></testcase>
+<testcase classname="conformance.suite.test_a" name="test_two" />
+<testcase classname="conformance.suite.test_b" name="test_three"><error message="failed on setup with KeyError">KeyError</error></testcase>
+<testcase classname="conformance.suite.test_b.TestC" name="test_four[a::b/c-1]"><skipped message="blocked by R-MUST" /></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_a_run_document_reads_the_junit_failures_and_the_verdict_status(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "verdict": {"status": "NOT CONFORMANT"},
+                "requirements": [
+                    {"id": rid, "outcome": "FAIL" if rid == "R-MUST" else "PASS", "tests": [{"nodeid": T1, "outcome": "PASS"}]}
+                    for rid in LEVELS
+                ],
+                "errors": [],
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "junit.xml").write_text(JUNIT, encoding="utf-8")
+    run = km.RunResult.from_document(json.loads(json.dumps(km._run_document([T1, T2, T3], tmp_path, 1))))
+    assert run.status == "NOT CONFORMANT" and run.problem is None
+    # Whole ids only: "R-MUST-2x" names neither R-MUST nor R-MUST-2.
+    assert run.junit_failing == {"conformance.suite.test_a::test_one": {"R-MUST"}, "conformance.suite.test_b::test_three": set()}
+    (tmp_path / "junit.xml").unlink()
+    assert km._run_document([T1], tmp_path, 1)["problem"] == "the suite wrote no junit.xml (exit 1)"
+
+
+def test_a_node_id_is_named_as_junit_names_its_test_case() -> None:
+    assert km.junit_case(T1) == "conformance.suite.test_a::test_one"
+    assert km.junit_case("conformance/suite/test_b.py::TestC::test_four[a::b/c-1]") == "conformance.suite.test_b.TestC::test_four[a::b/c-1]"
+
+
+CASE1 = km.junit_case(T1)
+
+
+def truth(row: km.FaultRow | km.PrecisionRow) -> list[str]:
+    return [p for p in row.problems if "JUnit" in p or "verdict" in p or "exited 0" in p]
+
+
+def test_a_killed_fault_whose_run_tells_one_truth_has_no_problem() -> None:
+    run = result({"R-MUST": "FAIL"}, exit_code=1, status="NOT CONFORMANT", junit_failing={CASE1: ["R-MUST"]})
+    row = km.judge_fault(fault(), run, LEVELS)
+    assert row.killed and row.problems == ()
+
+
+def test_a_fail_in_a_test_that_ended_skipped_is_a_problem_of_the_fault() -> None:
+    # The record says FAIL, but JUnit has the test skipped and the verdict says INCOMPLETE.
+    run = result({"R-MUST": "FAIL"}, exit_code=1, status="INCOMPLETE", junit_failing={})
+    row = km.judge_fault(fault(), run, LEVELS)
+    assert row.killed and row.run_ok  # the published row is the same; the matrix does not hold
+    assert truth(row) == [
+        "`f`: exit 1 but no failing JUnit test case",
+        "`f`: exit 1 but the verdict is INCOMPLETE, not NOT CONFORMANT",
+        "`f`: R-MUST FAIL but the verdict is INCOMPLETE",
+        "`f`: R-MUST FAILs but no failing JUnit test case names it",
+        f"`f`: {T1} recorded a FAIL but is not a failing JUnit test case",
+    ]
+    assert not km.evaluate([fault()], {"f": run}, LEVELS, complete=False).holds
+
+
+def test_a_failing_junit_case_that_does_not_name_the_requirement_is_a_problem() -> None:
+    run = result({"R-MUST": "FAIL"}, exit_code=1, status="NOT CONFORMANT", junit_failing={CASE1: []})
+    assert truth(km.judge_fault(fault(), run, LEVELS)) == ["`f`: R-MUST FAILs but no failing JUnit test case names it"]
+
+
+def test_a_fail_with_exit_0_is_a_problem() -> None:
+    run = result({"R-MUST": "FAIL"}, exit_code=0, status="NOT CONFORMANT", junit_failing={CASE1: ["R-MUST"]})
+    assert truth(km.judge_fault(fault(), run, LEVELS)) == [
+        f"`f`: exit 0 but 1 failing JUnit test case(s): {CASE1}",
+        "`f`: R-MUST FAIL but the suite exited 0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("default", "problems"),
+    [
+        pytest.param(result(status="CONFORMANT", junit_failing={}), [], id="exit-0-no-failing-case"),
+        pytest.param(
+            result(status="CONFORMANT", junit_failing={CASE1: []}),
+            [f"`clean`: exit 0 but 1 failing JUnit test case(s): {CASE1}"],
+            id="exit-0-with-a-failing-case",
+        ),
+        pytest.param(
+            result(exit_code=1, status="NOT CONFORMANT", junit_failing={}),
+            ["`clean`: exit 1 but no failing JUnit test case"],
+            id="exit-1-without-a-failing-case",
+        ),
+        pytest.param(
+            result(exit_code=1, status="CONFORMANT", junit_failing={CASE1: []}),
+            ["`clean`: exit 1 but the verdict is CONFORMANT, not NOT CONFORMANT"],
+            id="exit-1-conformant",
+        ),
+    ],
+)
+def test_precision_runs_exit_0_exactly_when_no_junit_case_fails(default: km.RunResult, problems: list[str]) -> None:
+    strict = result(status="CONFORMANT", junit_failing={})
+    row = km.judge_precision(CLEAN, default, strict, LEVELS)
+    assert truth(row) == problems and row.passed == (not problems)
+
+
+def test_an_alternates_strict_failures_are_failing_junit_cases_naming_them() -> None:
+    strict = result({"R-SHOULD": "FAIL"}, exit_code=1, status="NOT CONFORMANT", junit_failing={CASE1: ["R-SHOULD"]})
+    row = km.judge_precision(ALTERNATE, result(status="CONFORMANT", junit_failing={}), strict, LEVELS)
+    assert row.passed and row.problems == ()
 
 
 def test_a_run_without_results_json_is_a_problem(tmp_path: Path) -> None:

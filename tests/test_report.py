@@ -65,14 +65,23 @@ VERDICTS = [
                  "CONFORMANT — all 3 MUST requirements pass", id="skipped-somewhere-judged-elsewhere"),
     pytest.param([rec("M1", Outcome.PASS), rec("M2", Outcome.SKIP)], (), (), set(), Status.INCOMPLETE,
                  "INCOMPLETE — 2 of 3 MUST requirements did not run (M2, M3)", id="incomplete"),
-    pytest.param([rec("M1", Outcome.FAIL)], (), (), set(), Status.INCOMPLETE,
-                 "INCOMPLETE — 2 of 3 MUST requirements did not run (M2, M3); 1 of 3 MUST requirements fail (M1)",
-                 id="incomplete-shows-the-failure-too"),
+    pytest.param([rec("M1", Outcome.FAIL)], (), (), set(), Status.NOT_CONFORMANT,
+                 "NOT CONFORMANT — 1 of 3 MUST requirements fail (M1); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="a-fail-beats-not-run-which-is-still-named"),
+    pytest.param([rec("M1", Outcome.PASS), rec("S1", Outcome.FAIL)], (), (), set(), Status.NOT_CONFORMANT,
+                 "NOT CONFORMANT — 1 SHOULD/MAY requirements fail under --strict (S1); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="a-strict-fail-beats-not-run"),
+    pytest.param([rec("M1", Outcome.PASS), rec("M2", Outcome.FAIL)], (), (), {"M2"}, Status.INCOMPLETE,
+                 "INCOMPLETE — 1 of 3 MUST requirements did not run (M3); 1 baselined",
+                 id="not-run-beats-a-baselined-fail"),
     pytest.param(all_pass(), ("t::x (setup): KeyError: 'bot'",), (), set(), Status.INCONCLUSIVE,
                  "INCONCLUSIVE — 1 error (t::x)", id="inconclusive"),
-    pytest.param([rec("M1", Outcome.FAIL)], ("t::x (call): TypeError: boom", "t::y (setup): OSError"), (), set(), Status.INCONCLUSIVE,
-                 "INCONCLUSIVE — 2 errors (t::x, t::y); 2 of 3 MUST requirements did not run (M2, M3); 1 of 3 MUST requirements fail (M1)",
-                 id="an-error-beats-everything"),
+    pytest.param([rec("M1", Outcome.FAIL)], ("t::x (call): TypeError: boom", "t::y (setup): OSError"), (), set(), Status.NOT_CONFORMANT,
+                 "NOT CONFORMANT — 1 of 3 MUST requirements fail (M1); 2 errors (t::x, t::y); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="a-fail-beats-an-error-which-is-still-named"),
+    pytest.param([rec("M1", Outcome.PASS)], ("t::x (call): TypeError: boom",), (), set(), Status.INCONCLUSIVE,
+                 "INCONCLUSIVE — 1 error (t::x); 2 of 3 MUST requirements did not run (M2, M3)",
+                 id="an-error-beats-not-run"),
     pytest.param(all_pass(rec("M2", Outcome.FAIL, "t::b"), rec("S1", Outcome.WARN), rec("S1", Outcome.WARN, "t::c")), (), (), set(),
                  Status.NOT_CONFORMANT, "NOT CONFORMANT — 1 of 3 MUST requirements fail (M2); 1 SHOULD warning", id="not-conformant"),
     pytest.param(all_pass(rec("M1", Outcome.FAIL), rec("M3", Outcome.FAIL)), (), (), {"M3"}, Status.NOT_CONFORMANT,
@@ -341,7 +350,7 @@ def last_line(result: pytest.RunResult) -> str:
         pytest.param({"fail2": True}, (), 1, "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002)", id="not-conformant"),
         pytest.param({}, ("-k", "not four"), 0, "INCOMPLETE — 1 of 3 MUST requirements did not run (DEMO-004)", id="deselected"),
         pytest.param({"fail2": True}, ("-x",), 1,
-                     "INCOMPLETE — 1 of 3 MUST requirements did not run (DEMO-004); 1 of 3 MUST requirements fail (DEMO-002)",
+                     "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002); 1 of 3 MUST requirements did not run (DEMO-004)",
                      id="stopped-by-x"),
         pytest.param({"warn3": True}, ("-o", "strict=true"), 1,
                      "NOT CONFORMANT — 1 SHOULD/MAY requirements fail under --strict (DEMO-003)", id="strict"),
@@ -382,7 +391,7 @@ def test_buggy(check):
 ''')
     result = run(pytester)
     assert result.ret == 1
-    assert last_line(result).startswith("INCONCLUSIVE — 1 error (test_demo.py::test_buggy); 1 of 3 MUST requirements fail (DEMO-002)")
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002); 1 error (test_demo.py::test_buggy)"
 
 
 def test_server_misbehaviour_inside_a_fixture_is_a_fail_not_an_error(pytester: pytest.Pytester) -> None:
@@ -399,6 +408,142 @@ def test_needs_a_bot(created):
     result = run(pytester)
     assert result.ret == 1
     assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-004)"
+
+
+# --------------------------------------------------------------------------- runs: one truth (a FAIL is a failing test)
+
+
+def junit_cases(out: Path) -> dict[str, tuple[str, str]]:
+    """Test name -> (its JUnit outcome, the message and text of a failure or error)."""
+    cases = {}
+    for case in ET.parse(out / "junit.xml").getroot().iter("testcase"):
+        child = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+        outcome = "passed" if child is None else child.tag
+        cases[str(case.get("name"))] = (outcome, "" if child is None else f"{child.get('message')}\n{child.text}")
+    return cases
+
+
+def test_a_test_blocked_after_a_failed_check_fails_naming_the_requirement(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, extra='''
+@pytest.mark.requirement("DEMO-002", "DEMO-004")
+def test_blocked(check):
+    check("DEMO-002", False, expected="an id", actual="none", soft=True)
+    pytest.skip("blocked by DEMO-002: the answer had no id")
+    check("DEMO-004", True)
+''')
+    result = run(pytester, "--report-dir", "out", "-k", "blocked or four or one")
+    result.assert_outcomes(passed=2, failed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAILED test_demo.py::test_blocked - FAIL DEMO-002 (MUST)*"])
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-002)"
+    out = pytester.path / "out"
+    outcome, text = junit_cases(out)["test_blocked"]
+    assert outcome == "failure" and "DEMO-002" in text and "blocked by DEMO-002: the answer had no id" in text
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["verdict"]["status"] == "NOT CONFORMANT" and results["exit_code"] == 1
+    assert results["tests"] == {"failed": 1, "passed": 2} and results["errors"] == []
+
+
+def test_a_fixture_that_fails_a_check_then_skips_fails_the_test(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, extra='''
+@pytest.fixture
+def bot(check):
+    check("DEMO-004", False, expected="a bot id", actual="nothing", soft=True)
+    pytest.skip("blocked by DEMO-004: no bot")
+
+
+@pytest.mark.requirement("DEMO-004")
+def test_needs_a_bot(bot):
+    pass
+''')
+    result = run(pytester, "--report-dir", "out", "-k", "not four")
+    assert result.ret == 1
+    result.assert_outcomes(passed=2, errors=1)  # pytest's name for a failed setup
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-004)"
+    outcome, text = junit_cases(pytester.path / "out")["test_needs_a_bot"]
+    assert outcome == "error" and "FAIL DEMO-004 (MUST)" in text and "blocked by DEMO-004: no bot" in text
+
+
+def test_a_crash_after_a_soft_failure_names_the_requirement(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, extra='''
+@pytest.mark.requirement("DEMO-004")
+def test_crash(check):
+    check("DEMO-004", False, expected="x", actual="y", soft=True)
+    raise RuntimeError("the burst could not be sent in time")
+''')
+    result = run(pytester, "--report-dir", "out", "-k", "not four")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAILED test_demo.py::test_crash - DEMO-004 failed; RuntimeError*"])
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-004); 1 error (test_demo.py::test_crash)"
+    outcome, text = junit_cases(pytester.path / "out")["test_crash"]
+    assert outcome == "failure" and "FAIL DEMO-004 (MUST)" in text and "Failed requirements" in text
+
+
+def test_a_failure_recorded_in_teardown_fails_the_teardown(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, extra='''
+@pytest.fixture
+def cleanup(check):
+    yield
+    check("DEMO-004", False, expected="deleted", actual="still there", soft=True)
+
+
+@pytest.mark.requirement("DEMO-004")
+def test_cleans_up(cleanup, check):
+    check("DEMO-004", True)
+''')
+    result = run(pytester, "--report-dir", "out", "-k", "not four")
+    assert result.ret == 1
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-004)"
+    outcome, text = junit_cases(pytester.path / "out")["test_cleans_up"]
+    assert outcome == "error" and "DEMO-004 failed in teardown" in text
+
+
+def test_a_strict_should_failure_before_a_skip_fails_the_test(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, extra='''
+@pytest.mark.requirement("DEMO-003")
+def test_should_then_skip(check):
+    check("DEMO-003", False, expected="a", actual="b")
+    pytest.skip("nothing more to judge")
+''')
+    default = run(pytester, "-k", "should_then_skip")
+    assert default.ret == 0
+    default.assert_outcomes(skipped=1)
+    strict = run(pytester, "-k", "should_then_skip", "-o", "strict=true")
+    assert strict.ret == 1
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["FAILED test_demo.py::test_should_then_skip - FAIL DEMO-003 (SHOULD)*"])
+
+
+HIDER = '''
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # A plugin outside the suite that turns a failed test into a passed one.
+    report = yield
+    if report.failed and "hidden" in item.name:
+        report.outcome, report.longrepr = "passed", None
+    return report
+'''
+
+
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_a_failure_no_failed_test_shows_gets_a_failing_test_of_its_own(pytester: pytest.Pytester, xdist: tuple[str, ...]) -> None:
+    make_suite(pytester, extra='''
+@pytest.mark.requirement("DEMO-004")
+def test_hidden(check):
+    check("DEMO-004", False, expected="x", actual="y", soft=True)
+''')
+    pytester.makeconftest(HARNESS + HIDER)
+    result = run(pytester, "--report-dir", "out", "-k", "not four", *xdist)
+    assert result.ret == 1
+    result.assert_outcomes(passed=3, failed=1)
+    assert last_line(result) == "NOT CONFORMANT — 1 of 3 MUST requirements fail (DEMO-004)"
+    out = pytester.path / "out"
+    outcome, text = junit_cases(out)["requirements_failed_outside_a_failing_test"]
+    assert outcome == "failure" and "DEMO-004 FAILed but no test that judged them ended failed" in text
+    assert "test:     test_demo.py::test_hidden" in text
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["tests"] == {"failed": 1, "passed": 3} and results["errors"] == []
 
 
 def test_pytest_exit_codes_2_and_5_pass_through(pytester: pytest.Pytester) -> None:
@@ -675,7 +820,7 @@ def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytes
     out = pytester.path / "out"
     reports = read_reports(out)
     line = last_line(result)
-    assert line.startswith(("NOT CONFORMANT — ", "INCOMPLETE — ")) and NARROW_FAULT[1] in line
+    assert line.startswith("NOT CONFORMANT — ") and NARROW_FAULT[1] in line
     assert reports["results"]["verdict"]["line"] == line
     assert not list(Draft202012Validator(report_schema("results")).iter_errors(reports["results"]))
     assert {p.get("name"): p.get("value") for p in reports["junit"].iter("property")}["conformance_verdict"] == line
@@ -683,6 +828,32 @@ def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytes
     redactor = Redactor({"COZE_API_KEY": SPECIAL_API_KEY, "COZE_SESSION_KEY": SPECIAL_SESSION_KEY})
     assert not redactor.contains_secret("\n".join(result.outlines + result.errlines))
     assert [p.name for p in out.rglob("*") if p.is_file() and redactor.contains_secret(p.read_bytes())] == []
+
+
+def test_a_failure_that_blocks_other_tests_is_a_failing_test_in_junit(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No ids in a chat's answer: CHAT-RESP-001 FAILs in the test that checks them,
+    # which -- like every test continuing a conversation -- is then blocked by it.
+    monkeypatch.setenv("COLUMNS", "400")  # the short summary line, uncut
+    with _Target("chat_response_without_id") as target:
+        target.env(monkeypatch)
+        result = pytester.runpytest_subprocess(*SUITE_ARGS, "--target-url", target.url, "--report-dir", "out", "-n", "2",
+                                               "--fuzz-examples", "3")
+    assert result.ret == 1
+    out = pytester.path / "out"
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert not list(Draft202012Validator(report_schema("results")).iter_errors(results))
+    assert results["verdict"]["status"] == "NOT CONFORMANT" and results["verdict"]["failing"] == ["CHAT-RESP-001"]
+    assert results["verdict"]["not_run"], "the blocked tests' requirements are still listed"
+    assert results["exit_code"] == 1 and last_line(result) == results["verdict"]["line"]
+    cases = junit_cases(out)
+    failing = {name: text for name, (outcome, text) in cases.items() if outcome in ("failure", "error")}
+    assert failing and all("CHAT-RESP-001" in text for text in failing.values()), failing
+    assert any(outcome == "skipped" and "blocked by CHAT-RESP-001" in text for outcome, text in cases.values())
+    # No test that recorded a FAIL ends anything but failed.
+    failed_nodes = {t["nodeid"] for r in results["requirements"] for t in r["tests"] if t["outcome"] == "FAIL"}
+    assert failed_nodes and {n.rsplit("::", 1)[-1] for n in failed_nodes} <= set(failing)
+    result.stdout.fnmatch_lines(["FAILED *test_continuity.py::test_conversations_start_and_continue - FAIL CHAT-RESP-001*"])
+    assert results["tests"]["failed"] == len(failing)
 
 
 def test_html_report_opens_in_headless_chromium(pytester: pytest.Pytester) -> None:

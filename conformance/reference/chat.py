@@ -381,10 +381,10 @@ async def _answer_once(runtime: Runtime, plan: ChatPlan, extra_delay: float = 0.
 
 
 def _answer_faults(config: ServerConfig, data: dict[str, Any]) -> dict[str, Any]:
-    """The non-stream answer's faults (faults_wire.py): one field each."""
+    """The non-stream answer's faults (faults_wire.py)."""
     has = config.has
     if has("chat_response_without_id"):
-        del data["id"]
+        del data["id"], data["conversation_id"]
     if has("chat_response_content_not_string"):
         data["content"] = model.tokenize(data["content"])
     if has("chat_response_role_bot"):

@@ -203,7 +203,12 @@ _CHAT = (
     _fault("chat_custom_variables_refused", "CHAT-REQ-006", "A chat carrying custom_variables is refused (400)."),
     _fault("chat_meta_data_refused", "CHAT-REQ-007", "A chat carrying meta_data is refused (400)."),
     _fault("chat_extra_params_refused", "CHAT-REQ-008", "A chat carrying extra_params is refused (400)."),
-    _fault("chat_response_without_id", "CHAT-RESP-001", "The non-stream answer's data has no id."),
+    _fault(
+        "chat_response_without_id",
+        "CHAT-RESP-001",
+        "The non-stream answer's data has neither id nor conversation_id (so a client cannot continue the"
+        " conversation it started).",
+    ),
     _fault(
         "chat_response_content_not_string",
         "CHAT-RESP-002",

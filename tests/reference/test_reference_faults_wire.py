@@ -408,7 +408,7 @@ PROBES = [
     row("chat_custom_variables_refused", lambda w: refused(w, w.body(custom_variables={"name": "x"}))),
     row("chat_meta_data_refused", lambda w: refused(w, w.body(meta_data={"k": "v"}))),
     row("chat_extra_params_refused", lambda w: refused(w, w.body(extra_params={"k": "v"}))),
-    row("chat_response_without_id", lambda w: "id" not in answer(w)),
+    row("chat_response_without_id", lambda w: not {"id", "conversation_id"} & set(answer(w))),
     row("chat_response_content_not_string", lambda w: not isinstance(answer(w)["content"], str)),
     row("chat_response_role_bot", lambda w: answer(w)["role"] != "assistant"),
     row("chat_created_at_ms", lambda w: answer(w)["created_at"] > time.time() + 86_400),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.plugin import SUITE_DIR
+from conformance.keys import SUITE_DIR
 from tests.support.servers import (
     ScriptedServer,
     closed_port_url,

@@ -1,4 +1,4 @@
-"""The rate-limit phase (issue 6, item 3): its verdict rules, its probes against real
+"""The rate-limit phase: its verdict rules, its probes against real
 local servers, the cross-worker barrier, and the suite's rate-limit module run against
 servers with limits off, limits ten times the documented ones, a fixed-window limiter
 and a limiter keyed by ``user_id``.
@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, Principal
-from conformance.pacer import (
-    PHASE_FILE,
-    WINDOW_MARGIN,
+from conformance.oracle.profile import load_profile
+from conformance.reference import ReferenceServer, ServerConfig
+from conformance.run.barrier import PHASE_FILE, PhaseBarrier
+from conformance.run.pacing import WINDOW_MARGIN
+from conformance.suite.ratelimit_phase import (
     Attempt,
     Burst,
-    PhaseBarrier,
     Probe,
     burst_verdict,
     exact_findings,
@@ -39,10 +39,16 @@ from conformance.pacer import (
     run_burst,
     send_probe,
 )
-from conformance.profile import load_profile
-from conformance.reference import ReferenceServer, ServerConfig
+from conformance.transport.client import ApiClient, Principal
 from tests.support.against import ROOT, Target
-from tests.support.servers import ScriptedServer, closed_port_url, envelope, json_answer, raw_answer, sse_events
+from tests.support.servers import (
+    ScriptedServer,
+    closed_port_url,
+    envelope,
+    json_answer,
+    raw_answer,
+    sse_events,
+)
 
 DOC = load_profile("doc")
 T0 = 1_800_000_000.0
@@ -291,7 +297,11 @@ def reference(config: ServerConfig) -> Iterator[Target]:
 @contextlib.contextmanager
 def fixed_window() -> Iterator[Target]:
     """The independent server: the page's limits as fixed windows, Retry-After an HTTP date."""
-    from tests.independent.server import RATE_LIMITS, FixedWindowLimiter, IndependentServer
+    from tests.independent.server import (
+        RATE_LIMITS,
+        FixedWindowLimiter,
+        IndependentServer,
+    )
 
     server = IndependentServer(token_delay=0.01)
     server.limiter = FixedWindowLimiter(RATE_LIMITS, window=SHORT_WINDOW)

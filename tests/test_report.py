@@ -21,11 +21,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance.baseline import report_schema
-from conformance.htmlreport import requirements_html
-from conformance.outcomes import Outcome, Record
-from conformance.redact import Redactor
-from conformance.report import (
+from conformance.oracle.outcomes import Outcome, Record
+from conformance.reporting.baseline import report_schema
+from conformance.reporting.html import requirements_html
+from conformance.reporting.verdict import (
     NOT_RUN,
     XFAIL,
     RequirementResult,
@@ -35,7 +34,7 @@ from conformance.report import (
     judge,
     requirement_results,
 )
-
+from conformance.transport.redact import Redactor
 
 # --------------------------------------------------------------------------- verdict (unit)
 
@@ -208,10 +207,10 @@ from pathlib import Path
 
 import pytest
 
-import conformance.catalogue as C
+import conformance.oracle.catalogue as C
 import conformance.plugin as P
-from conformance.catalogue import Catalogue, Requirement
-from conformance.report import PLUGIN_NAME, CertificationReporter
+from conformance.oracle.catalogue import Catalogue, Requirement
+from conformance.reporting.certification import PLUGIN_NAME, CertificationReporter
 from conformance.settings import Settings, resolve_settings
 
 API_KEY = {API_KEY!r}
@@ -689,7 +688,7 @@ def test_a_multi_step_failure_prints_requirement_quote_expected_actual_and_curl(
     failure = ET.parse(pytester.path / "out" / "junit.xml").getroot().find(".//testcase[@name='test_two']/failure")
     assert failure is not None and failure.text is not None
     assert "# 1. POST /api/draftbot/create" in failure.text and "Bearer $COZE_API_KEY" in failure.text
-    assert failure.get("message", "").startswith("conformance.outcomes.RequirementFailed: DEMO-002 (MUST) failed")
+    assert failure.get("message", "").startswith("conformance.oracle.outcomes.RequirementFailed: DEMO-002 (MUST) failed")
     page = (pytester.path / "out" / "report.html").read_text(encoding="utf-8")
     assert "# 2. POST /v3/chat" in page and "$COZE_API_KEY" in page
 

@@ -36,12 +36,16 @@ from starlette.responses import Response, StreamingResponse
 from . import model
 from .access import owned_bot, owned_conversation
 from .config import AnswerStyle, ServerConfig
-from .envelope import ApiError, ok_response
 from .eventstream import SseEvent, StreamWriter, encode_event
-from .faults_wire import ENDLESS_STREAM_SECONDS, HOLD_SECONDS, MID_ANSWER_PAUSE_SECONDS
+from .faults.stream import (
+    ENDLESS_STREAM_SECONDS,
+    HOLD_SECONDS,
+    MID_ANSWER_PAUSE_SECONDS,
+)
 from .ids import format_chat_id, format_conversation_id, format_message_id
 from .inputs import Fields, Message, bad_request, read_object
 from .model import Turn
+from .responses import ApiError, ok_response
 from .runtime import RunningChat, Runtime, pause
 from .store import BotProfile, Conversation, Store, now_seconds
 
@@ -67,7 +71,7 @@ class ChatPlan:
         return model.answer(self.history, self.turn, self.profile.name, style)
 
 
-# Fault state (faults_wire.py) --------------------------------------------------------
+# Fault state (faults/wire.py) --------------------------------------------------------
 
 #: chat_unknown_bot_answered: who answers for a bot that does not exist.
 STAND_IN_BOT = BotProfile(name="Default assistant")
@@ -102,7 +106,7 @@ async def chat_v3(runtime: Runtime, request: Request, principal: str) -> Respons
         return _error_answer(runtime, error, streamed=body.get("stream") is True)
 
 
-#: The refusal faults of the optional request objects (faults_wire.py), by field.
+#: The refusal faults of the optional request objects (faults/wire.py), by field.
 _REFUSED_FIELD_FAULTS = {
     "custom_variables": "chat_custom_variables_refused",
     "meta_data": "chat_meta_data_refused",
@@ -381,7 +385,7 @@ async def _answer_once(runtime: Runtime, plan: ChatPlan, extra_delay: float = 0.
 
 
 def _answer_faults(config: ServerConfig, data: dict[str, Any]) -> dict[str, Any]:
-    """The non-stream answer's faults (faults_wire.py)."""
+    """The non-stream answer's faults (faults/wire.py)."""
     has = config.has
     if has("chat_response_without_id"):
         del data["id"], data["conversation_id"]
@@ -566,7 +570,7 @@ def _stopped_events(config: ServerConfig, plan: ChatPlan, running: RunningChat) 
     return [_chat_event(config, "conversation.chat.failed", failed), _event(config.terminal_event)]
 
 
-# Stream faults (faults_wire.py) -------------------------------------------------------
+# Stream faults (faults/stream.py) -------------------------------------------------------
 
 Item = SseEvent | bytes  # an event, or bytes a byte-level fault writes as they are
 Items = AsyncIterator[Item]

@@ -1,4 +1,4 @@
-"""The reference server is an independent oracle (issue 3, "Done when", item 4).
+"""The reference server is an independent oracle.
 
 If it shared the checker's SSE parser, grammar, schemas or client, one bug would pass
 on both sides. Two directions are guarded: the server loads no other ``conformance.*``
@@ -117,14 +117,14 @@ def test_no_conformance_test_module_imports_the_reference_server() -> None:
 @pytest.mark.parametrize(
     ("source", "module", "expected"),
     [
-        pytest.param("import conformance.sse", "conformance.reference.x", "conformance.sse", id="import"),
-        pytest.param("from conformance import grammar", "conformance.reference.x", "conformance.grammar", id="from"),
-        pytest.param("from .. import client", "conformance.reference.x", "conformance.client", id="relative-up"),
-        pytest.param("from ..schemas import load", "conformance.reference.x", "conformance.schemas", id="relative-module"),
+        pytest.param("import conformance.oracle.sse", "conformance.reference.x", "conformance.oracle.sse", id="import"),
+        pytest.param("from conformance import grammar", "conformance.reference.x", "conformance.oracle.grammar", id="from"),
+        pytest.param("from .. import client", "conformance.reference.x", "conformance.transport.client", id="relative-up"),
+        pytest.param("from ..schemas import load", "conformance.reference.x", "conformance.oracle.schemas", id="relative-module"),
         pytest.param(
-            "def f():\n    import importlib\n    importlib.import_module('conformance.catalogue')",
+            "def f():\n    import importlib\n    importlib.import_module('conformance.oracle.catalogue')",
             "conformance.reference.x",
-            "conformance.catalogue",
+            "conformance.oracle.catalogue",
             id="importlib-in-function",
         ),
         pytest.param("from ..reference import server", "conformance.suite.t", "conformance.reference", id="suite-relative"),
@@ -136,7 +136,7 @@ def test_the_import_scan_sees_every_form_of_import(source: str, module: str, exp
 
 
 def test_the_guards_know_what_is_outside() -> None:
-    assert outside_reference("conformance.sse")
+    assert outside_reference("conformance.oracle.sse")
     assert not outside_reference("conformance")
     assert not outside_reference("conformance.reference.app")
     assert not outside_reference("httpx")

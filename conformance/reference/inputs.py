@@ -225,7 +225,8 @@ class Fields:
         if value is None:
             return False
         if not isinstance(value, bool):
-            return bool(self._wrong_type(name, "a boolean", required=False))
+            self._wrong_type(name, "a boolean", required=False)
+            return False  # read as absent (the fault req_optional_wrong_type_ignored)
         return value
 
     def bot_id(self, name: str) -> int:

@@ -35,6 +35,9 @@ import pytest
 from conformance.run.barrier import PHASE_FILE
 from conformance.run.pacing import PACER_FILE
 
+#: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 LEDGER_ENV = "CZ_SELFTEST_LEDGER"
 #: Per principal, before the rate-limit phase.

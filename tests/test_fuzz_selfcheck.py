@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conformance.oracle.catalogue import (
-    CATALOGUE_PATH,
+    SPEC_PATH,
     load_catalogue,
     normalise_whitespace,
     read_catalogue,
@@ -164,6 +164,7 @@ def _rows() -> list[Any]:
 # --------------------------------------------------------------------------- generated cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", BODY_ENDPOINTS)
 @FUZZ
 @given(data=st.data())
@@ -192,6 +193,7 @@ def _case(data: st.DataObject, endpoint: str, kind: str, field: str | None) -> t
     return data.draw(cases(DOC, endpoint, kind, world, field=field, salt=salt)), world
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("endpoint", "kind", "field"), _rows())
 @FUZZ
 @given(data=st.data())
@@ -313,7 +315,7 @@ def test_the_proposed_entries_follow_the_catalogue_rules(tmp_path: Path) -> None
     a READING point that exists -- so the lead can paste it as it is."""
     proposed = _proposed(tmp_path)
     spec = normalise_whitespace(spec_text())
-    reading = (CATALOGUE_PATH.parent / "spec" / "READING.md").read_text(encoding="utf-8")
+    reading = (SPEC_PATH.parent / "READING.md").read_text(encoding="utf-8")
     for rid in proposed:
         entry = proposed[rid]
         assert normalise_whitespace(entry.quote) in spec, f"{rid}: quote not verbatim"
@@ -523,6 +525,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("row", "requirement", "field", "broken"), FAULTS)
 def test_the_fuzz_fails_a_server_that_answers_500_for_one_wrong_typed_field(
     row: str, requirement: str, field: str, broken: Callable[[dict[str, Any]], bool]
@@ -542,6 +545,7 @@ def test_the_fuzz_fails_a_server_that_answers_500_for_one_wrong_typed_field(
     assert re.search(rf"fuzz seed of {row}: \d+", out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("row", "requirement"), [(p.values[0], p.values[1]) for p in FAULTS], ids=[p.id for p in FAULTS])
 def test_the_same_fuzz_passes_the_clean_server(row: str, requirement: str) -> None:
     if requirement not in CATALOGUE:
@@ -613,6 +617,7 @@ EDGE_FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "row", "requirement", "level", "extra", "smallest"), EDGE_FAULTS)
 def test_the_edge_cases_catch_a_fault_under_a_budget_of_one(
     fault: str, row: str, requirement: str, level: str, extra: tuple[str, ...], smallest: str
@@ -626,6 +631,7 @@ def test_the_edge_cases_catch_a_fault_under_a_budget_of_one(
     assert "[always-run edge case]" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", ["chat-extreme", "chat-wrong-optional", "update-extreme", "run-wrong-optional"])
 def test_the_edge_cases_pass_the_clean_server_under_strict(row: str) -> None:
     with _serving_fault(frozenset()) as target:

@@ -505,6 +505,7 @@ def test_the_committed_matrix_lists_the_registered_faults_variants_and_requireme
 # --------------------------------------------------------------------------- the runner, for real
 
 
+@pytest.mark.slow
 def test_a_small_real_matrix_kills_a_fault_and_passes_the_clean_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = km.main(["--only", "clean", "stream_wrong_media_type", "--keep", str(tmp_path)])
     out = capsys.readouterr().out
@@ -513,6 +514,7 @@ def test_a_small_real_matrix_kills_a_fault_and_passes_the_clean_server(tmp_path:
     assert len(list(tmp_path.glob("*/run.json"))) == 3
 
 
+@pytest.mark.slow
 def test_a_run_over_its_bound_is_killed_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = jobs.run_matrix([km.RunSpec("clean", False)], jobs=1, workdir=tmp_path, timeout=0.2)
     assert (results["clean"].problem or "").startswith("timed out after 0.2 s")

@@ -25,6 +25,9 @@ from conformance.oracle.openapi import LINKS, SCHEMATHESIS_CONFIG, build_openapi
 from conformance.oracle.profile import load_profile
 from conformance.reference import DEV_PRINCIPALS, ReferenceServer, ServerConfig
 
+#: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("schemathesis", reason="schemathesis is in the dev extra")
 
 PROFILE = load_profile("doc")

@@ -164,6 +164,7 @@ def _send_times(folder: str, window: float, count: int, queue: Any) -> None:
         queue.put(time.time())
 
 
+@pytest.mark.slow
 def test_processes_share_one_budget(tmp_path: Path) -> None:
     """Four processes of three sends each, budget 4 per 1 s window: never more than 4
     sends in any 1 s, so the 12 sends take at least 2 s."""

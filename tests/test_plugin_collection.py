@@ -36,6 +36,7 @@ def test_retired_and_foreign_requirements_are_refused() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_the_shipped_suite_collects_soundly(pytester: pytest.Pytester) -> None:
     """The real suite through pytest: collection succeeds (exit 0), which it would not
     with one unsound test (the plugin raises a usage error, exit 4)."""

@@ -144,6 +144,7 @@ def test_a_burst_stops_at_the_first_refusal_and_at_its_time_budget() -> None:
     assert [a.started for a in slow.attempts] == sorted(a.started for a in slow.attempts)
 
 
+@pytest.mark.slow
 def test_a_burst_whose_answers_come_late_adds_threads_to_keep_its_pace() -> None:
     # A first event after 1 s holds a thread for a second: 21 requests within 2 s need
     # about 13 threads at once, not the 2 the burst starts with.
@@ -318,6 +319,7 @@ FAILS_EVERY_GROUP = {"RATE-001": "FAIL", "RATE-002": "FAIL", "RATE-003": "FAIL",
 PASSES = {"RATE-001": "PASS", "RATE-002": "PASS", "RATE-003": "PASS", "RATE-004": "PASS", "BP-001": "PASS"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [
@@ -335,6 +337,7 @@ def test_the_phase_fails_a_server_without_the_documented_limits(config: ServerCo
     assert "a 429 among 121 requests sent within 45 s" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_user_id_variant_keys_chats_by_user_id() -> None:
     """The variant below is what it claims: a second user_id of the same principal still chats."""
     config = ServerConfig(rate_window=SHORT_WINDOW, chat_limit=3, token_delay=0, rate_key="user_id")
@@ -356,6 +359,7 @@ def _published_bot(client: ApiClient) -> str:
     return str(bot_id)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "serve",
     [
@@ -375,6 +379,7 @@ def test_the_phase_passes_other_legal_limiters(serve: Callable[[], Any]) -> None
     assert time.monotonic() - started < 60, "the wait honoured the short window's Retry-After"
 
 
+@pytest.mark.slow
 def test_the_embedded_server_takes_the_rate_window_and_the_exact_checks_pass() -> None:
     """``--rate-window`` without a target: the embedded server limits per that window and
     the phase waits it, not the spec's minute -- the exact checks included."""

@@ -707,6 +707,7 @@ def test_fuzzed(check, token):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("xdist", [pytest.param((), id="in-process"), pytest.param(("-n", "2"), id="xdist")])
 def test_no_secret_in_any_artifact(pytester: pytest.Pytester, xdist: tuple[str, ...]) -> None:
     make_suite(pytester, fail2=True, extra=HYPOTHESIS_TEST)
@@ -810,6 +811,7 @@ class _Target:
             monkeypatch.setenv(name, value)
 
 
+@pytest.mark.slow
 def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     with _Target(NARROW_FAULT[0]) as target:
         target.env(monkeypatch)
@@ -829,6 +831,7 @@ def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytes
     assert [p.name for p in out.rglob("*") if p.is_file() and redactor.contains_secret(p.read_bytes())] == []
 
 
+@pytest.mark.slow
 def test_a_failure_that_blocks_other_tests_is_a_failing_test_in_junit(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     # No ids in a chat's answer: CHAT-RESP-001 FAILs in the test that checks them,
     # which -- like every test continuing a conversation -- is then blocked by it.
@@ -855,6 +858,7 @@ def test_a_failure_that_blocks_other_tests_is_a_failing_test_in_junit(pytester: 
     assert results["tests"]["failed"] == len(failing)
 
 
+@pytest.mark.slow
 def test_html_report_opens_in_headless_chromium(pytester: pytest.Pytester) -> None:
     import shutil
     import subprocess
@@ -874,6 +878,7 @@ def test_html_report_opens_in_headless_chromium(pytester: pytest.Pytester) -> No
     print(f"screenshot: {shot}")  # look at it
 
 
+@pytest.mark.slow
 def test_ci_gate_listed_fault_passes_unlisted_fault_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
     import sys

@@ -42,6 +42,9 @@ from conformance.oracle.catalogue import load_catalogue
 from conformance.oracle.envelope_judge import EXCHANGE_REQUIREMENTS
 from conformance.oracle.outcomes import Outcome, Record
 
+#: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').
+pytestmark = pytest.mark.slow
+
 #: The child run's overall bound: the whole suite, rate-limit phase included, is
 #: meant to take well under this; a hang becomes a clear failure, not a stuck session.
 RUN_TIMEOUT_SECONDS = 900

@@ -28,7 +28,7 @@ from conformance.reference.faults.api import API_FAULTS
 
 ALICE, BOB = DEV_PRINCIPALS
 REFERENCE = Path(__file__).resolve().parents[2] / "conformance" / "reference"
-CATALOGUE = REFERENCE.parent / "catalogue.toml"
+CATALOGUE = REFERENCE.parent / "oracle" / "catalogue.toml"
 #: The files that hold the API faults' hooks (faults/api.py's docstring names them).
 HOOK_FILES = ("auth.py", "access.py", "bots.py", "ratelimit.py", "runtime.py")
 

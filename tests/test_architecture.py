@@ -1,9 +1,15 @@
-"""The reference server is an independent oracle.
+"""The package's architecture, as tests: the boundaries docs/architecture.md draws.
 
-If it shared the checker's SSE parser, grammar, schemas or client, one bug would pass
-on both sides. Two directions are guarded: the server loads no other ``conformance.*``
-module, and no conformance test module imports the server (the suite must reach the
-server over HTTP only, like any other target).
+* The reference server is an independent oracle: if it shared the checker's SSE
+  parser, grammar, schemas or client, one bug would pass on both sides. Two
+  directions are guarded: ``conformance.reference`` imports nothing from
+  ``conformance.oracle``, ``transport``, ``run`` or ``reporting`` (nor any other
+  ``conformance`` module), and no conformance test module imports the server (the
+  suite reaches it over HTTP only, like any other target).
+* No import cycles anywhere in ``conformance/`` (``if TYPE_CHECKING:`` imports
+  included): each package may import only those below it.
+* The maintainer's tools stay out of the package: nothing in it edits ``sys.path``
+  or imports ``tools``.
 """
 
 from __future__ import annotations
@@ -93,6 +99,17 @@ def test_fresh_interpreter_loads_no_other_conformance_module() -> None:
     assert [name for name in loaded if outside_reference(name)] == []
 
 
+@pytest.mark.parametrize("layer", ["oracle", "transport", "run", "reporting"])
+def test_the_reference_server_imports_nothing_of_the_checking_side(layer: str) -> None:
+    offenders = {
+        f"{path.relative_to(PACKAGE.parent)}: {name}"
+        for path in sorted(REFERENCE.rglob("*.py"))
+        for name in imported_modules(path.read_text("utf-8"), module_name(path))
+        if name == f"conformance.{layer}" or name.startswith(f"conformance.{layer}.")
+    }
+    assert offenders == set()
+
+
 def test_reference_sources_import_no_other_conformance_module() -> None:
     """Static, so an import inside a rarely run function is caught too."""
     offenders = {
@@ -118,9 +135,9 @@ def test_no_conformance_test_module_imports_the_reference_server() -> None:
     ("source", "module", "expected"),
     [
         pytest.param("import conformance.oracle.sse", "conformance.reference.x", "conformance.oracle.sse", id="import"),
-        pytest.param("from conformance import grammar", "conformance.reference.x", "conformance.oracle.grammar", id="from"),
-        pytest.param("from .. import client", "conformance.reference.x", "conformance.transport.client", id="relative-up"),
-        pytest.param("from ..schemas import load", "conformance.reference.x", "conformance.oracle.schemas", id="relative-module"),
+        pytest.param("from conformance.oracle import grammar", "conformance.reference.x", "conformance.oracle.grammar", id="from"),
+        pytest.param("from .. import keys", "conformance.reference.x", "conformance.keys", id="relative-up"),
+        pytest.param("from ..oracle.schemas import load", "conformance.reference.x", "conformance.oracle.schemas", id="relative-module"),
         pytest.param(
             "def f():\n    import importlib\n    importlib.import_module('conformance.oracle.catalogue')",
             "conformance.reference.x",
@@ -140,3 +157,73 @@ def test_the_guards_know_what_is_outside() -> None:
     assert not outside_reference("conformance")
     assert not outside_reference("conformance.reference.app")
     assert not outside_reference("httpx")
+
+
+# --------------------------------------------------------------------------- import cycles
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the conformance modules it imports (an import of a module's own
+    package is no edge: Python initialises a package before its modules anyway)."""
+    modules = {module_name(p).removesuffix("._"): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = imported_modules(path.read_text("utf-8"), module_name(path))
+        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = import_graph()
+    assert "conformance.plugin" in graph and graph["conformance.plugin"]  # the scan saw the package
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_package_edits_no_sys_path_and_imports_no_maintainer_tool() -> None:
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "sys.path" in path.read_text("utf-8")
+        or any(n == "tools" or n.startswith("tools.") for n in imported_modules(path.read_text("utf-8"), module_name(path)))
+    ]
+    assert offenders == []

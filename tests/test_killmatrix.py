@@ -542,3 +542,5 @@ def test_the_readme_shows_the_committed_figures(committed: dict[str, Any]) -> No
     assert f"**Recall: {s['killed']} of {s['faults']} faults killed" in readme
     assert f"**Precision: {s['precision_passed']} of {s['precision_servers']} servers pass" in readme
     assert f"**{s['faults']} faults**" in readme and f"**{variants} legal wire variants**" in readme
+    generated = committed["generated"]["variants"]
+    assert generated > 0 and f"- {variants - generated} variants are named" in readme and f"- {generated} are generated" in readme

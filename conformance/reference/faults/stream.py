@@ -1,8 +1,8 @@
 """Faults of event streams: framing, event order, payloads, endings.
 
-Each is a branch marked ``fault:`` in ``chat.py``'s one step over the event sequence
-(``_apply_stream_faults``) or, for the media type, where a stream's Content-Type is
-set. ``requirement`` is the catalogue id (conformance/suite/test_chat_stream.py and the
+Each is a branch marked ``fault:`` in ``stream_faults.py``, the stages over a chat's
+event sequence (``apply_stream_faults``), or, for the media type, where ``chat.py``
+sets a stream's Content-Type. ``requirement`` is the catalogue id (conformance/suite/test_chat_stream.py and the
 stream grammar) whose check FAILs against a server with only that fault on.
 """
 

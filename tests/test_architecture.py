@@ -18,6 +18,7 @@ import ast
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,36 +100,32 @@ def test_fresh_interpreter_loads_no_other_conformance_module() -> None:
     assert [name for name in loaded if outside_reference(name)] == []
 
 
+def imports_in(folder: Path, wanted: Callable[[str], bool]) -> set[str]:
+    """"file: module" for every import of a module ``wanted`` in the files below ``folder``."""
+    return {
+        f"{path.relative_to(PACKAGE.parent)}: {name}"
+        for path in sorted(folder.rglob("*.py"))
+        for name in imported_modules(path.read_text("utf-8"), module_name(path))
+        if wanted(name)
+    }
+
+
+def within(package: str) -> Callable[[str], bool]:
+    return lambda name: name == package or name.startswith(package + ".")
+
+
 @pytest.mark.parametrize("layer", ["oracle", "transport", "run", "reporting"])
 def test_the_reference_server_imports_nothing_of_the_checking_side(layer: str) -> None:
-    offenders = {
-        f"{path.relative_to(PACKAGE.parent)}: {name}"
-        for path in sorted(REFERENCE.rglob("*.py"))
-        for name in imported_modules(path.read_text("utf-8"), module_name(path))
-        if name == f"conformance.{layer}" or name.startswith(f"conformance.{layer}.")
-    }
-    assert offenders == set()
+    assert imports_in(REFERENCE, within(f"conformance.{layer}")) == set()
 
 
 def test_reference_sources_import_no_other_conformance_module() -> None:
     """Static, so an import inside a rarely run function is caught too."""
-    offenders = {
-        f"{path.relative_to(PACKAGE.parent)}: {name}"
-        for path in sorted(REFERENCE.rglob("*.py"))
-        for name in imported_modules(path.read_text("utf-8"), module_name(path))
-        if outside_reference(name)
-    }
-    assert offenders == set()
+    assert imports_in(REFERENCE, outside_reference) == set()
 
 
 def test_no_conformance_test_module_imports_the_reference_server() -> None:
-    offenders = {
-        f"{path.relative_to(PACKAGE.parent)}: {name}"
-        for path in sorted(SUITE.rglob("*.py"))
-        for name in imported_modules(path.read_text("utf-8"), module_name(path))
-        if name == "conformance.reference" or name.startswith("conformance.reference.")
-    }
-    assert offenders == set()
+    assert imports_in(SUITE, within("conformance.reference")) == set()
 
 
 @pytest.mark.parametrize(

@@ -1,35 +1,9 @@
 """Certification: the reporter that turns a conformance run's records into its verdict,
 exit code, terminal summary and reports (results.json, and through pytest's own
-plugins JUnit, HTML and Allure). The verdict's rules are conformance.reporting.verdict's:
-
-The verdict is computed from the per-requirement records of the oracle core
-(:mod:`conformance.oracle.outcomes`), never from test pass/fail counts:
-
-* ``NOT CONFORMANT`` -- a requirement failed outside the baseline (a MUST, or a
-  SHOULD/MAY under ``--strict``), whatever else errored or did not run;
-* ``INCONCLUSIVE`` -- otherwise, an ERROR occurred (a suite bug, a crashed fixture):
-  the run cannot certify anything;
-* ``INCOMPLETE`` -- otherwise, some MUST requirement did not run (skipped,
-  deselected, stopped by ``-x``/``--maxfail``), with how many and which;
-* ``NOT CONFORMANT`` -- otherwise, when requirements failed and the baseline excused
-  every failure;
-* ``CONFORMANT`` -- every MUST requirement of the profile was executed and passed.
-
-The checks are made in that order (docs/reports.md says why): the status agrees with
-the exit code -- a FAIL (exit 1) is NOT CONFORMANT, an ERROR without one (exit 3)
-INCONCLUSIVE -- and with JUnit, where every
-requirement that FAILs is a failing test (conformance.plugin). Every verdict line
-carries all the counts, so an error or a requirement that did not run is still named
-beside a failure.
-
-Exit codes: 0 -- no FAIL outside the baseline and no ERROR (read the verdict: it
-may say INCOMPLETE); 1 -- a FAIL outside the baseline, or a stale baseline entry;
-3 -- no FAIL but an ERROR (the preflight's exit 3 comes from the plugin); 4 -- a
-usage error; pytest's own 2 (interrupted) and 5 (nothing collected) pass through.
-
-An ERROR is a test that failed with anything but ``RequirementFailed`` (or the
-soft failures the plugin turns into a failed test): server misbehaviour is always
-a FAIL, even in a fixture, because the fixture judged it through ``check``.
+plugins JUnit, HTML and Allure). The rules of the verdict and the exit code are
+:mod:`conformance.reporting.verdict`'s; this module gathers what they judge -- every
+test's records, its ERRORs (a test that failed with anything but a recorded FAIL), the
+baseline's excuses -- and says it once, the same in every report.
 """
 
 from __future__ import annotations

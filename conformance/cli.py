@@ -65,7 +65,7 @@ def run(pytest_args: Sequence[str], *, default_report_dir: str = DEFAULT_REPORT_
 
 
 def _requirements(args: argparse.Namespace) -> int:
-    from conformance.catalogue import format_catalogue, load_catalogue
+    from conformance.oracle.catalogue import format_catalogue, load_catalogue
 
     catalogue = load_catalogue()
     if args.profile:
@@ -79,9 +79,7 @@ def _requirements(args: argparse.Namespace) -> int:
 
 
 def _export_openapi(args: argparse.Namespace) -> int:
-    from conformance.openapi import build_openapi
-
-    from conformance.openapi import SCHEMATHESIS_CONFIG
+    from conformance.oracle.openapi import SCHEMATHESIS_CONFIG, build_openapi
 
     text = json.dumps(build_openapi(args.profile), ensure_ascii=False, indent=2) + "\n"
     writes = [(args.output, text)]
@@ -101,7 +99,7 @@ def _export_openapi(args: argparse.Namespace) -> int:
 
 
 def _profile(value: str) -> str:
-    from conformance.profile import available_profiles
+    from conformance.oracle.profile import available_profiles
 
     known = available_profiles()
     if value not in known:

@@ -8,7 +8,7 @@ In a conformance run the controlling process (the only process without xdist, th
 controller with it) resolves the settings before collection, starts the embedded
 reference server when no ``--target-url`` is given, runs the preflight, and hands the
 resolved settings to the xdist workers. Every test judges requirements through the
-``check`` fixture (see ``conformance.outcomes``); the records travel on the test
+``check`` fixture (see ``conformance.oracle.outcomes``); the records travel on the test
 reports, so the controller sees every judgement of every worker.
 """
 
@@ -18,24 +18,30 @@ import dataclasses
 import functools
 import secrets as _secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from conformance.outcomes import Checks, Outcome, Record, RequirementFailed, format_record, summarise
+from conformance.keys import (
+    CHECKS_KEY,
+    LOG_KEY,
+    RECORDS_ATTR,
+    SETTINGS_KEY,
+    SUITE_DIR,
+    declared_requirements,
+)
+from conformance.oracle.outcomes import (
+    Checks,
+    Outcome,
+    Record,
+    RequirementFailed,
+    format_record,
+    summarise,
+)
 from conformance.settings import Settings, SettingsError, add_options, resolve_settings
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-SUITE_DIR = PACKAGE_DIR / "suite"
-
-SETTINGS_KEY = pytest.StashKey[Settings]()
-CHECKS_KEY = pytest.StashKey[Checks]()
-LOG_KEY = pytest.StashKey[Any]()
-RECORDS_ATTR = "conformance_records"
-
 
 # --------------------------------------------------------------------------- options
 
@@ -47,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("list_requirements"):
-        from conformance.catalogue import format_catalogue, load_catalogue
+        from conformance.oracle.catalogue import format_catalogue, load_catalogue
 
         sys.stdout.write(format_catalogue(load_catalogue(), verbose=config.getoption("verbose") > 0) + "\n")
         return 0
@@ -138,7 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = _Run(config)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "conformance-run")
-    from conformance.report import install
+    from conformance.reporting.certification import install
 
     if hasattr(config, "workerinput"):
         config.stash[SETTINGS_KEY] = Settings.from_worker(config.workerinput["coze_settings"])
@@ -156,15 +162,18 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
     """Start the reference server with fresh random credentials for two principals."""
     from conformance.reference import PrincipalConfig, ReferenceServer, ServerConfig
 
-    keys = {name: _secrets.token_urlsafe(24) for name in ("api_key", "session_key", "api_key_2", "session_key_2")}
+    keys: dict[str, Any] = {name: _secrets.token_urlsafe(24) for name in ("api_key", "session_key", "api_key_2", "session_key_2")}
+    # The target's rate window and limits, when given, are the embedded server's too.
+    rates: dict[str, Any] = {f"{group}_limit": limit for group, limit in settings.rate_limits}
+    if settings.rate_window is not None:
+        rates["rate_window"] = settings.rate_window
     server = ReferenceServer(
         ServerConfig(
             principals=(
                 PrincipalConfig(name="principal-1", api_key=keys["api_key"], session_key=keys["session_key"]),
                 PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
             ),
-            **({"rate_window": settings.rate_window} if settings.rate_window is not None else {}),
-            **{f"{group}_limit": limit for group, limit in settings.rate_limits},
+            **rates,
         )
     )
     server.start()
@@ -173,7 +182,11 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
 
 
 def _preflight(settings: Settings) -> dict[str, str] | None:
-    from conformance.preflight import PreflightError, check_same_principal, preflight
+    from conformance.transport.preflight import (
+        PreflightError,
+        check_same_principal,
+        preflight,
+    )
 
     client = build_client(settings)
     try:
@@ -218,16 +231,16 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def build_client(settings: Settings, *, second: bool = False, log: Any = None, pacer: Any = None) -> Any:
     """An ApiClient for principal 1 (or 2), with the other principal for isolation modes;
-    paced through ``pacer`` (conformance.pacer) when one is given."""
-    from conformance.client import Principal
-    from conformance.pacer import PacedClient
-    from conformance.redact import Redactor
+    paced through ``pacer`` (conformance.run.pacing) when one is given."""
+    from conformance.run.pacing import PacedClient
+    from conformance.transport.client import Principal
+    from conformance.transport.redact import Redactor
 
     p1 = Principal("principal-1", settings.api_key, settings.session_key)
     p2 = Principal("principal-2", settings.api_key_2, settings.session_key_2) if settings.has_principal_2 else None
     me, other = (p2, p1) if second else (p1, p2)
     assert me is not None
-    from conformance.profile import load_profile
+    from conformance.oracle.profile import load_profile
 
     auth = load_profile(settings.profile).auth
     verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
@@ -261,13 +274,6 @@ def _is_suite_item(item: pytest.Item) -> bool:
     return SUITE_DIR in Path(str(item.path)).resolve().parents
 
 
-def declared_requirements(item: pytest.Item) -> tuple[str, ...]:
-    ids: list[str] = []
-    for mark in item.iter_markers("requirement"):
-        ids.extend(mark.args)
-    return tuple(dict.fromkeys(ids))
-
-
 def collection_problems(declared: dict[str, tuple[str, ...]], catalogue: Any, profile: str) -> list[str]:
     """Why the suite's collection is unsound: a test judging no declared requirement,
     an id the catalogue does not know, or one retired or outside the run's profile."""
@@ -293,7 +299,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     from fnmatch import fnmatchcase
 
-    from conformance.catalogue import load_catalogue
+    from conformance.oracle.catalogue import load_catalogue
 
     problems = collection_problems(
         {item.nodeid: declared_requirements(item) for item in suite_items}, load_catalogue(), settings.profile
@@ -301,7 +307,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if problems:
         raise pytest.UsageError("conformance collection:\n  " + "\n  ".join(problems))
     if settings.requirements:
-        keep, drop = [], []
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
         for item in items:
             ids = declared_requirements(item) if _is_suite_item(item) else ()
             wanted = any(fnmatchcase(rid, pat) for rid in ids for pat in settings.requirements)
@@ -309,7 +316,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
-    # The rate-limit phase runs after every other test (issue 6); keep order stable otherwise.
+    # The rate-limit phase runs after every other test (it would spend the budgets the others
+    # need, and its 429s would meet them); keep order stable otherwise.
     items.sort(key=lambda item: item.get_closest_marker("ratelimit") is not None)
     config.stash[RUN_KEY].suite_items = len(suite_items)
 
@@ -332,14 +340,14 @@ def conformance_settings(request: pytest.FixtureRequest) -> Settings:
 
 @pytest.fixture(scope="session")
 def catalogue() -> Any:
-    from conformance.catalogue import load_catalogue
+    from conformance.oracle.catalogue import load_catalogue
 
     return load_catalogue()
 
 
 @pytest.fixture(scope="session")
 def profile(conformance_settings: Settings) -> Any:
-    from conformance.profile import target_profile
+    from conformance.oracle.profile import target_profile
 
     return target_profile(conformance_settings)
 
@@ -354,7 +362,7 @@ def check(request: pytest.FixtureRequest) -> Checks:
 @pytest.fixture
 def exchange_log(request: pytest.FixtureRequest) -> Any:
     """Every request and response of this test, redacted, for reports and curl."""
-    from conformance.client import ExchangeLog
+    from conformance.transport.client import ExchangeLog
 
     item = request.node
     log = item.stash.get(LOG_KEY, None)
@@ -367,7 +375,7 @@ def exchange_log(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def api(conformance_settings: Settings, exchange_log: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """An HTTP client of the first principal, paced across the run's workers."""
-    from conformance.pacer import pacer_for
+    from conformance.run.pacing import pacer_for
 
     client = build_client(conformance_settings, log=exchange_log, pacer=pacer_for(request.config))
     yield client
@@ -377,7 +385,7 @@ def api(conformance_settings: Settings, exchange_log: Any, request: pytest.Fixtu
 @pytest.fixture
 def api2(conformance_settings: Settings, exchange_log: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """An HTTP client of the second principal; SKIPs when none is configured."""
-    from conformance.pacer import pacer_for
+    from conformance.run.pacing import pacer_for
 
     if not conformance_settings.has_principal_2:
         pytest.skip("no second principal configured (--api-key-2 / --session-key-2)")
@@ -392,7 +400,7 @@ def api2(conformance_settings: Settings, exchange_log: Any, request: pytest.Fixt
 def _checks_for(item: pytest.Item) -> Checks:
     checks = item.stash.get(CHECKS_KEY, None)
     if checks is None:
-        from conformance.catalogue import load_catalogue
+        from conformance.oracle.catalogue import load_catalogue
 
         settings = item.config.stash[SETTINGS_KEY]
         checks = Checks(declared_requirements(item), load_catalogue(), strict=settings.strict, nodeid=item.nodeid)
@@ -402,8 +410,8 @@ def _checks_for(item: pytest.Item) -> Checks:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """After a suite test ran, judge every answer it saw (conformance.envelope)."""
-    from conformance.client import MissingCredential
+    """After a suite test ran, judge every answer it saw (conformance.oracle.envelope_judge)."""
+    from conformance.transport.client import MissingCredential
 
     try:
         return (yield)
@@ -413,8 +421,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     finally:
         log = item.stash.get(LOG_KEY, None)
         if log is not None and len(log) and _is_suite_item(item):
-            from conformance.envelope import EXCHANGE_REQUIREMENTS, judge_exchanges
-            from conformance.profile import target_profile
+            from conformance.oracle.envelope_judge import (
+                EXCHANGE_REQUIREMENTS,
+                judge_exchanges,
+            )
+            from conformance.oracle.profile import target_profile
 
             settings = item.config.stash[SETTINGS_KEY]
             checks = _checks_for(item)
@@ -425,7 +436,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     checks = item.stash.get(CHECKS_KEY, None)
     if checks is None:
@@ -514,7 +525,7 @@ def _raised_requirements(exc: BaseException) -> set[str]:
 def _transport_failure(checks: Checks, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     """A transport error after a good preflight is the server's failure: it FAILs the
     test's requirements that were not judged yet, carrying the transport message."""
-    from conformance.client import TransportError
+    from conformance.transport.client import TransportError
 
     if not isinstance(excinfo.value, TransportError):
         return

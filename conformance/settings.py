@@ -30,7 +30,7 @@ CLI = "command line"
 DEFAULT = "default"
 
 
-class SettingsError(pytest.UsageError):
+class SettingsError(pytest.UsageError):  # type: ignore[misc]  # pytest marks it final; subclassing keeps exit code 4
     """A bad option value; pytest turns it into exit code 4."""
 
 
@@ -121,7 +121,7 @@ def _rate_limit(value: str) -> tuple[str, int]:
 
 def _profile(value: str) -> str:
     # Profiles are data files beside profile.py; the name only finds the file.
-    folder = Path(__file__).resolve().parent / "profiles"
+    folder = Path(__file__).resolve().parent / "oracle" / "profiles"
     known = sorted(p.stem for p in folder.glob("*.toml"))
     if value not in known:
         raise ValueError(f"unknown profile; available: {', '.join(known)}")
@@ -143,7 +143,6 @@ class Option:
     multiple: bool = False  # repeatable flag; env and ini values are newline/comma lists
     flag_only: bool = False  # a store_true switch
     metavar: str | None = None
-    later: str | None = None  # the issue that brings the feature, if not yet built
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -157,7 +156,7 @@ OPTIONS: tuple[Option, ...] = (
            env="COZE_API_KEY_2", parse=_secret, secret=True, metavar="KEY"),
     Option("--session-key-2", "session_key_2", "Session key of a second principal, for isolation tests.",
            env="COZE_SESSION_KEY_2", parse=_secret, secret=True, metavar="KEY"),
-    Option("--profile", "profile", "Wire profile the checks read (data files in conformance/profiles/).",
+    Option("--profile", "profile", "Wire profile the checks read (data files in conformance/oracle/profiles/).",
            env="COZE_PROFILE", ini="coze_profile", default="doc", parse=_profile, metavar="NAME"),
     Option("--bot-id", "bot_id", "Use this existing published bot instead of creating one.",
            env="COZE_BOT_ID", ini="coze_bot_id", parse=_digits, metavar="ID"),
@@ -168,12 +167,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--stream-timeout", "stream_timeout", "Overall deadline of one stream, in seconds (the spec's 60 s best practice).",
            env="COZE_STREAM_TIMEOUT", ini="coze_stream_timeout", default=60.0, parse=_positive_seconds, metavar="S"),
     Option("--report-dir", "report_dir", "Folder for the JUnit, Allure, HTML and results.json reports.",
-           env="COZE_REPORT_DIR", ini="coze_report_dir", metavar="DIR", later="issue 8"),
+           env="COZE_REPORT_DIR", ini="coze_report_dir", metavar="DIR"),
     Option("--expected-failures", "expected_failures", "TOML baseline of expected failures.",
-           env="COZE_EXPECTED_FAILURES", ini="coze_expected_failures", parse=_existing_file, metavar="FILE",
-           later="issue 8"),
+           env="COZE_EXPECTED_FAILURES", ini="coze_expected_failures", parse=_existing_file, metavar="FILE"),
     Option("--fuzz-examples", "fuzz_examples", "Hypothesis examples per fuzzed endpoint (default 25 against a remote target).",
-           env="COZE_FUZZ_EXAMPLES", ini="coze_fuzz_examples", parse=_count, metavar="N", later="issue 6"),
+           env="COZE_FUZZ_EXAMPLES", ini="coze_fuzz_examples", parse=_count, metavar="N"),
     Option("--rate-budget", "rate_budgets", "Requests per rate window the suite allows itself per group, e.g. chat=30 "
            "(repeatable; default: the profile's documented limits).",
            env="COZE_RATE_BUDGET", ini="coze_rate_budget", default=(), parse=_budget, multiple=True, metavar="GROUP=N"),
@@ -301,7 +299,7 @@ def add_options(parser: pytest.Parser) -> None:
     """Declare every option of ``OPTIONS`` (flags and ini keys) on pytest's parser."""
     group = parser.getgroup("conformance", "Coze Plus Agent API conformance")
     for opt in OPTIONS:
-        help_text = opt.help + (f" [env {opt.env}]" if opt.env else "") + (f" (feature: {opt.later})" if opt.later else "")
+        help_text = opt.help + (f" [env {opt.env}]" if opt.env else "")
         if opt.flag_only:
             group.addoption(opt.flag, dest=opt.dest, action="store_true", default=None, help=help_text)
         elif opt.multiple:
@@ -309,7 +307,10 @@ def add_options(parser: pytest.Parser) -> None:
         else:
             group.addoption(opt.flag, dest=opt.dest, default=None, metavar=opt.metavar, help=help_text)
         if opt.ini:
-            parser.addini(opt.ini, opt.help, type="linelist" if opt.multiple else "string", default=None)
+            if opt.multiple:
+                parser.addini(opt.ini, opt.help, type="linelist", default=None)
+            else:
+                parser.addini(opt.ini, opt.help, type="string", default=None)
 
 
 def _split_list(text: str) -> list[str]:
@@ -410,7 +411,7 @@ def markdown_table(options: Sequence[Option] = OPTIONS) -> str:
     ]
     for o in options:
         default = "" if o.default in (None, (), False) else f"`{o.default}`"
-        meaning = o.help.replace("|", "\\|") + (f" *(feature: {o.later})*" if o.later else "")
+        meaning = o.help.replace("|", "\\|")
         rows.append(
             f"| `{o.flag}` | {f'`{o.env}`' if o.env else ''} | {f'`{o.ini}`' if o.ini else ''} | {default} | {meaning} |"
         )

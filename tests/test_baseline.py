@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance.baseline import (
+from conformance.oracle.outcomes import Outcome, Record
+from conformance.reporting.baseline import (
     Baseline,
     BaselineError,
     Entry,
@@ -21,7 +22,6 @@ from conformance.baseline import (
     load_baseline,
     report_schema,
 )
-from conformance.outcomes import Outcome, Record
 
 KNOWN = {"CHAT-001", "CHAT-SSE-004", "BOT-CREATE-001"}
 

@@ -1,4 +1,4 @@
-"""The request budget and the documented-limits run (issue 6, items 2 and 3).
+"""The request budget and the documented-limits run.
 
 One run of ``pytest conformance -n 2`` against the embedded reference server with its
 documented limits and window -- the run that waits ~60 s for BP-001 -- made once and
@@ -32,11 +32,15 @@ from typing import Any
 
 import pytest
 
-from conformance.pacer import PACER_FILE, PHASE_FILE
+from conformance.run.barrier import PHASE_FILE
+from conformance.run.pacing import PACER_FILE
+
+#: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 LEDGER_ENV = "CZ_SELFTEST_LEDGER"
-#: issue 6: per principal, before the rate-limit phase.
+#: Per principal, before the rate-limit phase.
 BUDGET = {"chat": 50, "management": 25, "info": 90}
 
 # --------------------------------------------------------------------------- the plugin side
@@ -167,7 +171,7 @@ def test_no_429_before_the_phase(run: DocumentedRun) -> None:
 
 
 def test_the_run_needed_no_waiting_before_the_phase(run: DocumentedRun) -> None:
-    """issue 6: against the documented limits the pacer never waits and never meets a
+    """Against the documented limits the pacer never waits and never meets a
     429 (its state exists once build_client hands out paced clients)."""
     if run.pacer is None:
         pytest.skip("the run's clients are not paced yet (conformance.plugin.build_client)")

@@ -1,6 +1,6 @@
 """The requirement catalogue: quotes are the spec's words, readings are READING.md's
-rows, ids are stable and well-formed, and every row of the granularity list of
-issue 4 has its requirement."""
+rows, ids are stable and well-formed, and every point of the granularity list below
+has its requirement."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance.catalogue import (
+from conformance.oracle.catalogue import (
     CATALOGUE_PATH,
     SPEC_PATH,
     Catalogue,
@@ -27,7 +27,7 @@ from conformance.catalogue import (
     spec_sha256,
     spec_text,
 )
-from conformance.profile import load_profile
+from conformance.oracle.profile import load_profile
 
 READING_PATH = SPEC_PATH.parent / "READING.md"
 CAT = load_catalogue()
@@ -165,9 +165,9 @@ def test_rules_are_the_agreed_names_each_once() -> None:
 
 
 def test_rules_exist_in_the_checker_and_grammar() -> None:
-    # The rule names are a contract with conformance/sse.py and grammar.py: each named
+    # The rule names are a contract with conformance/oracle/sse.py and grammar.py: each named
     # rule exists there, with the severity that matches the requirement's level.
-    from conformance import grammar, sse
+    from conformance.oracle import grammar, sse
 
     known: dict[str, tuple[str, str]] = {**sse.RULES, **grammar.RULES}
     for rule, level in RULES.items():
@@ -175,7 +175,7 @@ def test_rules_exist_in_the_checker_and_grammar() -> None:
         assert (known[rule][0] == "should") == (level == "SHOULD"), (rule, known[rule][0], level)
 
 
-# --------------------------------------------------------------------------- granularity (issue 4, item 1)
+# --------------------------------------------------------------------------- granularity
 
 # Every required request parameter of every endpoint: missing (or, for a path
 # parameter, not an int64) -> an error code.

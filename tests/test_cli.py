@@ -10,9 +10,8 @@ import pytest
 
 import conformance
 from conformance import cli
-from conformance.catalogue import load_catalogue
-from conformance.openapi import build_openapi
-
+from conformance.oracle.catalogue import load_catalogue
+from conformance.oracle.openapi import build_openapi
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,7 +61,7 @@ def test_export_openapi_to_stdout_and_to_a_file(tmp_path: Path, capsys: pytest.C
 
 
 def test_export_openapi_writes_the_schemathesis_settings_beside_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from conformance.openapi import SCHEMATHESIS_CONFIG
+    from conformance.oracle.openapi import SCHEMATHESIS_CONFIG
 
     document, settings = tmp_path / "openapi.json", tmp_path / "schemathesis.toml"
     assert cli.main(["export-openapi", "--profile", "doc", "-o", str(document), "--schemathesis-config", str(settings)]) == 0

@@ -1,6 +1,6 @@
 """The suite's HTTP client against real local servers that misbehave: hard
 deadlines, the size cap, no redirects, auth modes, redaction in the exchange log,
-and the curl reproduction (issue 2, item 3; issue 8, items 5 and 6)."""
+and the curl reproduction."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from conformance.client import (
+from conformance.transport.client import (
     WRONG_API_KEY,
     WRONG_SESSION_KEY,
     ApiClient,
@@ -29,15 +29,19 @@ from conformance.client import (
     ResponseTooLarge,
     TransportError,
 )
-from conformance.exchange import Exchange, ExchangeLog, redact_header, redact_url
-from conformance.redact import Redactor
+from conformance.transport.exchange import (
+    Exchange,
+    ExchangeLog,
+    redact_header,
+    redact_url,
+)
+from conformance.transport.redact import Redactor
 from tests.support.servers import (
     ScriptedServer,
     big_body,
     closed_port_url,
     echo,
     header_trickle,
-    json_answer,
     raw_answer,
     redirect,
     sse_comments_forever,
@@ -453,7 +457,7 @@ def test_principal_repr_never_shows_secrets(principal: Principal) -> None:
 
 @pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\0b"])
 def test_principal_refuses_header_breaking_secrets_without_echoing_them(bad: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="no HTTP header can carry") as caught:
         Principal("p", bad, None)
     assert bad not in str(caught.value)
 

@@ -9,10 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.catalogue import load_catalogue
-from conformance.derived_variants import Factor, Level, covering_rows, derive_factors, generate
+from conformance.oracle.catalogue import load_catalogue
+from conformance.oracle.schemas import load_index
 from conformance.reference import ServerConfig
-from conformance.schemas import load_index
+from tools.killmatrix.derived import (
+    Factor,
+    Level,
+    covering_rows,
+    derive_factors,
+    generate,
+)
 
 FACTORS, FORBIDDEN = derive_factors()
 GENERATED = generate()
@@ -29,7 +35,7 @@ def test_every_pair_of_levels_is_covered(sizes: list[int]) -> None:
     rows = covering_rows(sizes)
     wanted = {((i, a), (j, b)) for i, j in itertools.combinations(range(len(sizes)), 2) for a in range(sizes[i]) for b in range(sizes[j])}
     assert wanted <= pairs_of(rows)
-    assert all(len(row) == len(sizes) and all(0 <= v < n for v, n in zip(row, sizes)) for row in rows)
+    assert all(len(row) == len(sizes) and all(0 <= v < n for v, n in zip(row, sizes, strict=True)) for row in rows)
 
 
 def test_a_forbidden_combination_never_occurs_and_the_pairs_are_still_covered() -> None:
@@ -57,7 +63,7 @@ def test_cancel_data_may_be_absent_null_or_any_value() -> None:
 
 
 def test_every_optional_success_field_is_sent_absent_and_null() -> None:
-    from conformance.schemas import load_schema
+    from conformance.oracle.schemas import load_schema
 
     named = {f.name for f in FACTORS}
     for name, meta in load_index()["schemas"].items():

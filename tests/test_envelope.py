@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from conformance.envelope import judge_exchanges
-from conformance.profile import load_profile
+from conformance.oracle.envelope_judge import judge_exchanges
+from conformance.oracle.profile import load_profile
 
 PROFILE = load_profile("doc")
 

@@ -1,4 +1,4 @@
-"""The fuzzing's own checks (issue 6, item 4): generated valid bodies are valid under the
+"""The fuzzing's own checks: generated valid bodies are valid under the
 very schemas the suite validates with, every broken kind is broken the way it says,
 the plan keeps the request budget, every verdict has a requirement -- and, end to end,
 the fuzz module FAILs a reference server that answers 500 for one wrong-typed field
@@ -21,11 +21,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.catalogue import CATALOGUE_PATH, load_catalogue, normalise_whitespace, read_catalogue, spec_text
-from conformance.profile import load_profile
-from conformance.reference import ReferenceServer, ServerConfig
-from conformance.schemas import validate
-from conformance.strategies import (
+from conformance.oracle.catalogue import (
+    SPEC_PATH,
+    load_catalogue,
+    normalise_whitespace,
+    read_catalogue,
+    spec_text,
+)
+from conformance.oracle.profile import load_profile
+from conformance.oracle.schemas import validate
+from conformance.oracle.strategies import (
     BODY_LADDER,
     DEEP_NESTING,
     EMBEDDED_EXAMPLES,
@@ -44,6 +49,7 @@ from conformance.strategies import (
     plan,
     valid_bodies,
 )
+from conformance.reference import ReferenceServer, ServerConfig
 from tests.support.against import ROOT, Target
 
 DOC = load_profile("doc")
@@ -55,10 +61,10 @@ INT64_MAX = 2**63 - 1
 FUZZ = settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 #: The catalogue entries the fuzz verdicts (and --ratelimit-exact) need, as proposed
-#: for conformance/catalogue.toml; until an entry is there the rows judging it are
+#: for conformance/oracle/catalogue.toml; until an entry is there the rows judging it are
 #: deferred. A test below holds the proposal to the catalogue's own rules.
 PROPOSED_TOML = '''
-# ---------------------------------------------------------------- requests in general (fuzzing, issue 6)
+# ---------------------------------------------------------------- requests in general (fuzzing)
 
 [[requirement]]
 id = "REQ-001"
@@ -158,6 +164,7 @@ def _rows() -> list[Any]:
 # --------------------------------------------------------------------------- generated cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", BODY_ENDPOINTS)
 @FUZZ
 @given(data=st.data())
@@ -186,6 +193,7 @@ def _case(data: st.DataObject, endpoint: str, kind: str, field: str | None) -> t
     return data.draw(cases(DOC, endpoint, kind, world, field=field, salt=salt)), world
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("endpoint", "kind", "field"), _rows())
 @FUZZ
 @given(data=st.data())
@@ -199,7 +207,7 @@ def test_every_case_is_broken_the_way_its_kind_says(endpoint: str, kind: str, fi
     spec = body_spec(DOC, endpoint)
     assert case.body is not None
     if kind == "not-json":
-        with pytest.raises(ValueError):
+        with pytest.raises(json.JSONDecodeError):
             json.loads(case.body.decode("utf-8"))
         return
     body = json.loads(case.body.decode("utf-8"))  # every other kind is JSON text (UTF-8)
@@ -307,7 +315,7 @@ def test_the_proposed_entries_follow_the_catalogue_rules(tmp_path: Path) -> None
     a READING point that exists -- so the lead can paste it as it is."""
     proposed = _proposed(tmp_path)
     spec = normalise_whitespace(spec_text())
-    reading = (CATALOGUE_PATH.parent / "spec" / "READING.md").read_text(encoding="utf-8")
+    reading = (SPEC_PATH.parent / "READING.md").read_text(encoding="utf-8")
     for rid in proposed:
         entry = proposed[rid]
         assert normalise_whitespace(entry.quote) in spec, f"{rid}: quote not verbatim"
@@ -517,6 +525,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("row", "requirement", "field", "broken"), FAULTS)
 def test_the_fuzz_fails_a_server_that_answers_500_for_one_wrong_typed_field(
     row: str, requirement: str, field: str, broken: Callable[[dict[str, Any]], bool]
@@ -536,6 +545,7 @@ def test_the_fuzz_fails_a_server_that_answers_500_for_one_wrong_typed_field(
     assert re.search(rf"fuzz seed of {row}: \d+", out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("row", "requirement"), [(p.values[0], p.values[1]) for p in FAULTS], ids=[p.id for p in FAULTS])
 def test_the_same_fuzz_passes_the_clean_server(row: str, requirement: str) -> None:
     if requirement not in CATALOGUE:
@@ -550,10 +560,11 @@ def test_the_same_fuzz_passes_the_clean_server(row: str, requirement: str) -> No
 
 
 def _answer(status: int, body: bytes, content_type: str) -> Any:
-    import httpx
     from types import SimpleNamespace
 
-    from conformance.client import ApiResponse
+    import httpx
+
+    from conformance.transport.client import ApiResponse
 
     exchange = SimpleNamespace(method="POST", path="/api/conversation/chat")
     return ApiResponse(status, httpx.Headers({"content-type": content_type}), body, 0.0, exchange)  # type: ignore[arg-type]
@@ -575,7 +586,7 @@ def _answer(status: int, body: bytes, content_type: str) -> Any:
 def test_a_refusal_as_a_leading_error_event_counts_for_the_run_only(endpoint: str, body: bytes, held: bool) -> None:
     # READING "`/api/conversation/chat` response": the run may answer an event stream
     # unasked, its refusal then a leading error event; /v3/chat with stream false may not.
-    from conformance.strategies import Row
+    from conformance.oracle.strategies import Row
     from conformance.suite.test_fuzz import _rule
 
     row = Row(endpoint, "wrong-type", None, ("REQ-002",), 1)
@@ -606,6 +617,7 @@ EDGE_FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "row", "requirement", "level", "extra", "smallest"), EDGE_FAULTS)
 def test_the_edge_cases_catch_a_fault_under_a_budget_of_one(
     fault: str, row: str, requirement: str, level: str, extra: tuple[str, ...], smallest: str
@@ -619,6 +631,7 @@ def test_the_edge_cases_catch_a_fault_under_a_budget_of_one(
     assert "[always-run edge case]" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", ["chat-extreme", "chat-wrong-optional", "update-extreme", "run-wrong-optional"])
 def test_the_edge_cases_pass_the_clean_server_under_strict(row: str) -> None:
     with _serving_fault(frozenset()) as target:
@@ -641,7 +654,7 @@ def test_the_edge_cases_pass_the_clean_server_under_strict(row: str) -> None:
 def test_a_retyped_stream_may_be_refused_in_a_leading_error_event(body: bytes, held: bool) -> None:
     # READING "Errors on a streaming request": a server that read "yes" as a stream
     # request may refuse it in the stream; a stream that is no refusal breaks REQ-004.
-    from conformance.strategies import Row
+    from conformance.oracle.strategies import Row
     from conformance.suite.test_fuzz import _rule
 
     row = Row("chat", "wrong-optional", None, ("REQ-003", "REQ-004"), 0, 10)

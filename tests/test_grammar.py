@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.grammar import (
+from conformance.oracle.grammar import (
     PROFILES_DIR,
     RULES,
     StreamRules,
@@ -20,7 +20,7 @@ from conformance.grammar import (
     load_stream_rules,
     read_stream,
 )
-from conformance.sse import Event, SSEChecker
+from conformance.oracle.sse import Event, SSEChecker
 
 DOC = load_stream_rules("doc")
 COZE = Path(__file__).parent / "data" / "sse" / "coze-cloud"

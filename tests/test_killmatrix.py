@@ -1,6 +1,6 @@
-"""The kill matrix's logic (conformance/killmatrix.py), on synthetic run results.
+"""The kill matrix's logic (tools/killmatrix/), on synthetic run results.
 
-A full matrix run takes minutes; CI runs ``python -m conformance.killmatrix --check``.
+A full matrix run takes minutes; CI runs ``python -m tools.killmatrix --check``.
 Here: the kill definition, collateral, the precision rules, the lists of unkilled
 tests and unfaulted requirements, determinism of the published files, the variants'
 data, the committed docs against the registries, and one small real run (``--only``).
@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from conformance import killmatrix as km
-from conformance.catalogue import load_catalogue
-from conformance.derived_variants import generate
+from conformance.oracle.catalogue import load_catalogue
 from conformance.reference import ServerConfig
 from conformance.reference.faults import Fault, all_faults
 from conformance.reference.variants import SINGLE_READINGS, Variant, all_variants
+from tools import killmatrix as km
+from tools.killmatrix import jobs
+from tools.killmatrix.derived import generate
 
 LEVELS = {"R-MUST": "MUST", "R-MUST-2": "MUST", "R-SHOULD": "SHOULD", "R-SHOULD-2": "SHOULD"}
 T1, T2, T3 = "conformance/suite/test_a.py::test_one", "conformance/suite/test_a.py::test_two", "conformance/suite/test_b.py::test_three"
@@ -292,7 +293,7 @@ def test_a_run_document_keeps_the_outcomes_failing_tests_and_errors_of_results_j
         encoding="utf-8",
     )
     (tmp_path / "junit.xml").write_text(JUNIT, encoding="utf-8")
-    doc = km._run_document([T1, T2, T3], tmp_path, 1)
+    doc = jobs.run_document([T1, T2, T3], tmp_path, 1)
     run = km.RunResult.from_document(json.loads(json.dumps(doc)))
     assert run.outcomes == {"R-MUST": "FAIL", "R-SHOULD": "WARN"}
     assert run.failing_tests == {"R-MUST": frozenset({T1})} and run.failed_tests() == {T1}
@@ -328,12 +329,12 @@ def test_a_run_document_reads_the_junit_failures_and_the_verdict_status(tmp_path
         encoding="utf-8",
     )
     (tmp_path / "junit.xml").write_text(JUNIT, encoding="utf-8")
-    run = km.RunResult.from_document(json.loads(json.dumps(km._run_document([T1, T2, T3], tmp_path, 1))))
+    run = km.RunResult.from_document(json.loads(json.dumps(jobs.run_document([T1, T2, T3], tmp_path, 1))))
     assert run.status == "NOT CONFORMANT" and run.problem is None
     # Whole ids only: "R-MUST-2x" names neither R-MUST nor R-MUST-2.
     assert run.junit_failing == {"conformance.suite.test_a::test_one": {"R-MUST"}, "conformance.suite.test_b::test_three": set()}
     (tmp_path / "junit.xml").unlink()
-    assert km._run_document([T1], tmp_path, 1)["problem"] == "the suite wrote no junit.xml (exit 1)"
+    assert jobs.run_document([T1], tmp_path, 1)["problem"] == "the suite wrote no junit.xml (exit 1)"
 
 
 def test_a_node_id_is_named_as_junit_names_its_test_case() -> None:
@@ -416,7 +417,7 @@ def test_an_alternates_strict_failures_are_failing_junit_cases_naming_them() -> 
 
 
 def test_a_run_without_results_json_is_a_problem(tmp_path: Path) -> None:
-    run = km.RunResult.from_document(km._run_document([T1], tmp_path, 3))
+    run = km.RunResult.from_document(jobs.run_document([T1], tmp_path, 3))
     assert run.problem == "the suite wrote no results.json (exit 3)" and run.outcomes == {}
     assert not km.judge_precision(CLEAN, run, result(), LEVELS).passed
 
@@ -425,7 +426,7 @@ def test_a_run_without_results_json_is_a_problem(tmp_path: Path) -> None:
 
 
 def _reading_rows() -> set[str]:
-    text = (Path(km.PACKAGE_DIR) / "spec" / "READING.md").read_text(encoding="utf-8")
+    text = (km.ROOT / "conformance" / "spec" / "READING.md").read_text(encoding="utf-8")
     table = text.split("## Known ambiguities", 1)[1]
     return {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")} - {"Point"}
 
@@ -440,7 +441,7 @@ def test_each_variant_is_a_valid_server_config_naming_its_reading(variant: Varia
 
 
 def test_every_reading_row_has_a_variant_or_a_reason_why_not() -> None:
-    """issue 7: one variant per READING row that takes the other reading."""
+    """One variant per READING row that takes the other reading."""
     covered = {v.reading for v in all_variants().values()} - {"Levels"}
     assert covered.isdisjoint(SINGLE_READINGS), "a row with a variant is also listed as having one reading"
     assert set(SINGLE_READINGS) <= _reading_rows(), set(SINGLE_READINGS) - _reading_rows()
@@ -475,7 +476,7 @@ def test_a_malformed_variant_is_refused(kwargs: dict[str, object], message: str)
 @pytest.fixture(scope="module")
 def committed() -> dict[str, Any]:
     if not km.DOC_JSON.is_file():
-        pytest.fail(f"{km.DOC_JSON} is missing: run python -m conformance.killmatrix --write")
+        pytest.fail(f"{km.DOC_JSON} is missing: run python -m tools.killmatrix --write")
     doc: dict[str, Any] = json.loads(km.DOC_JSON.read_text(encoding="utf-8"))
     return doc
 
@@ -504,6 +505,7 @@ def test_the_committed_matrix_lists_the_registered_faults_variants_and_requireme
 # --------------------------------------------------------------------------- the runner, for real
 
 
+@pytest.mark.slow
 def test_a_small_real_matrix_kills_a_fault_and_passes_the_clean_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = km.main(["--only", "clean", "stream_wrong_media_type", "--keep", str(tmp_path)])
     out = capsys.readouterr().out
@@ -512,8 +514,9 @@ def test_a_small_real_matrix_kills_a_fault_and_passes_the_clean_server(tmp_path:
     assert len(list(tmp_path.glob("*/run.json"))) == 3
 
 
+@pytest.mark.slow
 def test_a_run_over_its_bound_is_killed_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    results = km.run_matrix([km.RunSpec("clean", False)], jobs=1, workdir=tmp_path, timeout=0.2)
+    results = jobs.run_matrix([km.RunSpec("clean", False)], jobs=1, workdir=tmp_path, timeout=0.2)
     assert (results["clean"].problem or "").startswith("timed out after 0.2 s")
     assert "timed out" in capsys.readouterr().err
 
@@ -539,3 +542,5 @@ def test_the_readme_shows_the_committed_figures(committed: dict[str, Any]) -> No
     assert f"**Recall: {s['killed']} of {s['faults']} faults killed" in readme
     assert f"**Precision: {s['precision_passed']} of {s['precision_servers']} servers pass" in readme
     assert f"**{s['faults']} faults**" in readme and f"**{variants} legal wire variants**" in readme
+    generated = committed["generated"]["variants"]
+    assert generated > 0 and f"- {variants - generated} variants are named" in readme and f"- {generated} are generated" in readme

@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conformance.openapi import (
+from conformance.oracle.openapi import (
     ID_DIGITS_PATTERN,
     JSON_TEXT_PATTERN,
     LINKS,
@@ -25,8 +25,8 @@ from conformance.openapi import (
     build_openapi,
     link_name,
 )
-from conformance.profile import load_profile
-from conformance.schemas import load_index, load_schema, schema_names
+from conformance.oracle.profile import load_profile
+from conformance.oracle.schemas import load_index, load_schema, schema_names
 
 DOC = build_openapi()
 INDEX = load_index()

@@ -4,7 +4,7 @@ links through every operation.
 
 The run is schemathesis's own CLI in a subprocess (its stable interface), with the
 settings ``coze-conformance export-openapi --schemathesis-config`` writes
-(``conformance/schemathesis.toml``: the one place where a check is off, with its
+(``conformance/oracle/schemathesis.toml``: the one place where a check is off, with its
 reason), a fixed seed and a bounded number of examples. Its reports (JSON and NDJSON)
 say what it did; the assertions read them rather than its console text where they can.
 """
@@ -17,14 +17,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance.openapi import LINKS, SCHEMATHESIS_CONFIG, build_openapi
-from conformance.profile import load_profile
+from conformance.oracle.openapi import LINKS, SCHEMATHESIS_CONFIG, build_openapi
+from conformance.oracle.profile import load_profile
 from conformance.reference import DEV_PRINCIPALS, ReferenceServer, ServerConfig
+
+#: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').
+pytestmark = pytest.mark.slow
 
 pytest.importorskip("schemathesis", reason="schemathesis is in the dev extra")
 

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance.outcomes import Checks, Outcome, Record, RequirementFailed, UndeclaredRequirement, summarise
+from conformance.oracle.outcomes import (
+    Checks,
+    Outcome,
+    Record,
+    RequirementFailed,
+    UndeclaredRequirement,
+    summarise,
+)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The pacer and the paced client (issue 6, item 1): a sliding log per principal and
+"""The pacer and the paced client: a sliding log per principal and
 group shared by processes, holds after a 429, Retry-After in both forms and its cap,
 and the 429 wait-out against real local servers."""
 
@@ -15,18 +15,30 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, ExchangeLog, Principal, TransportError
-from conformance.pacer import (
-    PACER_FILE,
+from conformance.oracle.profile import Profile, load_profile
+from conformance.run.pacing import (
     MAX_RESENDS,
+    PACER_FILE,
     PacedClient,
     Pacer,
     RateLimitedTooLong,
     parse_retry_after,
     unpaced,
 )
-from conformance.profile import Profile, load_profile
-from tests.support.servers import ScriptedServer, envelope, json_answer, raw_answer, sequence, sse_events
+from conformance.transport.client import (
+    ApiClient,
+    ExchangeLog,
+    Principal,
+    TransportError,
+)
+from tests.support.servers import (
+    ScriptedServer,
+    envelope,
+    json_answer,
+    raw_answer,
+    sequence,
+    sse_events,
+)
 
 DOC = load_profile("doc")
 INFO_PATH = "/v1/bots/123"
@@ -152,6 +164,7 @@ def _send_times(folder: str, window: float, count: int, queue: Any) -> None:
         queue.put(time.time())
 
 
+@pytest.mark.slow
 def test_processes_share_one_budget(tmp_path: Path) -> None:
     """Four processes of three sends each, budget 4 per 1 s window: never more than 4
     sends in any 1 s, so the 12 sends take at least 2 s."""

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from conformance.catalogue import load_catalogue
+from conformance.oracle.catalogue import load_catalogue
 from conformance.plugin import collection_problems
 
 CATALOGUE = load_catalogue()
@@ -36,10 +36,11 @@ def test_retired_and_foreign_requirements_are_refused() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_the_shipped_suite_collects_soundly(pytester: pytest.Pytester) -> None:
     """The real suite through pytest: collection succeeds (exit 0), which it would not
     with one unsound test (the plugin raises a usage error, exit 4)."""
-    from conformance.plugin import SUITE_DIR
+    from conformance.keys import SUITE_DIR
 
     result = pytester.runpytest_subprocess(str(SUITE_DIR), "--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str() + result.stderr.str()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.plugin import SUITE_DIR
+from conformance.keys import SUITE_DIR
 from tests.support.servers import (
     ScriptedServer,
     closed_port_url,
@@ -51,6 +51,7 @@ def _target(url: str) -> dict[str, str]:
     return {"COZE_TARGET_URL": url, "COZE_API_KEY": SECRET}
 
 
+@pytest.mark.slow
 def test_unreachable_target_exits_3_within_10_seconds() -> None:
     started = time.monotonic()
     result = _pytest(str(SUITE_DIR), env=_target(closed_port_url()))
@@ -62,6 +63,7 @@ def test_unreachable_target_exits_3_within_10_seconds() -> None:
     assert "passed" not in result.stdout and "failed" not in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("server", "kind"),
     [
@@ -83,6 +85,7 @@ def test_wrong_target_exits_3_with_one_line(server: ScriptedServer, kind: str) -
     assert SECRET not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_embedded_run_prints_the_header_and_never_a_secret() -> None:
     result = _pytest(str(SUITE_DIR), "--co", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -92,11 +95,13 @@ def test_embedded_run_prints_the_header_and_never_a_secret() -> None:
     assert "principal 2: bearer+cookie; strict: no" in header[0]
 
 
+@pytest.mark.slow
 def test_strict_shows_in_the_header() -> None:
     result = _pytest(str(SUITE_DIR), "--co", "--strict", timeout=120)
     assert "strict: yes (SHOULD requirements fail)" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_list_requirements_needs_no_target_and_no_network() -> None:
     result = _pytest("--list-requirements", env={"COZE_TARGET_URL": "http://127.0.0.1:9"})
     assert result.returncode == 0, result.stderr

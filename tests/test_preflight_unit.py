@@ -1,6 +1,6 @@
 """The preflight against local servers: an unreachable or wrong target, or
 rejected credentials, end in one clear line within the time budget; a target
-that answers JSON envelopes passes (issue 2, item 4)."""
+that answers JSON envelopes passes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, Principal
-from conformance.preflight import UNKNOWN_BOT_ID, PreflightError, check_same_principal, preflight
+from conformance.transport.client import ApiClient, Principal
+from conformance.transport.preflight import (
+    UNKNOWN_BOT_ID,
+    PreflightError,
+    check_same_principal,
+    preflight,
+)
 from tests.support.servers import (
     Exchange,
     Handler,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import conformance
-from conformance.catalogue import normalise_whitespace, spec_text
-from conformance.profile import (
+from conformance.oracle.catalogue import normalise_whitespace, spec_text
+from conformance.oracle.profile import (
     PROFILES_DIR,
     Profile,
     ProfileError,
@@ -236,7 +236,7 @@ def test_stream_is_the_plain_table() -> None:
     with pytest.raises(TypeError):
         DOC.stream["media_type"] = "text/plain"  # type: ignore[index]
     # The grammar builds its own rules from it.
-    from conformance.grammar import StreamRules
+    from conformance.oracle.grammar import StreamRules
 
     rules = StreamRules.from_mapping(DOC.stream)
     assert rules.preferred_terminal == "conversation.stream.done"
@@ -353,7 +353,7 @@ def test_the_detector(source: str, hits: list[int]) -> None:
 def test_no_code_compares_a_profile_name() -> None:
     package = Path(conformance.__file__).parent
     files = sorted(package.rglob("*.py"))
-    assert Path(__file__).resolve().parent.parent / "conformance" / "profile.py" in [f.resolve() for f in files]
+    assert Path(__file__).resolve().parent.parent / "conformance" / "oracle" / "profile.py" in [f.resolve() for f in files]
     offenders = [
         f"{path.relative_to(package.parent)}:{line}"
         for path in files

@@ -1,4 +1,4 @@
-"""The rate-limit phase (issue 6, item 3): its verdict rules, its probes against real
+"""The rate-limit phase: its verdict rules, its probes against real
 local servers, the cross-worker barrier, and the suite's rate-limit module run against
 servers with limits off, limits ten times the documented ones, a fixed-window limiter
 and a limiter keyed by ``user_id``.
@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, Principal
-from conformance.pacer import (
-    PHASE_FILE,
-    WINDOW_MARGIN,
+from conformance.oracle.profile import load_profile
+from conformance.reference import ReferenceServer, ServerConfig
+from conformance.run.barrier import PHASE_FILE, PhaseBarrier
+from conformance.run.pacing import WINDOW_MARGIN
+from conformance.suite.ratelimit_phase import (
     Attempt,
     Burst,
-    PhaseBarrier,
     Probe,
     burst_verdict,
     exact_findings,
@@ -39,10 +39,16 @@ from conformance.pacer import (
     run_burst,
     send_probe,
 )
-from conformance.profile import load_profile
-from conformance.reference import ReferenceServer, ServerConfig
+from conformance.transport.client import ApiClient, Principal
 from tests.support.against import ROOT, Target
-from tests.support.servers import ScriptedServer, closed_port_url, envelope, json_answer, raw_answer, sse_events
+from tests.support.servers import (
+    ScriptedServer,
+    closed_port_url,
+    envelope,
+    json_answer,
+    raw_answer,
+    sse_events,
+)
 
 DOC = load_profile("doc")
 T0 = 1_800_000_000.0
@@ -138,6 +144,7 @@ def test_a_burst_stops_at_the_first_refusal_and_at_its_time_budget() -> None:
     assert [a.started for a in slow.attempts] == sorted(a.started for a in slow.attempts)
 
 
+@pytest.mark.slow
 def test_a_burst_whose_answers_come_late_adds_threads_to_keep_its_pace() -> None:
     # A first event after 1 s holds a thread for a second: 21 requests within 2 s need
     # about 13 threads at once, not the 2 the burst starts with.
@@ -291,7 +298,11 @@ def reference(config: ServerConfig) -> Iterator[Target]:
 @contextlib.contextmanager
 def fixed_window() -> Iterator[Target]:
     """The independent server: the page's limits as fixed windows, Retry-After an HTTP date."""
-    from tests.independent.server import RATE_LIMITS, FixedWindowLimiter, IndependentServer
+    from tests.independent.server import (
+        RATE_LIMITS,
+        FixedWindowLimiter,
+        IndependentServer,
+    )
 
     server = IndependentServer(token_delay=0.01)
     server.limiter = FixedWindowLimiter(RATE_LIMITS, window=SHORT_WINDOW)
@@ -308,6 +319,7 @@ FAILS_EVERY_GROUP = {"RATE-001": "FAIL", "RATE-002": "FAIL", "RATE-003": "FAIL",
 PASSES = {"RATE-001": "PASS", "RATE-002": "PASS", "RATE-003": "PASS", "RATE-004": "PASS", "BP-001": "PASS"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [
@@ -325,6 +337,7 @@ def test_the_phase_fails_a_server_without_the_documented_limits(config: ServerCo
     assert "a 429 among 121 requests sent within 45 s" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_user_id_variant_keys_chats_by_user_id() -> None:
     """The variant below is what it claims: a second user_id of the same principal still chats."""
     config = ServerConfig(rate_window=SHORT_WINDOW, chat_limit=3, token_delay=0, rate_key="user_id")
@@ -346,6 +359,7 @@ def _published_bot(client: ApiClient) -> str:
     return str(bot_id)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "serve",
     [
@@ -365,6 +379,7 @@ def test_the_phase_passes_other_legal_limiters(serve: Callable[[], Any]) -> None
     assert time.monotonic() - started < 60, "the wait honoured the short window's Retry-After"
 
 
+@pytest.mark.slow
 def test_the_embedded_server_takes_the_rate_window_and_the_exact_checks_pass() -> None:
     """``--rate-window`` without a target: the embedded server limits per that window and
     the phase waits it, not the spec's minute -- the exact checks included."""

@@ -1,5 +1,5 @@
 """The redactor: every secret, in every encoding a report might carry it, is replaced
-by a marker naming it (issue 8, "Redaction everywhere")."""
+by a marker naming it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.redact import Redactor, marker
+from conformance.transport.redact import Redactor, marker
 
 #: Secrets built to break naive redaction: JSON, URL and HTML metacharacters,
 #: a backslash, and non-ASCII text.

@@ -21,11 +21,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance.baseline import report_schema
-from conformance.htmlreport import requirements_html
-from conformance.outcomes import Outcome, Record
-from conformance.redact import Redactor
-from conformance.report import (
+from conformance.oracle.outcomes import Outcome, Record
+from conformance.reporting.baseline import report_schema
+from conformance.reporting.html import requirements_html
+from conformance.reporting.verdict import (
     NOT_RUN,
     XFAIL,
     RequirementResult,
@@ -35,7 +34,7 @@ from conformance.report import (
     judge,
     requirement_results,
 )
-
+from conformance.transport.redact import Redactor
 
 # --------------------------------------------------------------------------- verdict (unit)
 
@@ -208,10 +207,10 @@ from pathlib import Path
 
 import pytest
 
-import conformance.catalogue as C
+import conformance.oracle.catalogue as C
 import conformance.plugin as P
-from conformance.catalogue import Catalogue, Requirement
-from conformance.report import PLUGIN_NAME, CertificationReporter
+from conformance.oracle.catalogue import Catalogue, Requirement
+from conformance.reporting.certification import PLUGIN_NAME, CertificationReporter
 from conformance.settings import Settings, resolve_settings
 
 API_KEY = {API_KEY!r}
@@ -689,7 +688,7 @@ def test_a_multi_step_failure_prints_requirement_quote_expected_actual_and_curl(
     failure = ET.parse(pytester.path / "out" / "junit.xml").getroot().find(".//testcase[@name='test_two']/failure")
     assert failure is not None and failure.text is not None
     assert "# 1. POST /api/draftbot/create" in failure.text and "Bearer $COZE_API_KEY" in failure.text
-    assert failure.get("message", "").startswith("conformance.outcomes.RequirementFailed: DEMO-002 (MUST) failed")
+    assert failure.get("message", "").startswith("conformance.oracle.outcomes.RequirementFailed: DEMO-002 (MUST) failed")
     page = (pytester.path / "out" / "report.html").read_text(encoding="utf-8")
     assert "# 2. POST /v3/chat" in page and "$COZE_API_KEY" in page
 
@@ -708,6 +707,7 @@ def test_fuzzed(check, token):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("xdist", [pytest.param((), id="in-process"), pytest.param(("-n", "2"), id="xdist")])
 def test_no_secret_in_any_artifact(pytester: pytest.Pytester, xdist: tuple[str, ...]) -> None:
     make_suite(pytester, fail2=True, extra=HYPOTHESIS_TEST)
@@ -811,6 +811,7 @@ class _Target:
             monkeypatch.setenv(name, value)
 
 
+@pytest.mark.slow
 def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     with _Target(NARROW_FAULT[0]) as target:
         target.env(monkeypatch)
@@ -830,6 +831,7 @@ def test_one_run_writes_all_four_reports_without_a_secret(pytester: pytest.Pytes
     assert [p.name for p in out.rglob("*") if p.is_file() and redactor.contains_secret(p.read_bytes())] == []
 
 
+@pytest.mark.slow
 def test_a_failure_that_blocks_other_tests_is_a_failing_test_in_junit(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     # No ids in a chat's answer: CHAT-RESP-001 FAILs in the test that checks them,
     # which -- like every test continuing a conversation -- is then blocked by it.
@@ -856,6 +858,7 @@ def test_a_failure_that_blocks_other_tests_is_a_failing_test_in_junit(pytester: 
     assert results["tests"]["failed"] == len(failing)
 
 
+@pytest.mark.slow
 def test_html_report_opens_in_headless_chromium(pytester: pytest.Pytester) -> None:
     import shutil
     import subprocess
@@ -875,6 +878,7 @@ def test_html_report_opens_in_headless_chromium(pytester: pytest.Pytester) -> No
     print(f"screenshot: {shot}")  # look at it
 
 
+@pytest.mark.slow
 def test_ci_gate_listed_fault_passes_unlisted_fault_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""The JSON Schemas in ``schemas/`` and their loader ``conformance.schemas``.
+"""The JSON Schemas in ``schemas/`` and their loader ``conformance.oracle.schemas``.
 
 Every test is a table built from the schemas themselves (each example, each required
 key, each documented field, each timestamp) or from the vendored spec page (its JSON
@@ -26,12 +26,19 @@ from hypothesis_jsonschema import from_schema
 from jsonschema import Draft7Validator
 
 import conformance
-from conformance import schemas
-from conformance.schemas import SchemaViolation, event_schema_for, load_index, load_schema, schema_names, validate
+from conformance.oracle import schemas
+from conformance.oracle.schemas import (
+    SchemaViolation,
+    event_schema_for,
+    load_index,
+    load_schema,
+    schema_names,
+    validate,
+)
 
 PACKAGE_DIR = Path(conformance.__file__).resolve().parent
 SPEC_TEXT = (PACKAGE_DIR / "spec" / "agent-api.zh.md").read_text(encoding="utf-8")
-PROFILE = tomllib.loads((PACKAGE_DIR / "profiles" / "doc.toml").read_text(encoding="utf-8"))
+PROFILE = tomllib.loads((PACKAGE_DIR / "oracle" / "profiles" / "doc.toml").read_text(encoding="utf-8"))
 REPO_PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"
 
 JsonPath = tuple[str | int, ...]
@@ -665,7 +672,7 @@ def test_big_timestamp_is_reported_with_exact_digits() -> None:
 
 
 def test_module_is_not_shadowed_by_a_package_of_the_same_name() -> None:
-    # A wheel holding both conformance/schemas.py and a package conformance.schemas
+    # A wheel holding both conformance/oracle/schemas.py and a package conformance.oracle.schemas
     # imports the package (directories win), hiding this module. Guard the layout.
     declared = tomllib.loads(REPO_PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
     modules = {f"conformance.{p.stem}" for p in PACKAGE_DIR.glob("*.py")}

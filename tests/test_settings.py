@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance.plugin import SUITE_DIR, targets_suite
-from conformance.settings import OPTIONS, OPTIONS_BY_DEST, Settings, SettingsError, markdown_table, resolve_settings
-
+from conformance.keys import SUITE_DIR
+from conformance.plugin import targets_suite
+from conformance.settings import (
+    OPTIONS,
+    OPTIONS_BY_DEST,
+    Settings,
+    SettingsError,
+    markdown_table,
+    resolve_settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.shared import SharedState
+from conformance.run.shared_state import SharedState
 
 
 def _claim(folder: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

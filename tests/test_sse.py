@@ -17,7 +17,14 @@ from httpx_sse import EventSource
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.sse import MAX_LINE_BYTES, RULES, Event, Finding, SSEChecker, media_type_matches
+from conformance.oracle.sse import (
+    MAX_LINE_BYTES,
+    RULES,
+    Event,
+    Finding,
+    SSEChecker,
+    media_type_matches,
+)
 
 DATA = Path(__file__).parent / "data" / "sse"
 COZE = DATA / "coze-cloud"

@@ -1,5 +1,5 @@
 """Self-check of the conformance suite: run it whole, as a user would, against the
-embedded reference server, and hold it to its own contract (issue 5, "Done when";
+embedded reference server, and hold it to its own contract (
 the suite-module rules):
 
 * every suite test passed, and no requirement was judged FAIL, WARN or SKIP;
@@ -32,10 +32,18 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from conformance.catalogue import load_catalogue
-from conformance.envelope import EXCHANGE_REQUIREMENTS
-from conformance.outcomes import Outcome, Record
-from conformance.plugin import RECORDS_ATTR, SETTINGS_KEY, SUITE_DIR, declared_requirements
+from conformance.keys import (
+    RECORDS_ATTR,
+    SETTINGS_KEY,
+    SUITE_DIR,
+    declared_requirements,
+)
+from conformance.oracle.catalogue import load_catalogue
+from conformance.oracle.envelope_judge import EXCHANGE_REQUIREMENTS
+from conformance.oracle.outcomes import Outcome, Record
+
+#: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').
+pytestmark = pytest.mark.slow
 
 #: The child run's overall bound: the whole suite, rate-limit phase included, is
 #: meant to take well under this; a hang becomes a clear failure, not a stuck session.

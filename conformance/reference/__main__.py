@@ -65,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME",
-        help="switch on a deliberate breakage (repeatable; see conformance/reference/faults.py)",
+        help="switch on a deliberate breakage (repeatable; see conformance/reference/faults/)",
     )
     return parser.parse_args(argv)
 

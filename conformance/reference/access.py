@@ -10,8 +10,8 @@ for another's resource the message is the unknown-id one, so it reveals nothing.
 from __future__ import annotations
 
 from .config import ServerConfig
-from .envelope import ApiError
 from .inputs import shorten
+from .responses import ApiError
 from .store import Bot, Conversation, Store
 
 
@@ -26,7 +26,7 @@ def _forbidden(config: ServerConfig, what: str) -> ApiError:
 
 
 def owned_bot(store: Store, config: ServerConfig, bot_id: int, principal: str, *, any_owner: bool = False) -> Bot:
-    """``any_owner`` is only for the isolation faults of faults_api.py (one per endpoint)."""
+    """``any_owner`` is only for the isolation faults of faults/api.py (one per endpoint)."""
     bot = store.bot(bot_id)
     if bot is None:
         raise _unknown(config, f"bot {bot_id}")

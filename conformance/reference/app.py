@@ -23,8 +23,14 @@ from starlette.routing import Route
 from . import bots, chat
 from .auth import EndpointClass, authenticate
 from .config import RateGroup, ServerConfig
-from .envelope import ApiError, envelope_faults, error_response
-from .ratelimit import Decision, broken_refusal, peek_user_id, rate_key, retry_after_headers
+from .ratelimit import (
+    Decision,
+    broken_refusal,
+    peek_user_id,
+    rate_key,
+    retry_after_headers,
+)
+from .responses import ApiError, envelope_faults, error_response
 from .runtime import Runtime
 from .wireforms import wire_forms
 
@@ -102,7 +108,7 @@ def _gate(runtime: Runtime, endpoint: Endpoint) -> Callable[[Request], Awaitable
         status = response.status_code
         if limiter is not None and admitted is not None and not config.rate_count_errors and 400 <= status < 500:
             limiter.release(admitted)  # variant: a 4xx answer keeps no slot (a 429 never took one)
-        # The envelope faults of faults_wire.py reword the answer, when any fault is on.
+        # The envelope faults of faults/wire.py reword the answer, when any fault is on.
         if config.faults:
             response = envelope_faults(config, endpoint.path, response, failure)
         # The JSON wire forms of wireforms.py (a no-op with the default knobs).

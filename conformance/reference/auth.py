@@ -15,7 +15,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
-from .envelope import ApiError
+from .responses import ApiError
 
 EndpointClass = Literal["openapi", "webapi"]
 
@@ -23,7 +23,7 @@ EndpointClass = Literal["openapi", "webapi"]
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="coze-plus-reference"'}
 
 
-#: The mode-refusal faults (faults_api.py): fault -> (endpoint class, refused mode, path
+#: The mode-refusal faults (faults/api.py): fault -> (endpoint class, refused mode, path
 #: prefix). Each refuses one mode on ONE endpoint of the class, not the whole class: the
 #: auth tests judge every endpoint, so one endpoint is enough to fail the requirement,
 #: and the other endpoints keep serving the rest of the suite.
@@ -61,7 +61,7 @@ def authenticate(
 
     Every credential the endpoint accepts must be valid, and when both are sent they
     must name the same principal: a request is never half-authenticated.
-    ``faults`` switches on the auth faults of faults_api.py (each a branch marked there).
+    ``faults`` switches on the auth faults of faults/api.py (each a branch marked there).
     """
     if "auth_no_check" in faults:  # fault: whatever fails the check is the first principal
         try:

@@ -15,12 +15,12 @@ from starlette.responses import Response
 
 from .access import owned_bot
 from .config import ServerConfig
-from .envelope import ApiError, ok_response
 from .inputs import Fields, bad_request, parse_id_text, read_object, refuse_unknown
+from .responses import ApiError, ok_response
 from .runtime import Runtime
 from .store import Bot, BotProfile, now_seconds
 
-# Faults (faults_api.py) are one-line branches marked "fault:"; the helpers below carry
+# Faults (faults/api.py) are one-line branches marked "fault:"; the helpers below carry
 # the ones every endpoint shares (milliseconds, unknown ids answered, another's bot).
 
 

@@ -218,7 +218,7 @@ class ServerConfig:
         server writes what it is told.
 
     Faults
-      faults: names from conformance/reference/faults.py, each breaking one requirement.
+      faults: names from conformance/reference/faults/, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
         (over the spec's 30 s best practice by default).
     """
@@ -287,7 +287,7 @@ class ServerConfig:
     # Field forms
     field_forms: tuple[tuple[str, str, FieldForm], ...] = ()
 
-    #: Deliberate breakages (conformance/reference/faults.py); empty = a clean server.
+    #: Deliberate breakages (conformance/reference/faults/); empty = a clean server.
     faults: frozenset[str] = frozenset()
     slow_answer_seconds: float = 31.0
 
@@ -300,7 +300,7 @@ class ServerConfig:
 
         unknown = sorted(set(self.faults) - set(all_faults()))
         if unknown:
-            raise ValueError(f"ServerConfig.faults: unknown fault(s) {unknown}; see conformance/reference/faults.py")
+            raise ValueError(f"ServerConfig.faults: unknown fault(s) {unknown}; see conformance/reference/faults/")
         _check_choice("id_style", self.id_style, ("numeric", "prefixed"))
         _check_choice("answer_style", self.answer_style, ("echo", "count"))
         _check_choice("forbidden_status", self.forbidden_status, (403, 404))

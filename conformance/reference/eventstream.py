@@ -30,7 +30,7 @@ class SseEvent:
     """One event: its SSE name and its JSON payload.
 
     A ``str`` payload is sent as the data text verbatim: only the fault that sends an
-    event whose data is not JSON (faults_wire.py, ``stream_invalid_json``) and the
+    event whose data is not JSON (faults/stream.py, ``stream_invalid_json``) and the
     ``ping`` of ``unknown_events`` (an event the page does not list) use it.
     """
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from starlette.requests import Request
 
 from .config import ServerConfig
-from .envelope import ApiError, BodyTooLarge
+from .responses import ApiError, BodyTooLarge
 
 #: Ids are int64 on the wire (spec tables "int64"); anything wider is not an id.
 INT64_MAX = 2**63 - 1
@@ -178,7 +178,7 @@ class Fields:
     """Typed access to a parsed JSON object; every miss is a 400 naming the field.
 
     JSON ``null`` for an optional field reads as absent; for a required one, as missing.
-    ``faults`` are the server's switched-on faults (faults_wire.py): the message ones,
+    ``faults`` are the server's switched-on faults (faults/wire.py): the message ones,
     and the request ones that answer a parameter of the wrong JSON type otherwise.
     """
 
@@ -209,7 +209,8 @@ class Fields:
                 bad_request(f"missing required field: {self.prefix}{name}")
             return None
         if not isinstance(value, str):
-            return self._wrong_type(name, "a string", required=required)
+            self._wrong_type(name, "a string", required=required)
+            return None
         if non_empty and not value.strip():
             bad_request(f"invalid {self.prefix}{name}: must not be empty")
         return value
@@ -224,7 +225,8 @@ class Fields:
         if value is None:
             return False
         if not isinstance(value, bool):
-            return bool(self._wrong_type(name, "a boolean", required=False))
+            self._wrong_type(name, "a boolean", required=False)
+            return False  # read as absent (the fault req_optional_wrong_type_ignored)
         return value
 
     def bot_id(self, name: str) -> int:
@@ -242,7 +244,8 @@ class Fields:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            return self._wrong_type(name, "a string id", required=required)
+            self._wrong_type(name, "a string id", required=required)
+            return None
         text = str(value)
         if not text.strip():
             bad_request(f"invalid {self.prefix}{name}: must not be empty")
@@ -254,7 +257,8 @@ class Fields:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            return self._wrong_type(name, "an object", required=False) or {}
+            self._wrong_type(name, "an object", required=False)
+            return {}
         for key, item in value.items():
             if not isinstance(item, str):
                 bad_request(f"invalid {self.prefix}{name}.{shorten(key)}: expected a string value")
@@ -265,7 +269,8 @@ class Fields:
         if value is None:
             return []
         if not isinstance(value, list):
-            return self._wrong_type(name, "an array", required=False) or []
+            self._wrong_type(name, "an array", required=False)
+            return []
         return [parse_message(item, f"{self.prefix}{name}[{index}]", self.faults) for index, item in enumerate(value)]
 
 
@@ -304,7 +309,7 @@ class Message:
         self.content_type = content_type
 
 
-#: The content-type faults of faults_wire.py: each refuses one documented type.
+#: The content-type faults of faults/wire.py: each refuses one documented type.
 _REFUSED_KIND_FAULTS = {
     "image": "msg_image_refused",
     "object_string": "msg_object_string_refused",

@@ -7,7 +7,7 @@ admitted in the last ``window`` seconds, which a fixed-bucket counter cannot pro
 a bucket edge. By default every authenticated request of a group counts, whatever its
 answer (READING "Rate-limit groups": clients must pace as if every request counts).
 
-The other legal limiters the suite must accept (issue 7; READING rows "\"per user\" in
+The other legal limiters the suite must accept (READING rows "\"per user\" in
 the rate-limit table", "Rate-limit groups" and "`Retry-After`") are knobs of
 ``ServerConfig`` (config.py): ``rate_algorithm`` (a fixed window aligned to multiples
 of the window), ``rate_key`` (the chat group keyed by the body's ``user_id``),
@@ -33,9 +33,9 @@ from starlette.responses import Response
 from starlette.types import Message
 
 from .config import RateGroup, ServerConfig
-from .envelope import dumps
+from .responses import dumps
 
-#: A limit no test reaches: the never-429 faults (faults_api.py) give their group this.
+#: A limit no test reaches: the never-429 faults (faults/api.py) give their group this.
 UNLIMITED = 2**62
 
 
@@ -64,7 +64,7 @@ class Limiter(ABC):
 
     ``key`` is whom the limit is counted for: the principal, or (``rate_key="user_id"``)
     the principal and the chat's ``user_id`` (:func:`rate_key`). ``sticky`` is the
-    no-recovery fault (faults_api.py ``rate_no_recovery``): a key refused once in a group
+    no-recovery fault (faults/api.py ``rate_no_recovery``): a key refused once in a group
     stays refused however long it waits.
     """
 
@@ -170,7 +170,7 @@ def make_limiter(config: ServerConfig) -> Limiter | None:
 
 
 def limit_function(config: ServerConfig) -> Callable[[RateGroup], int]:
-    """The configured limit per group, with the limit faults of faults_api.py applied."""
+    """The configured limit per group, with the limit faults of faults/api.py applied."""
     faults: dict[RateGroup, str] = {
         "chat": "rate_chat_never_429",
         "management": "rate_management_never_429",
@@ -263,7 +263,7 @@ def retry_after_headers(config: ServerConfig, decision: Decision, now: Callable[
 
 
 def broken_refusal(config: ServerConfig, headers: Mapping[str, str]) -> Response | None:
-    """The 429 of a refusal fault (faults_api.py), or None for the documented envelope."""
+    """The 429 of a refusal fault (faults/api.py), or None for the documented envelope."""
     if config.has("rate_429_plain_text"):  # fault: no envelope, a text body
         return Response("Too Many Requests", status_code=429, headers=dict(headers), media_type="text/plain")
     if config.has("rate_429_wrong_code"):  # fault: a JSON body whose code is not 429

@@ -37,7 +37,7 @@ class RunningChat:
 class Runtime:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        # The version faults of faults_api.py: a first publish of 2, a version stuck at 1.
+        # The version faults of faults/api.py: a first publish of 2, a version stuck at 1.
         self.store = Store(
             first_version=2 if config.has("bot_publish_version_starts_at_2") else 1,
             version_step=0 if config.has("bot_publish_version_stuck") else 1,

@@ -61,7 +61,7 @@ class Conversation:
 
 class Store:
     """``first_version`` and ``version_step`` number the publishes (spec "发布智能体":
-    1, then higher); other values exist only for the version faults (faults_api.py)."""
+    1, then higher); other values exist only for the version faults (faults/api.py)."""
 
     def __init__(self, id_seed: int | None = None, *, first_version: int = 1, version_step: int = 1) -> None:
         self.lock = threading.Lock()

@@ -3,7 +3,7 @@
 Each variant is a set of ``ServerConfig`` knobs (config.py) that takes one documented
 form or one legal reading of an ambiguity (``spec/READING.md``, "Known ambiguities";
 ``reading`` names the row it exercises, verbatim). The kill matrix
-(``python -m conformance.killmatrix``) runs the suite against every variant:
+(``python -m tools.killmatrix``) runs the suite against every variant:
 
 * ``preferred`` -- a form the page allows at every level: the suite must pass it with
   zero FAIL and zero WARN, by default and under ``--strict``;
@@ -270,7 +270,7 @@ VARIANTS: tuple[Variant, ...] = (
         'Bot details and online info show `model: ""` (bot details also `tools: []`) when the API never set them.',
         unset_fields="empty",
     ),
-    # ---- stream and conversation forms (issue 7 item 2): legal shapes of a chat's
+    # ---- stream and conversation forms: legal shapes of a chat's
     # stream, of naming a conversation, of a late cancel and of the run's answer.
     _variant(
         "message_completed_only",
@@ -385,7 +385,7 @@ VARIANTS: tuple[Variant, ...] = (
         "A chat with a never-published bot is answered with its draft instead of refused.",
         draft_chat="answer",
     ),
-    # ---- rate limiters (issue 7 item 2): every legal limiter passes. READING "Rate-limit
+    # ---- rate limiters: every legal limiter passes. READING "Rate-limit
     # groups" leaves the algorithm, whether 4xx answers count and cancel's group open;
     # "per user" allows the user_id key; "Retry-After" is optional (seconds or a date,
     # and no SHOULD asks for it: BP-001 falls back to one window), so all are preferred.
@@ -448,7 +448,7 @@ VARIANTS: tuple[Variant, ...] = (
 
 
 #: READING rows with no variant, and why: the server side has one legal reading there,
-#: and its other forms are faults (faults_*.py), not readings -- or nothing a server does
+#: and its other forms are faults (faults/), not readings -- or nothing a server does
 #: there is observable to the suite. Every other row has a variant above (a test checks).
 SINGLE_READINGS: Mapping[str, str] = MappingProxyType(
     {

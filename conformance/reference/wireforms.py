@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .envelope import dumps
+from .responses import dumps
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -135,7 +135,7 @@ def _matches(template: str, path: str) -> bool:
     """Whether a request path is an endpoint's, written as the page writes it
     (``/v1/bots/:bot_id``: a ``:`` segment matches any one segment)."""
     want, got = template.split("/"), path.split("/")
-    return len(want) == len(got) and all(w.startswith(":") or w == g for w, g in zip(want, got))
+    return len(want) == len(got) and all(w.startswith(":") or w == g for w, g in zip(want, got, strict=True))
 
 
 def _bot_id_text(value: object) -> object:

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, ExchangeLog, TransportError
 from conformance.plugin import build_client
+from conformance.run.shared_state import SharedState
 from conformance.settings import Settings
-from conformance.shared import SharedState
 from conformance.suite.helpers import Bot, blocked, envelope, id_text
+from conformance.transport.client import ApiClient, ExchangeLog, TransportError
 
 MAX_BOTS_PER_PRINCIPAL = 5
 #: shared_state key: why bot creation failed this run, once it has.
@@ -54,7 +54,7 @@ def user_id(run_id: str, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def setup_client(conformance_settings: Settings, request: pytest.FixtureRequest) -> Iterator[ApiClient]:
     """A first-principal client for run-wide setup (its exchanges are not a test's)."""
-    from conformance.pacer import pacer_for
+    from conformance.run.pacing import pacer_for
 
     client = build_client(conformance_settings, log=ExchangeLog(), pacer=pacer_for(request.config))
     yield client

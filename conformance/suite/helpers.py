@@ -16,12 +16,17 @@ from typing import Any, Literal
 
 import pytest
 
-from conformance.client import ApiClient, ApiResponse, ApiStream, DeadlineExceeded, NotJson
-from conformance.envelope import error_event_code
-from conformance.grammar import StreamReading, StreamRules, check_chat_stream
-from conformance.profile import Endpoint, Profile
-from conformance.sse import Event, SSEChecker
-
+from conformance.oracle.envelope_judge import error_event_code
+from conformance.oracle.grammar import StreamReading, StreamRules, check_chat_stream
+from conformance.oracle.profile import Endpoint, Profile
+from conformance.oracle.sse import Event, SSEChecker
+from conformance.transport.client import (
+    ApiClient,
+    ApiResponse,
+    ApiStream,
+    DeadlineExceeded,
+    NotJson,
+)
 
 #: A request a real model answers at length, so that a stream lasts (liveness, cancel
 #: and abort mid-answer mean something); its content is never asserted (READING).
@@ -46,7 +51,7 @@ class Bot:
 
 
 @dataclass
-class Envelope:
+class Answer:
     """An answer read as the documented envelope; ``body`` is None when not JSON."""
 
     status: int
@@ -75,7 +80,7 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def has_code(answer: Envelope, codes: frozenset[int] | set[int]) -> bool:
+def has_code(answer: Answer, codes: frozenset[int] | set[int]) -> bool:
     """The body code is one of ``codes``."""
     return is_integer(answer.code) and answer.code in codes
 
@@ -85,7 +90,7 @@ def fields_of(data: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: data.get(key) for key in keys} if isinstance(data, dict) else {}
 
 
-def blocked(requirement: str, why: str) -> pytest.skip.Exception:
+def blocked(requirement: str, why: str) -> BaseException:
     """A setup step the server failed: the test SKIPs as "blocked by <requirement>",
     and the test owning ``requirement`` FAILs it."""
     return pytest.skip.Exception(f"blocked by {requirement}: {why}", _use_item_location=True)
@@ -130,12 +135,12 @@ def open_stream_or_skip(answer: ApiStream, rules: StreamRules) -> None:
         )
 
 
-def envelope(response: ApiResponse) -> Envelope:
+def envelope(response: ApiResponse) -> Answer:
     try:
         body = response.json()
     except (NotJson, ValueError):
         body = None
-    return Envelope(response.status, body, response)
+    return Answer(response.status, body, response)
 
 
 def id_text(value: Any) -> str | None:

@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.client import ApiClient
-from conformance.grammar import StreamReading, StreamRules
-from conformance.outcomes import Checks
-from conformance.profile import Profile
+from conformance.oracle.grammar import StreamReading, StreamRules
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
 from conformance.suite.helpers import (
     LONG_ANSWER,
     Bot,
@@ -26,6 +25,7 @@ from conformance.suite.helpers import (
     read_events,
     stream_rules,
 )
+from conformance.transport.client import ApiClient
 
 
 def closed_mid_answer(reading: StreamReading, rules: StreamRules) -> bool:

@@ -43,13 +43,21 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, MissingCredential
-from conformance.outcomes import Checks
-from conformance.plugin import SETTINGS_KEY
-from conformance.profile import Endpoint, Profile, load_profile
+from conformance.keys import SETTINGS_KEY
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Endpoint, Profile, load_profile
+from conformance.run.shared_state import SharedState
 from conformance.settings import OPTIONS_BY_DEST, Settings
-from conformance.shared import SharedState
-from conformance.suite.helpers import Bot, chat_body, envelope, id_text, id_value, read_chat_stream, stream_rules
+from conformance.suite.helpers import (
+    Bot,
+    chat_body,
+    envelope,
+    id_text,
+    id_value,
+    read_chat_stream,
+    stream_rules,
+)
+from conformance.transport.client import ApiClient, MissingCredential
 
 # --------------------------------------------------------------------------- requirements by mode
 

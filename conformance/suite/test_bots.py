@@ -25,12 +25,20 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient
-from conformance.outcomes import Checks
-from conformance.profile import Endpoint, Profile
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Endpoint, Profile
 from conformance.settings import Settings
 from conformance.suite.conftest import NAME_LIMIT, BotMaker
-from conformance.suite.helpers import Bot, Envelope, envelope, fields_of, id_text, id_value, is_integer
+from conformance.suite.helpers import (
+    Answer,
+    Bot,
+    envelope,
+    fields_of,
+    id_text,
+    id_value,
+    is_integer,
+)
+from conformance.transport.client import ApiClient
 
 #: The display fields every bot answer carries (spec response examples).
 DISPLAY_FIELDS = ("name", "description", "icon_url")
@@ -43,7 +51,7 @@ NOT_INT64_SEGMENTS = {"letters": "not-a-bot-id", "beyond-int64": str(2**63)}
 # --------------------------------------------------------------------------- requests
 
 
-def send(api: ApiClient, endpoint: Endpoint, fields: Mapping[str, str]) -> Envelope:
+def send(api: ApiClient, endpoint: Endpoint, fields: Mapping[str, str]) -> Answer:
     """Call ``endpoint`` with ``fields`` where its table puts them (body, query or path),
     ids converted per ``id_types``."""
     values: dict[str, int | str] = {
@@ -67,7 +75,7 @@ def unknown_bot_id(run_id: str) -> str:
 # --------------------------------------------------------------------------- judging both info endpoints
 
 
-def judge_online_info(check: Checks, profile: Profile, answer: Envelope, bot_id: str) -> None:
+def judge_online_info(check: Checks, profile: Profile, answer: Answer, bot_id: str) -> None:
     """BOT-ONLINE-001/003/004/005 on a get_online_info answer of a published bot."""
     ok = check("BOT-ONLINE-001", answer.ok, expected="code 0 with a data object", actual=answer.describe(), soft=True)
     if not ok:
@@ -115,7 +123,7 @@ def _tools_shaped(tools: Any) -> bool:
     return isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("type"), str) for t in tools)
 
 
-def judge_bot_detail(check: Checks, profile: Profile, answer: Envelope, bot_id: str) -> None:
+def judge_bot_detail(check: Checks, profile: Profile, answer: Answer, bot_id: str) -> None:
     """BOT-GET-001/003/004/005/006 on a /v1/bots/:bot_id answer of a published bot."""
     ok = check("BOT-GET-001", answer.ok, expected="code 0 with a data object", actual=answer.describe(), soft=True)
     if not ok:
@@ -183,7 +191,7 @@ def test_info_shows_documentedfields_of(
     profile: Profile,
     published_bot: Bot,
     endpoint_name: str,
-    judge: Callable[[Checks, Profile, Envelope, str], None],
+    judge: Callable[[Checks, Profile, Answer, str], None],
 ) -> None:
     answer = send(api, profile.endpoint(endpoint_name), {"bot_id": published_bot.id})
     judge(check, profile, answer, published_bot.id)

@@ -18,15 +18,14 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.client import ApiClient, ApiStream, DeadlineExceeded, TransportError
-from conformance.grammar import StreamReading, StreamRules
-from conformance.outcomes import Checks
-from conformance.profile import Profile
-from conformance.sse import Event
+from conformance.oracle.grammar import StreamReading, StreamRules
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
+from conformance.oracle.sse import Event
 from conformance.suite.helpers import (
     LONG_ANSWER,
+    Answer,
     Bot,
-    Envelope,
     chat_body,
     envelope,
     has_code,
@@ -34,6 +33,12 @@ from conformance.suite.helpers import (
     open_stream_or_skip,
     read_events,
     stream_rules,
+)
+from conformance.transport.client import (
+    ApiClient,
+    ApiStream,
+    DeadlineExceeded,
+    TransportError,
 )
 
 # How long past the stream's own deadline the reader thread may take to notice it.
@@ -117,7 +122,7 @@ def cancel_came_late(reader: StreamReader, rules: StreamRules, sent: float, answ
     return None
 
 
-def succeeded(answer: Envelope, profile: Profile) -> bool:
+def succeeded(answer: Answer, profile: Profile) -> bool:
     # CANCEL-001: code 0; data is not required (the spec's cancel example has none).
     return answer.status < 400 and has_code(answer, frozenset({profile.envelope.success_code}))
 

@@ -19,10 +19,17 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient
-from conformance.outcomes import Checks
-from conformance.profile import Profile
-from conformance.suite.helpers import Bot, chat_body, chat_path, envelope, has_code, unknown_id
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
+from conformance.suite.helpers import (
+    Bot,
+    chat_body,
+    chat_path,
+    envelope,
+    has_code,
+    unknown_id,
+)
+from conformance.transport.client import ApiClient
 
 #: READING "body size limits": "a huge body may be accepted or refused with a 4xx,
 #: never a 5xx"; the catalogue's READ-001 says "over 1 MiB".

@@ -1,7 +1,7 @@
 """POST /v3/chat with ``stream: true``: the event stream, byte by byte and event by event.
 
 One well-read happy-path stream judges every requirement the byte-level checker
-(conformance/sse.py) and the chat-stream grammar (conformance/grammar.py) are
+(conformance/oracle/sse.py) and the chat-stream grammar (conformance/oracle/grammar.py) are
 attributed to: each rule that has a requirement in the catalogue (its ``rule`` field)
 gets a verdict from that one stream, PASS when the rule has no finding. The verdicts
 are soft, so one broken rule does not hide the others.
@@ -20,13 +20,12 @@ from typing import Any
 
 import pytest
 
-from conformance import grammar, sse
-from conformance.catalogue import Catalogue
-from conformance.client import ApiClient, parse_json
-from conformance.grammar import StreamReading, StreamRules, read_stream
-from conformance.outcomes import Checks
-from conformance.profile import Profile
-from conformance.sse import Finding, SSEChecker
+from conformance.oracle import grammar, sse
+from conformance.oracle.catalogue import Catalogue
+from conformance.oracle.grammar import StreamReading, StreamRules, read_stream
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
+from conformance.oracle.sse import Finding, SSEChecker
 from conformance.suite.helpers import (
     LONG_ANSWER,
     Bot,
@@ -38,6 +37,7 @@ from conformance.suite.helpers import (
     read_chat_stream,
     stream_rules,
 )
+from conformance.transport.client import ApiClient, parse_json
 
 # Every requirement a checker or grammar rule is attributed to (catalogue `rule`);
 # the happy-path test asserts this list is exactly what the catalogue maps.

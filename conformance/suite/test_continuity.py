@@ -30,13 +30,12 @@ from typing import Any
 
 import pytest
 
-from conformance.catalogue import Catalogue
-from conformance.client import ApiClient, DeadlineExceeded
-from conformance.outcomes import Checks
-from conformance.profile import ConversationForm, Profile
+from conformance.oracle.catalogue import Catalogue
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import ConversationForm, Profile
 from conformance.suite.helpers import (
+    Answer,
     Bot,
-    Envelope,
     chat_body,
     chat_path,
     conversation_request,
@@ -46,6 +45,7 @@ from conformance.suite.helpers import (
     unknown_id,
     user_message,
 )
+from conformance.transport.client import ApiClient, DeadlineExceeded
 
 #: The spec's multimodal example ("消息内容类型", 多模态消息示例).
 IMAGE_URL = "https://example.com/image.jpg"
@@ -81,10 +81,10 @@ class Chats:
 
     def send(
         self, body: Mapping[str, Any], params: Mapping[str, str] | None = None, timeout: float | None = None
-    ) -> Envelope:
+    ) -> Answer:
         return envelope(self.api.request("POST", self.path, json=dict(body), params=params, timeout=timeout))
 
-    def conversation_of(self, answer: Envelope) -> str | None:
+    def conversation_of(self, answer: Answer) -> str | None:
         return id_text(answer.data.get(self.profile.conversation.response_key)) if answer.ok else None
 
 
@@ -200,7 +200,7 @@ def inputs_body(chats: Chats, inputs: tuple[OptionalInput, ...]) -> dict[str, An
 
 def judge_inputs(
     check: Checks, catalogue: Catalogue, chats: Chats, inputs: tuple[OptionalInput, ...]
-) -> list[Envelope]:
+) -> list[Answer]:
     """Send every input in one chat; only if it is refused, find which input was.
 
     A chat that accepts them all shows each is accepted. A refused one says nothing of
@@ -208,15 +208,15 @@ def judge_inputs(
     together (a SHOULD input is the one a conformant server may refuse), and only a
     group that is refused again is split into one chat per input. Returns the accepted
     answers (each a new conversation)."""
-    accepted: list[Envelope] = []
+    accepted: list[Answer] = []
 
-    def verdict(group: tuple[OptionalInput, ...], answer: Envelope) -> None:
+    def verdict(group: tuple[OptionalInput, ...], answer: Answer) -> None:
         for item in group:
             check(
                 item.requirement, answer.ok, expected="accepted: code 0 with data", actual=answer.describe(), soft=True
             )
 
-    def probe(group: tuple[OptionalInput, ...]) -> Envelope:
+    def probe(group: tuple[OptionalInput, ...]) -> Answer:
         answer = chats.send(inputs_body(chats, group))
         if answer.ok:
             accepted.append(answer)
@@ -248,7 +248,7 @@ class Attempt:
     form: ConversationForm
     sent: str
     returned: str | None
-    answer: Envelope
+    answer: Answer
 
     @property
     def kept(self) -> bool:

@@ -1,6 +1,6 @@
-"""Fuzzing every documented request body, query and path parameter (issue 6, item 4).
+"""Fuzzing every documented request body, query and path parameter.
 
-One test per (endpoint, kind) of the plan in ``conformance.strategies``: Hypothesis
+One test per (endpoint, kind) of the plan in ``conformance.oracle.strategies``: Hypothesis
 draws the cases (valid bodies from the request schemas through hypothesis-jsonschema,
 then one named breakage per kind) and each example is one request, judged at once.
 
@@ -42,14 +42,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import Flaky
 
-from conformance.catalogue import load_catalogue
-from conformance.client import ApiClient, ApiResponse, ExchangeLog, TransportError
-from conformance.outcomes import Checks
-from conformance.plugin import build_client
-from conformance.profile import Profile, load_profile
-from conformance.settings import Settings
-from conformance.shared import SharedState
-from conformance.strategies import (
+from conformance.oracle.catalogue import load_catalogue
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile, load_profile
+from conformance.oracle.strategies import (
     EMBEDDED_EXAMPLES,
     REMOTE_EXAMPLES,
     FuzzCase,
@@ -60,8 +56,17 @@ from conformance.strategies import (
     edge_counts,
     plan,
 )
+from conformance.plugin import build_client
+from conformance.run.shared_state import SharedState
+from conformance.settings import Settings
 from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import Bot, envelope, leading_error_code
+from conformance.transport.client import (
+    ApiClient,
+    ApiResponse,
+    ExchangeLog,
+    TransportError,
+)
 
 #: spec 错误码 "| 400 | 请求参数错误 |": the profile lists the code but names no role for
 #: it, so the one code a malformed request may get is named here.
@@ -85,7 +90,7 @@ def examples_per_endpoint(settings: Settings) -> Mapping[str, int] | int:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "row" not in metafunc.fixturenames:
         return
-    from conformance.plugin import SETTINGS_KEY
+    from conformance.keys import SETTINGS_KEY
 
     settings = metafunc.config.stash[SETTINGS_KEY]
     catalogue = load_catalogue()
@@ -118,7 +123,7 @@ def edge_bot(conformance_settings: Settings, shared_state: SharedState, run_id: 
     its 25 management requests before the rate-limit phase), the second's is nearly
     untouched -- and the edge cases add 26 chat and 13 management requests. The update
     edges change this bot (its name kept), never the first principal's shared one."""
-    from conformance.pacer import pacer_for
+    from conformance.run.pacing import pacer_for
 
     def make() -> dict[str, Any]:
         client = build_client(conformance_settings, second=True, log=ExchangeLog(), pacer=pacer_for(request.config))
@@ -154,7 +159,9 @@ def fuzz_seed(request: pytest.FixtureRequest, row: Row) -> int:
 
 
 @dataclass(frozen=True)
-class Finding:
+class CaseJudgement:
+    """What one fuzz case showed about one requirement: held or broken, and how to replay it."""
+
     requirement: str
     held: bool
     expected: str
@@ -166,7 +173,7 @@ class Finding:
 class Violation(Exception):
     """A broken MUST in one example: Hypothesis shrinks the case that raised it."""
 
-    def __init__(self, finding: Finding) -> None:
+    def __init__(self, finding: CaseJudgement) -> None:
         super().__init__(f"{finding.requirement}: expected {finding.expected}, got {finding.actual}")
         self.finding = finding
 
@@ -220,7 +227,7 @@ def _rule(row: Row, requirement: str, profile: Profile, answer: ApiResponse, cas
     return code == BAD_REQUEST, f"code {BAD_REQUEST} in the error envelope"
 
 
-def _size(finding: Finding) -> tuple[int, int, int]:
+def _size(finding: CaseJudgement) -> tuple[int, int, int]:
     case = finding.case
     return len(case.body or b""), len(case.path), len(case.params)
 
@@ -254,8 +261,8 @@ def test_fuzz(
         edge_world, edge_api = _edge_side(request, conformance_settings, row, world, api)
         edges = edge_cases(profile, row.endpoint, row.kind, edge_world)
 
-    findings: list[Finding] = []
-    violations: list[Finding] = []
+    findings: list[CaseJudgement] = []
+    violations: list[CaseJudgement] = []
     sent = 0
     levels = {rid: check.catalogue[rid].level for rid in row.requirements}
 
@@ -273,7 +280,7 @@ def test_fuzz(
                 continue  # strategies.NOT_JUDGED: e.g. a null may be read as absent
             held, expected = _rule(row, requirement, profile, answer, case)
             actual = envelope(answer).describe()
-            finding = Finding(requirement, held, expected, actual, case, answer.exchange.to_curl())
+            finding = CaseJudgement(requirement, held, expected, actual, case, answer.exchange.to_curl())
             findings.append(finding)
             if not held and levels[requirement] == "MUST":
                 violations.append(finding)
@@ -298,7 +305,7 @@ def test_fuzz(
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink] if row.examples else [Phase.explicit],
     )(run)
 
-    shrunk: Finding | None = None
+    shrunk: CaseJudgement | None = None
     try:
         run()
     except Violation as violation:

@@ -18,10 +18,16 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient
-from conformance.outcomes import Checks
-from conformance.profile import Profile
-from conformance.suite.helpers import Bot, StreamResult, is_integer, read_chat_stream, stream_rules
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
+from conformance.suite.helpers import (
+    Bot,
+    StreamResult,
+    is_integer,
+    read_chat_stream,
+    stream_rules,
+)
+from conformance.transport.client import ApiClient
 
 
 def run_path(profile: Profile) -> str:

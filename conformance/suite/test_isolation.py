@@ -21,16 +21,15 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.client import ApiClient
-from conformance.outcomes import Checks
-from conformance.profile import Profile
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
+from conformance.oracle.sse import Event
+from conformance.run.shared_state import SharedState
 from conformance.settings import Settings
-from conformance.shared import SharedState
-from conformance.sse import Event
 from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import (
+    Answer,
     Bot,
-    Envelope,
     chat_body,
     envelope,
     fields_of,
@@ -39,6 +38,7 @@ from conformance.suite.helpers import (
     read_events,
     stream_rules,
 )
+from conformance.transport.client import ApiClient
 
 #: get_online_info's documented fields (spec response example): what "unchanged" compares.
 ONLINE_FIELDS = ("bot_id", "name", "description", "icon_url", "version", "status", "model", "published_at")
@@ -52,7 +52,7 @@ def other_bot(conformance_settings: Settings, api2: ApiClient, shared_state: Sha
     return maker.publish(maker.create("i"))
 
 
-def read_bot(client: ApiClient, profile: Profile, endpoint_name: str, bot: Bot) -> Envelope:
+def read_bot(client: ApiClient, profile: Profile, endpoint_name: str, bot: Bot) -> Answer:
     """One of the two info endpoints, the bot id as digits in its query or path."""
     endpoint = profile.endpoint(endpoint_name)
     if endpoint.params_in == "path":
@@ -60,7 +60,7 @@ def read_bot(client: ApiClient, profile: Profile, endpoint_name: str, bot: Bot) 
     return envelope(client.request(endpoint.method, endpoint.path, params={"bot_id": bot.id}))
 
 
-def leaked(answer: Envelope, secrets_: tuple[str, ...]) -> list[str]:
+def leaked(answer: Answer, secrets_: tuple[str, ...]) -> list[str]:
     """Which of ``secrets_`` (texts only the owner's data holds) an answer shows, raw or
     JSON-escaped."""
     shown = answer.response.text
@@ -203,7 +203,7 @@ def test_other_principal_cannot_cancel_stream(
     conversation = conversation_of()
     text = "请详细介绍一下你自己,并说明你能做什么。"
     body, params = in_every_form(profile, conversation, chat_body(published_bot, user_id, text, stream=True))
-    refusals: list[Envelope] = []
+    refusals: list[Answer] = []
 
     def cancel_by_other() -> None:
         refusals.append(envelope(api2.request(cancel.method, cancel.path, json={"conversation_id": conversation})))

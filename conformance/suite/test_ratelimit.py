@@ -1,7 +1,7 @@
 """The rate-limit phase: spec "速率限制" and best practice 3 ("请求过于频繁,等待后重试").
 
 Runs after every other test of the run (marker ``ratelimit``; the plugin sorts it last
-in each process and ``conformance.pacer.PhaseBarrier`` holds it until every xdist
+in each process and ``conformance.run.barrier.PhaseBarrier`` holds it until every xdist
 worker's other tests have finished), with the first principal and one ``user_id``.
 
 For each rate-limit group of the profile (chat, management, info; READING "Rate-limit
@@ -30,30 +30,27 @@ from typing import Any
 
 import pytest
 
-from conformance.catalogue import load_catalogue
-from conformance.client import ApiClient
-from conformance.outcomes import Checks
-from conformance.pacer import (
+from conformance.oracle.catalogue import load_catalogue
+from conformance.oracle.outcomes import Checks
+from conformance.oracle.profile import Profile
+from conformance.run.barrier import BarrierResult, counts_for_barrier, install_barrier
+from conformance.run.pacing import pacer_for, unpaced
+from conformance.settings import Settings
+from conformance.suite.helpers import Bot, chat_body
+from conformance.suite.ratelimit_phase import (
     Attempt,
-    BarrierResult,
     Burst,
     Probe,
     burst_verdict,
-    counts_for_barrier,
     exact_findings,
     idle_since,
     in_parallel,
-    install_barrier,
-    pacer_for,
     retry_ready_at,
     run_burst,
     send_probe,
-    unpaced,
     wait_until,
 )
-from conformance.profile import Profile
-from conformance.settings import Settings
-from conformance.suite.helpers import Bot, chat_body
+from conformance.transport.client import ApiClient
 
 pytestmark = pytest.mark.ratelimit
 
@@ -86,11 +83,12 @@ MAX_WORKERS = 64
 
 
 class PhaseInconclusive(Exception):
-    """A burst could not be sent in time: no verdict (issue 6: an ERROR, not a FAIL)."""
+    """A burst could not be sent in time: no verdict (an ERROR, not a FAIL: a slow server
+    is not a missing limiter)."""
 
 
 def _exact(config: pytest.Config) -> bool:
-    from conformance.plugin import SETTINGS_KEY
+    from conformance.keys import SETTINGS_KEY
 
     return bool(getattr(config.stash[SETTINGS_KEY], "ratelimit_exact", False))
 

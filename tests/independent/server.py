@@ -6,7 +6,7 @@ passes only servers sharing its authors' misreadings proves little. Wherever the
 leaves a choice this server takes the *other* legal reading from the reference server's
 default (``conformance/reference/config.py``), all at once, so that the suite is shown to
 accept the combination -- and every SHOULD it thereby breaks is declared in the kill
-matrix (``INDEPENDENT_DECLARES`` in ``conformance/killmatrix.py``).
+matrix (``INDEPENDENT_DECLARES`` in ``tools/killmatrix/``).
 
 READING row by row ("Known ambiguities"; ref = the reference server's default):
 
@@ -735,7 +735,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._dispatch_or_raise()
         except ApiError as error:
             self._send_envelope_error(error)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:  # a bug of this server, never of the input: still the envelope
             self._send_envelope_error(ApiError(500, "internal server error"))
@@ -959,7 +959,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._start_stream()
             self.wfile.write(writer.preamble() + writer.event(ERROR_EVENT, {"msg": error.msg, "code": error.code})
                              + writer.event(TERMINAL_EVENT, {}))
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
 
     def _chat_stream(self, run: ChatRun) -> None:
@@ -995,7 +995,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if not control.halt.is_set():
                 # READING "After the terminal event": kept open; the client closes.
                 control.halt.wait(KEEP_OPEN_SECONDS)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
         finally:
             end()

@@ -597,6 +597,7 @@ POST_PATHS = ["/v3/chat", "/v3/chat/cancel", "/api/conversation/chat", "/api/dra
 CODES = {0, 400, 401, 403, 404, 429, 500}
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(path=st.sampled_from(POST_PATHS), body=BODIES)
 def test_arbitrary_json_never_gets_a_5xx(server: IndependentServer, path: str, body: Any) -> None:
@@ -711,6 +712,7 @@ def test_errors_give_their_slot_back() -> None:
         assert_error(_over_the_limit(limited, 30, "POST", "/api/draftbot/create", {"name": "n"}), 429)
 
 
+@pytest.mark.slow
 def test_chat_is_limited_per_user_id_and_cancel_not_at_all() -> None:
     with IndependentServer(token_delay=0) as limited:
         bot = create_bot(limited)

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from conformance.reference import DEV_PRINCIPALS, PrincipalConfig, ReferenceServer, ServerConfig
+from conformance.reference import (
+    DEV_PRINCIPALS,
+    PrincipalConfig,
+    ReferenceServer,
+    ServerConfig,
+)
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -99,4 +104,4 @@ def test_seeding_for_an_unknown_principal_is_refused() -> None:
 
 def test_url_before_start_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="not running"):
-        ReferenceServer().url
+        _ = ReferenceServer().url

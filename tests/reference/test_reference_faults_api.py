@@ -1,4 +1,4 @@
-"""The API faults (conformance/reference/faults_api.py) are really on the wire.
+"""The API faults (conformance/reference/faults/api.py) are really on the wire.
 
 For every fault of ``API_FAULTS`` a probe makes the few requests that show its
 breakage and answers "broken?". The probe runs twice: against a server with only that
@@ -24,12 +24,12 @@ import pytest
 
 from conformance.reference import DEV_PRINCIPALS, ReferenceServer, ServerConfig
 from conformance.reference.faults import Fault
-from conformance.reference.faults_api import API_FAULTS
+from conformance.reference.faults.api import API_FAULTS
 
 ALICE, BOB = DEV_PRINCIPALS
 REFERENCE = Path(__file__).resolve().parents[2] / "conformance" / "reference"
-CATALOGUE = REFERENCE.parent / "catalogue.toml"
-#: The files that hold the API faults' hooks (faults_api.py's docstring names them).
+CATALOGUE = REFERENCE.parent / "oracle" / "catalogue.toml"
+#: The files that hold the API faults' hooks (faults/api.py's docstring names them).
 HOOK_FILES = ("auth.py", "access.py", "bots.py", "ratelimit.py", "runtime.py")
 
 #: An id no server here hands out: the mint (reference/ids.py) starts below 8e18 and
@@ -400,13 +400,13 @@ def _catalogue() -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("fault", [pytest.param(fault, id=fault.name) for fault in API_FAULTS])
 def test_the_declared_requirement_is_in_the_catalogue_at_its_level(fault: Fault) -> None:
     entry = _catalogue().get(fault.requirement)
-    assert entry is not None, f"{fault.name}: {fault.requirement} is not in conformance/catalogue.toml"
+    assert entry is not None, f"{fault.name}: {fault.requirement} is not in conformance/oracle/catalogue.toml"
     assert not entry.get("retired", False), f"{fault.name}: {fault.requirement} is retired"
     assert entry["level"] == fault.level, f"{fault.name}: {fault.requirement} is {entry['level']}, not {fault.level}"
     assert fault.description and (fault.collateral is None or fault.collateral.strip())
 
 
-#: The catalogue areas this registry covers (the brief of issue 7); each of their MUST
+#: The catalogue areas this registry covers; each of their MUST
 #: and SHOULD requirements needs a fault.
 AREAS = ("AUTH-", "ISO-", "RATE-", "BP-001", "BOT-CREATE-", "BOT-UPDATE-", "BOT-PUBLISH-", "BOT-ONLINE-", "BOT-GET-")
 

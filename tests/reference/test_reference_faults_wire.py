@@ -1,4 +1,4 @@
-"""The faults of faults_wire.py are on the wire, and only when switched on.
+"""The faults of faults/wire.py are on the wire, and only when switched on.
 
 One table row per fault: a probe that talks to a real server over a real socket and
 answers "is the breakage visible?". Each row runs the probe twice -- against a server
@@ -7,7 +7,7 @@ same knobs (it must not) -- so a fault that breaks nothing, or a probe that sees
 breakage everywhere, fails here. The probes read bytes with httpx and httpx-sse, never
 with the suite's checker: whether the suite kills each fault is the kill matrix's job.
 
-The registry itself is checked against conformance/catalogue.toml (read here with
+The registry itself is checked against conformance/oracle/catalogue.toml (read here with
 tomllib; the server never reads it): every requirement a fault declares exists, is not
 retired and has the declared level, and every MUST and SHOULD requirement of these
 areas has a fault.
@@ -29,12 +29,13 @@ from httpx_sse import EventSource
 
 from conformance.reference import DEV_PRINCIPALS, ReferenceServer, ServerConfig
 from conformance.reference.faults import all_faults
-from conformance.reference.faults_wire import ENDLESS_STREAM_SECONDS, HOLD_SECONDS, WIRE_FAULTS
+from conformance.reference.faults.stream import ENDLESS_STREAM_SECONDS, HOLD_SECONDS, STREAM_FAULTS
+from conformance.reference.faults.wire import WIRE_FAULTS
 
-CATALOGUE = Path(__file__).resolve().parents[2] / "conformance" / "catalogue.toml"
+CATALOGUE = Path(__file__).resolve().parents[2] / "conformance" / "oracle" / "catalogue.toml"
 ALICE = DEV_PRINCIPALS[0]
 TIMEOUT = httpx.Timeout(10.0)
-#: The catalogue areas this registry covers (issue 7; the rest are faults_api.py's).
+#: The catalogue areas this registry covers (the rest are faults/api.py's).
 AREAS = ("CHAT-", "CANCEL-", "RUN-", "ENV-", "ERR-", "REQ-")
 SINGLE_IDS = ("BP-002", "BP-003", "READ-001")
 #: How long a probe waits to call a stream endless: long past a clean stream's end,
@@ -556,16 +557,16 @@ def catalogue() -> dict[str, dict[str, Any]]:
 def test_every_wire_fault_has_exactly_one_probe() -> None:
     probed = [p.values[0] for p in PROBES]
     assert len(probed) == len(set(probed))
-    assert set(probed) == {f.name for f in WIRE_FAULTS}
+    assert set(probed) == {f.name for f in (*STREAM_FAULTS, *WIRE_FAULTS)}
 
 
 def test_fault_names_are_unique_across_the_registry() -> None:
-    names_ = [f.name for f in WIRE_FAULTS]
+    names_ = [f.name for f in (*STREAM_FAULTS, *WIRE_FAULTS)]
     assert len(names_) == len(set(names_))
     assert set(names_) <= set(all_faults())  # all_faults() itself refuses a duplicate across the parts
 
 
-@pytest.mark.parametrize("fault", WIRE_FAULTS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fault", [*STREAM_FAULTS, *WIRE_FAULTS], ids=lambda f: f.name)
 def test_the_declared_requirement_exists_with_its_level(fault: Any) -> None:
     requirement = catalogue().get(fault.requirement)
     assert requirement is not None, f"{fault.name}: {fault.requirement} is not in the catalogue"
@@ -584,7 +585,7 @@ def test_every_must_and_should_requirement_of_these_areas_has_a_fault() -> None:
         and not r.get("retired", False)
     }
     assert mine, "the areas matched no requirement"
-    assert mine - {f.requirement for f in WIRE_FAULTS} == set()
+    assert mine - {f.requirement for f in (*STREAM_FAULTS, *WIRE_FAULTS)} == set()
 
 
 def test_the_endless_streams_outlast_the_matrix_stream_timeout() -> None:

@@ -20,7 +20,12 @@ import httpx
 import pytest
 from httpx_sse import EventSource
 
-from conformance.reference import DEV_PRINCIPALS, FAIL_TRIGGER, ReferenceServer, ServerConfig
+from conformance.reference import (
+    DEV_PRINCIPALS,
+    FAIL_TRIGGER,
+    ReferenceServer,
+    ServerConfig,
+)
 
 if TYPE_CHECKING:
     from conftest import Api, Event, StartServer
@@ -428,7 +433,7 @@ def test_unset_fields(setup: Setup, form: str, model: str | None, tools: list[ob
     assert api.client.get("/v1/bot/get_online_info", params={"bot_id": set_bot}).json()["data"]["model"] == "gpt-4"
 
 
-# ---- stream and conversation forms (issue 7 item 2): message_shape, unknown_events,
+# ---- stream and conversation forms: message_shape, unknown_events,
 # payload_event_key, unknown_conversation, conversation_keys, cancel_after_end, run_answer.
 
 

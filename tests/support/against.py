@@ -31,7 +31,7 @@ class Target:
 
     def env(self) -> dict[str, str]:
         names = ("COZE_API_KEY", "COZE_SESSION_KEY", "COZE_API_KEY_2", "COZE_SESSION_KEY_2")
-        return {"COZE_TARGET_URL": self.url, **dict(zip(names, self.keys))}
+        return {"COZE_TARGET_URL": self.url, **dict(zip(names, self.keys, strict=True))}
 
 
 def _value(text: str) -> Any:

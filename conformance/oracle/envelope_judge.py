@@ -1,0 +1,170 @@
+"""The envelope judge: every answer seen anywhere in a conformance test is judged.
+
+READING ("Error envelope", "Success msg, data", "HTTP status of errors"): a response is
+an error when its HTTP status is >= 400 or its body ``code`` is not 0; an error MUST be
+the envelope ``{code, msg}`` with a listed code, ``data: null`` SHOULD, the HTTP status
+equal to the code SHOULD; a success MUST be ``{code: 0, msg, data}`` (cancel: ``data``
+may be absent, ``null`` or any value) and ``msg`` "success" SHOULD. And every 5xx seen anywhere is
+itself a failure. These requirements are judged by the plugin on every exchange of every
+suite test, so no test declares them (``EXCHANGE_REQUIREMENTS``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from conformance.oracle.profile import Profile
+
+SUCCESS_SHAPE = "ENV-001"
+SUCCESS_MSG = "ENV-002"
+ERROR_SHAPE = "ERR-001"
+ERROR_DATA_NULL = "ERR-002"
+ERROR_STATUS = "ERR-003"
+NO_SERVER_ERROR = "ERR-004"
+
+#: Judged by the plugin on every exchange; never declared by a test.
+EXCHANGE_REQUIREMENTS = frozenset(
+    {SUCCESS_SHAPE, SUCCESS_MSG, ERROR_SHAPE, ERROR_DATA_NULL, ERROR_STATUS, NO_SERVER_ERROR}
+)
+
+Check = Callable[..., bool]
+
+
+def _endpoint_path(profile: Profile, url: str, base_path: str) -> Any:
+    path = urlsplit(url).path
+    if base_path and path.startswith(base_path):
+        path = path[len(base_path) :] or "/"
+    for endpoint in profile.endpoints:
+        pattern = endpoint.path.split("/")
+        parts = path.split("/")
+        if len(pattern) == len(parts) and all(p.startswith(":") or p == q for p, q in zip(pattern, parts, strict=True)):
+            return endpoint
+    return None
+
+
+def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *, base_path: str = "") -> None:
+    """Judge every finished, non-stream answer of ``exchanges`` (event streams are the
+    grammar's). ``check`` is a soft check: it records and never stops the test."""
+    env = profile.envelope
+    for exchange in exchanges:
+        status = exchange.status
+        if status is None or exchange.body_truncated:
+            continue
+        where = f"{exchange.method} {urlsplit(exchange.url).path} -> HTTP {status}"
+        media = dict((n.lower(), v) for n, v in exchange.response_headers).get("content-type", "")
+        # An event stream is judged as one however it was asked for: READING
+        # "`/api/conversation/chat` response" lets the run answer a stream unasked.
+        # (A /v3/chat that streams unasked breaks CHAT-REQ-004, not the envelope.)
+        if media.split(";")[0].strip().lower() == profile.stream["media_type"]:
+            _judge_stream_errors(exchange, media, profile, check, where)
+            continue
+        check(NO_SERVER_ERROR, status < 500, expected="HTTP status < 500", actual=status, detail=where)
+        try:
+            body = json.loads(exchange.response_body)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        code = body.get(env.code_key) if isinstance(body, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool) and 500 <= code < 600:
+            check(NO_SERVER_ERROR, False, expected="no code 500", actual=code, detail=where)
+        is_error = status >= 400 or code != env.success_code
+        if is_error:
+            shaped = (
+                isinstance(body, dict)
+                and isinstance(code, int)
+                and not isinstance(code, bool)
+                and code in env.codes
+                and isinstance(body.get(env.msg_key), str)
+            )
+            check(
+                ERROR_SHAPE,
+                shaped,
+                expected=f"a JSON object with {env.code_key} in {sorted(env.codes)} and a string {env.msg_key}",
+                actual=_excerpt(exchange.response_body),
+                detail=where,
+            )
+            if shaped:
+                # READING "Error envelope": "`data: null` SHOULD (absent is accepted)" --
+                # absent is accepted at MUST level (ERR-001 passes it) and the documented
+                # `data: null` is checked at SHOULD (READING "Levels"), so absent fails here.
+                check(
+                    ERROR_DATA_NULL,
+                    env.data_key in body and body[env.data_key] is None,
+                    expected=f"{env.data_key}: null",
+                    actual=(
+                        _excerpt(json.dumps(body[env.data_key], ensure_ascii=False))
+                        if env.data_key in body
+                        else f"no {env.data_key} key"
+                    ),
+                    detail=where,
+                )
+                check(ERROR_STATUS, status == code, expected=f"HTTP status {code}", actual=status, detail=where)
+            continue
+        endpoint = _endpoint_path(profile, exchange.url, base_path)
+        data_optional = endpoint is not None and not endpoint.success_data
+        data = body.get(env.data_key) if isinstance(body, dict) else None
+        shaped = (
+            isinstance(body, dict)
+            and type(code) is int  # 0.0 equals 0 in Python, but it is not a JSON integer
+            and isinstance(body.get(env.msg_key), str)
+            # READING "Success msg, data": a data object on success, except on an endpoint
+            # whose success carries none (cancel), where data may be absent, null or any value.
+            and (isinstance(data, dict) or data_optional)
+        )
+        check(
+            SUCCESS_SHAPE,
+            shaped,
+            expected=f"a JSON object with {env.code_key} 0, a string {env.msg_key} and a {env.data_key} object",
+            actual=_excerpt(exchange.response_body),
+            detail=where,
+        )
+        if shaped:
+            check(
+                SUCCESS_MSG,
+                body[env.msg_key] == env.preferred_success_msg,
+                expected=repr(env.preferred_success_msg),
+                actual=repr(body[env.msg_key]),
+                detail=where,
+            )
+
+
+def _judge_stream_errors(exchange: Any, media: str, profile: Profile, check: Check, where: str) -> None:
+    """A 5xx inside an event stream is still a server error (ERR-004): an error event
+    whose code is 500 or more, at ``code`` or ``error.code``."""
+    from conformance.oracle.sse import SSEChecker
+
+    checker = SSEChecker(media, profile.stream["media_type"])
+    checker.feed(exchange.response_body, 0.0)
+    for event in checker.events:
+        if event.type not in profile.stream["error_events"]:
+            continue
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            continue
+        nested = payload.get("error") if isinstance(payload, dict) else None
+        codes = [payload.get("code") if isinstance(payload, dict) else None, nested.get("code") if isinstance(nested, dict) else None]
+        server_error = any(isinstance(c, int) and not isinstance(c, bool) and 500 <= c < 600 for c in codes)
+        check(NO_SERVER_ERROR, not server_error, expected="no error event with a 5xx code", actual=event.data[:300], detail=where)
+
+
+def error_event_code(data: str, key: str = "code") -> Any:
+    """The code an error event's data carries: at ``key`` as in the spec's error section,
+    or at ``error.<key>`` as its client example reads it (ERR-SSE-001); None otherwise."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    if key in payload:
+        return payload[key]
+    error = payload.get("error")
+    return error.get(key) if isinstance(error, dict) else None
+
+
+def _excerpt(body: bytes | str, limit: int = 300) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,38 @@
+"""What a fault is: a named breakage of one requirement, and the registry that holds them.
+
+A fault declares the catalogue requirement it breaks as a plain id string: this package
+never imports the suite's catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One breakage: its name, the requirement it breaks, and what it does."""
+
+    name: str
+    requirement: str
+    level: str  # "MUST" or "SHOULD" -- the level of ``requirement``
+    description: str
+    #: Why this fault may fail more than five other requirements, when it does.
+    collateral: str | None = None
+
+
+def fault(name: str, requirement: str, description: str, *, level: str = "MUST", collateral: str | None = None) -> Fault:
+    return Fault(name, requirement, level, description, collateral)
+
+
+def registry(*parts: Iterable[Fault]) -> Mapping[str, Fault]:
+    faults: dict[str, Fault] = {}
+    for part in parts:
+        for one in part:
+            if one.name in faults:
+                raise ValueError(f"duplicate fault name {one.name!r}")
+            if one.level not in ("MUST", "SHOULD"):
+                raise ValueError(f"fault {one.name!r}: level must be MUST or SHOULD")
+            faults[one.name] = one
+    return faults

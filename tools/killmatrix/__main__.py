@@ -1,0 +1,3 @@
+from tools.killmatrix.cli import main
+
+raise SystemExit(main())

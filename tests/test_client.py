@@ -598,3 +598,57 @@ def test_caller_labels_win_for_a_client_of_the_second_principal(server: Scripted
         c.request("GET", "/v1/echo", auth="other")
     assert '-H "Authorization: Bearer $COZE_API_KEY_2"' in c.log[0].to_curl()
     assert '-H "Authorization: Bearer $COZE_API_KEY"' in c.log[1].to_curl()
+
+
+# --------------------------------------------------------------------------- keep-alive
+
+
+def _stale_keepalive_server() -> tuple[str, list[int], Callable[[], None]]:
+    """A server that answers the first request of a connection and keeps it open, then
+    closes it without a word when the next request arrives on it -- a keep-alive
+    connection whose idle timeout ran out just as the client reused it. Returns its URL,
+    the number of requests answered per connection, and a stop function."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    answered: list[int] = []
+    stop = threading.Event()
+    body = b'{"code":0,"msg":"success","data":{}}'
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                conn.recv(65536)  # the first request
+                conn.sendall(reply)
+                answered.append(1)
+                conn.recv(65536)  # the next request on the same connection: closed unanswered
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", answered, close
+
+
+def test_a_keepalive_connection_closed_by_the_server_is_retried_once_on_a_fresh_one() -> None:
+    url, answered, close = _stale_keepalive_server()
+    try:
+        with make_client(url) as c:
+            assert c.request("GET", "/v1/bots/1").status == 200
+            # Reuses the pooled connection, which the server closes unanswered: the client
+            # sends the request again on a new connection and gets its answer.
+            assert c.request("GET", "/v1/bots/1").status == 200
+        assert len(answered) == 2
+    finally:
+        close()

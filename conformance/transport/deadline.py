@@ -179,7 +179,18 @@ class DeadlineTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        response = self._pool.handle_request(core_request)
+        origin = core_request.url.origin
+        pooled = any(c.can_handle_request(origin) and c.is_idle() for c in self._pool.connections)
+        try:
+            response = self._pool.handle_request(core_request)
+        except httpcore.RemoteProtocolError as exc:
+            # A keep-alive connection the server closed while it sat idle in the pool (its
+            # idle timeout ran out just as the request went out): the server read nothing
+            # on it. Sent once more, on a fresh connection -- what urllib3 and browsers do
+            # for the same race. Any other failure, or one on a fresh connection, stands.
+            if not pooled or "without sending a response" not in str(exc):
+                raise
+            response = self._pool.handle_request(core_request)
         assert isinstance(response.stream, Iterable)
         return httpx.Response(
             status_code=response.status,

@@ -136,6 +136,7 @@ def bounded(call: Callable[[], object], limit: float) -> BaseException | None:
     return outcome.get("raised")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [
@@ -157,6 +158,7 @@ def test_request_ends_by_its_overall_deadline(client: ApiClient, path: str) -> N
     assert exchange.elapsed is not None and exchange.elapsed <= DEADLINE + SLACK
 
 
+@pytest.mark.slow
 def test_trickled_bytes_are_kept_on_expiry(client: ApiClient) -> None:
     with pytest.raises(DeadlineExceeded) as caught:
         client.request("GET", "/trickle")
@@ -164,6 +166,7 @@ def test_trickled_bytes_are_kept_on_expiry(client: ApiClient) -> None:
     assert client.log[-1].status == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [

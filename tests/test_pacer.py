@@ -214,6 +214,7 @@ def _refused(retry_after: str | None = None, status: int = 429, code: int = 429)
     return json_answer(status, envelope(code, "too many requests"), headers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("server", "least", "first_status"),
     [
@@ -256,6 +257,7 @@ def test_a_server_that_keeps_refusing_ends_the_test(server: ScriptedServer, pace
 STREAM = [b'event: conversation.chat.created\ndata: {"event":"conversation.chat.created"}\n\n', b"event: done\ndata: {}\n\n"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", [pytest.param(lambda: sequence(_refused("1"), sse_events(STREAM, gap=0.01)), id="429-then-stream")], indirect=True)
 def test_a_refused_stream_is_waited_out_and_reopened(server: ScriptedServer, pacer: Pacer) -> None:
     with _client(server.url, pacer) as client, client.stream("POST", "/v3/chat", json={"stream": True}) as answer:
@@ -264,6 +266,7 @@ def test_a_refused_stream_is_waited_out_and_reopened(server: ScriptedServer, pac
     assert len(server.requests) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "server",
     [pytest.param(lambda: sequence(_refused("1", status=200), sse_events(STREAM, gap=0.01)), id="code-429-status-200-then-stream")],

@@ -68,6 +68,7 @@ def test_unreachable_target_ends_fast_with_one_line() -> None:
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "behaviour",
     [

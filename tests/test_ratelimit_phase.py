@@ -223,6 +223,7 @@ def _finish(folder: str, count: int) -> None:
         barrier.finished()
 
 
+@pytest.mark.slow
 def test_barrier_counts_every_process_and_releases_at_the_total(tmp_path: Path) -> None:
     barrier = PhaseBarrier(None, tmp_path)
     ctx = multiprocessing.get_context("spawn")
@@ -251,6 +252,7 @@ def test_barrier_gives_up_after_an_idle_timeout(tmp_path: Path) -> None:
     assert "gave up" in result.describe() and "1 of 3" in result.describe()
 
 
+@pytest.mark.slow
 def test_barrier_waits_while_there_is_progress(tmp_path: Path) -> None:
     barrier = PhaseBarrier(None, tmp_path)
 

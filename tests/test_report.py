@@ -525,6 +525,7 @@ def pytest_runtest_makereport(item, call):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["one-process", "xdist"])
 def test_a_failure_no_failed_test_shows_gets_a_failing_test_of_its_own(pytester: pytest.Pytester, xdist: tuple[str, ...]) -> None:
     make_suite(pytester, extra='''

@@ -19,6 +19,7 @@ def _claim(folder: str, queue: multiprocessing.Queue) -> None:  # type: ignore[t
         queue.put("refused")
 
 
+@pytest.mark.slow
 def test_value_made_once_and_counter_exact_across_processes(tmp_path: Path) -> None:
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
     ctx = multiprocessing.get_context("spawn")

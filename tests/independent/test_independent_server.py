@@ -308,6 +308,7 @@ def test_unseen_conversation_starts_a_new_one(server: IndependentServer, bot_id:
         assert "秘密" not in answer["content"]
 
 
+@pytest.mark.slow
 def test_stream_wire(server: IndependentServer, bot_id: int) -> None:
     """The SSE choices are really on the wire: HTTP/1.0, close-delimited, a BOM and retry:
     first, CRLF, no space after the colon, id: lines, multi-line data, comments, no start
@@ -373,6 +374,7 @@ def test_json_wire(server: IndependentServer, bot_id: int) -> None:
     assert raw.body.isascii() and "客服助手".encode() not in raw.body and envelope["data"]["name"] == "客服助手"
 
 
+@pytest.mark.slow
 def test_stream_stays_open_after_done(server: IndependentServer, bot_id: int) -> None:
     with httpx.Client(base_url=server.url, headers=auth(server), timeout=10) as client:
         with client.stream("POST", "/v3/chat", json=chat_body(bot_id, stream=True)) as response:

@@ -376,6 +376,7 @@ def wire_for(clean_unlimited: Wire) -> Iterator[Callable[[Case, frozenset[str]],
         yield make
 
 
+@pytest.mark.slow  # a server per fault: every fault's wire probe, in CI and the full run
 @pytest.mark.parametrize("name", [pytest.param(fault.name, id=fault.name) for fault in API_FAULTS])
 def test_the_fault_is_on_the_wire_and_the_clean_server_is_not(
     name: str, wire_for: Callable[[Case, frozenset[str]], Wire]

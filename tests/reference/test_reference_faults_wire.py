@@ -538,6 +538,7 @@ def faulty() -> Iterator[Callable[..., Wire]]:
         server.stop()
 
 
+@pytest.mark.slow  # a server per fault: every fault's wire probe, in CI and the full run
 @pytest.mark.parametrize(("fault", "probe", "knobs"), PROBES)
 def test_the_fault_is_on_the_wire_and_only_when_on(
     faulty: Callable[..., Wire], clean: Callable[..., Wire], fault: str, probe: Probe, knobs: dict[str, Any]
@@ -588,6 +589,7 @@ def test_every_must_and_should_requirement_of_these_areas_has_a_fault() -> None:
     assert mine - {f.requirement for f in (*STREAM_FAULTS, *WIRE_FAULTS)} == set()
 
 
+@pytest.mark.slow
 def test_the_endless_streams_outlast_the_matrix_stream_timeout() -> None:
     # The kill matrix runs the suite with --stream-timeout 5: the suite's deadline, not
     # the server, must be what ends an endless stream there.

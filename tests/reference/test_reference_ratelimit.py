@@ -192,6 +192,7 @@ async def _burst(url: str, count: int) -> list[int]:
     return [r.status_code for r in responses]
 
 
+@pytest.mark.slow
 def test_200_concurrent_requests_on_the_real_clock_get_exactly_the_limit(
     start_server: StartServer, api_for: Any
 ) -> None:

@@ -167,6 +167,7 @@ def test_event_name_variants(setup: Setup, fields: dict[str, Any], error_name: s
         assert error["event"] == error_name and error["code"] == 500
 
 
+@pytest.mark.slow
 def test_keep_open_after_terminal(setup: Setup) -> None:
     api, bot_id = setup(keep_open_after_terminal=1.0)
     terminal_at = closed_at = 0.0
@@ -628,6 +629,7 @@ def test_stream_form_knobs_refuse_other_values(field: str, value: Any) -> None:
         ServerConfig(**{field: value})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("after_end", "code"), [("ok", 0), ("error", 400)])
 def test_cancel_after_end(start_server: StartServer, api_for: Callable[..., Api], after_end: str, code: int) -> None:
     api = api_for(start_server(token_delay=0.2, cancel_after_end=after_end))

@@ -28,10 +28,12 @@ import pytest
 from conformance.keys import (
     CHECKS_KEY,
     LOG_KEY,
+    PROFILE_DECLARED_KEY,
     RECORDS_ATTR,
     SETTINGS_KEY,
     SUITE_DIR,
     declared_requirements,
+    marked_requirements,
 )
 from conformance.oracle.outcomes import (
     Checks,
@@ -276,7 +278,9 @@ def _is_suite_item(item: pytest.Item) -> bool:
 
 def collection_problems(declared: dict[str, tuple[str, ...]], catalogue: Any, profile: str) -> list[str]:
     """Why the suite's collection is unsound: a test judging no declared requirement,
-    an id the catalogue does not know, or one retired or outside the run's profile."""
+    an id the catalogue does not know, or one retired. (An id of another profile is
+    fine: a test may judge the same thing in several profiles; it runs in those of
+    its ids' profiles, see ``in_profile``.)"""
     problems = []
     for nodeid, ids in declared.items():
         if not ids:
@@ -287,9 +291,12 @@ def collection_problems(declared: dict[str, tuple[str, ...]], catalogue: Any, pr
                 problems.append(f"{nodeid}: unknown requirement id {rid!r}")
             elif req.retired:
                 problems.append(f"{nodeid}: requirement {rid} is retired")
-            elif profile not in req.profiles:
-                problems.append(f"{nodeid}: requirement {rid} is not part of profile {profile!r}")
     return problems
+
+
+def in_profile(ids: tuple[str, ...], catalogue: Any, profile: str) -> tuple[str, ...]:
+    """The ids among ``ids`` that belong to ``profile``."""
+    return tuple(rid for rid in ids if rid in catalogue and profile in catalogue[rid].profiles)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -301,11 +308,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     from conformance.oracle.catalogue import load_catalogue
 
+    catalogue = load_catalogue()
     problems = collection_problems(
-        {item.nodeid: declared_requirements(item) for item in suite_items}, load_catalogue(), settings.profile
+        {item.nodeid: marked_requirements(item) for item in suite_items}, catalogue, settings.profile
     )
     if problems:
         raise pytest.UsageError("conformance collection:\n  " + "\n  ".join(problems))
+    # A test none of whose requirements belongs to the run's profile does not run in it.
+    other_profiles: list[pytest.Item] = []
+    for item in suite_items:
+        ids = in_profile(marked_requirements(item), catalogue, settings.profile)
+        item.stash[PROFILE_DECLARED_KEY] = ids
+        if not ids:
+            other_profiles.append(item)
+    if other_profiles:
+        config.hook.pytest_deselected(items=other_profiles)
+        dropped = set(other_profiles)
+        items[:] = [item for item in items if item not in dropped]
+        suite_items = [item for item in suite_items if item not in dropped]
     if settings.requirements:
         keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
@@ -339,10 +359,11 @@ def conformance_settings(request: pytest.FixtureRequest) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def catalogue() -> Any:
+def catalogue(conformance_settings: Settings) -> Any:
+    """The run profile's requirements (a rule maps to one of them at most)."""
     from conformance.oracle.catalogue import load_catalogue
 
-    return load_catalogue()
+    return load_catalogue().for_profile(conformance_settings.profile)
 
 
 @pytest.fixture(scope="session")
@@ -421,17 +442,19 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     finally:
         log = item.stash.get(LOG_KEY, None)
         if log is not None and len(log) and _is_suite_item(item):
-            from conformance.oracle.envelope_judge import (
-                EXCHANGE_REQUIREMENTS,
-                judge_exchanges,
-            )
+            from conformance.oracle.envelope_judge import exchange_requirements, judge_exchanges
             from conformance.oracle.profile import target_profile
 
             settings = item.config.stash[SETTINGS_KEY]
             checks = _checks_for(item)
-            judge = Checks(EXCHANGE_REQUIREMENTS, checks.catalogue, strict=settings.strict, nodeid=item.nodeid)
+            from conformance.oracle.catalogue import load_catalogue
+
+            rules = exchange_requirements(load_catalogue().for_profile(settings.profile))
+            judge = Checks(rules.values(), checks.catalogue, strict=settings.strict, nodeid=item.nodeid)
             base_path = urlsplit(settings.target_url or "").path.rstrip("/")
-            judge_exchanges(log, target_profile(settings), functools.partial(judge, soft=True), base_path=base_path)
+            judge_exchanges(
+                log, target_profile(settings), functools.partial(judge, soft=True), base_path=base_path, rules=rules
+            )
             checks.records.extend(judge.records)
 
 

@@ -30,7 +30,10 @@ from conformance.oracle.catalogue import (
 from conformance.oracle.profile import load_profile
 
 READING_PATH = SPEC_PATH.parent / "READING.md"
-CAT = load_catalogue()
+ALL = load_catalogue()
+#: The doc profile's requirements: most tests below are about the spec page's.
+CAT = ALL.for_profile("doc")
+COZE = ALL.for_profile("coze")
 DOC = load_profile("doc")
 SPEC = normalise_whitespace(spec_text())
 
@@ -51,7 +54,21 @@ POINTS = _reading_points()
 
 
 def per_requirement() -> list[Any]:
-    return [pytest.param(r, id=r.id) for r in CAT.values()]
+    return [pytest.param(r, id=r.id) for r in ALL.values()]
+
+
+def _source_text(source: str) -> tuple[str, list[str]]:
+    """The file a ``source`` names, as (path, lines): cozepy's installed package, or a
+    captured cloud stream in tests/data/sse/coze-cloud/."""
+    origin, rest = source.split(" ", 1)
+    path = rest.split(":", 1)[0]
+    if origin == "cozepy":
+        import cozepy
+
+        file = Path(cozepy.__file__).parent / path
+    else:
+        file = Path(__file__).parent / "data" / "sse" / "coze-cloud" / path
+    return str(file), file.read_text(encoding="utf-8").splitlines()
 
 
 # --------------------------------------------------------------------------- quotes, readings, ids
@@ -65,10 +82,23 @@ def test_reading_table_parsed() -> None:
 
 
 @pytest.mark.parametrize("req", per_requirement())
-def test_quote_is_verbatim_in_the_spec(req: Requirement) -> None:
+def test_quote_is_verbatim_in_its_source(req: Requirement) -> None:
+    """A quote is the spec page's words, or, with a ``source``, the words of that file at
+    the lines it names (give or take three: a quote may begin a line before its range)."""
     quote = normalise_whitespace(req.quote)
     assert quote, "empty quote"
-    assert quote in SPEC, f"{req.id}: quote not found verbatim in {SPEC_PATH.name}: {quote!r}"
+    if req.source is None:
+        assert quote in SPEC, f"{req.id}: quote not found verbatim in {SPEC_PATH.name}: {quote!r}"
+        return
+    path, lines = _source_text(req.source)
+    lines_part = req.source.rsplit(":", 1)[1] if req.source.count(":") else ""
+    if lines_part and lines_part.replace("-", "").isdigit():
+        first, _, last = lines_part.partition("-")
+        lo, hi = int(first), int(last or first)
+        window = normalise_whitespace("\n".join(lines[max(0, lo - 4) : hi + 3]))
+        assert quote in window, f"{req.id}: quote not at lines {lo}-{hi} of {path}: {quote!r}"
+    else:
+        assert quote in normalise_whitespace("\n".join(lines)), f"{req.id}: quote not in {path}: {quote!r}"
 
 
 def test_normalise_whitespace() -> None:
@@ -96,7 +126,7 @@ def test_every_reading_row_has_a_requirement(point: str) -> None:
 def test_ids_unique_and_well_formed() -> None:
     raw = tomllib.loads(CATALOGUE_PATH.read_text(encoding="utf-8"))["requirement"]
     ids = [entry["id"] for entry in raw]
-    assert len(ids) == len(set(ids)) == len(CAT)
+    assert len(ids) == len(set(ids)) == len(ALL)
     for rid in ids:
         assert re.fullmatch(r"[A-Z]+(-[A-Z]+)?-\d{3}", rid), rid
 
@@ -116,9 +146,14 @@ def test_areas_are_contiguous_and_numbered_in_order() -> None:
 
 def test_size_and_levels() -> None:
     assert 80 <= len(CAT) <= 130
-    assert {r.level for r in CAT.values()} <= {"MUST", "SHOULD", "MAY"}
-    assert all(r.profiles == ("doc",) and not r.retired for r in CAT.values())
-    assert all(r.gloss == " ".join(r.gloss.split()) and "\n" not in r.gloss for r in CAT.values())
+    assert 40 <= len(COZE) <= 80
+    assert len(CAT) + len(COZE) == len(ALL), "every requirement belongs to exactly one profile"
+    assert {r.level for r in ALL.values()} <= {"MUST", "SHOULD", "MAY"}
+    assert all(r.profiles in (("doc",), ("coze",)) and not r.retired for r in ALL.values())
+    assert all(r.gloss == " ".join(r.gloss.split()) and "\n" not in r.gloss for r in ALL.values())
+    # The coze profile's own ids; its quotes come from cozepy or the cloud captures
+    # unless they are the spec page's words.
+    assert all(r.id.startswith("COZE-") for r in COZE.values())
 
 
 def test_endpoints_are_the_profiles() -> None:
@@ -152,25 +187,69 @@ RULES = {
     "grammar.preferred_terminal": "SHOULD",
     "grammar.ids_consistent": "MUST",
     "grammar.liveness": "SHOULD",
+    "envelope.success_shape": "MUST",
+    "envelope.success_msg": "SHOULD",
+    "envelope.error_shape": "MUST",
+    "envelope.error_data_null": "SHOULD",
+    "envelope.error_status": "SHOULD",
+    "envelope.no_server_error": "MUST",
+}
+
+# The coze profile's: cozepy's framing, the done data, the close after it, the cloud's
+# chat fields and usage, and the SDKs' known events; no event key, no preferred terminal.
+COZE_RULES = {
+    **{
+        rule: level
+        for rule, level in RULES.items()
+        if rule
+        not in (
+            "sse.unterminated_event",
+            "grammar.event_key_matches",
+            "grammar.event_key_present",
+            "grammar.preferred_terminal",
+            "envelope.success_msg",
+            "envelope.error_data_null",
+            "envelope.error_status",
+            "envelope.no_server_error",
+        )
+    },
+    "sse.sdk_framing": "MUST",
+    "grammar.chat_fields": "MUST",
+    "grammar.usage_present": "MUST",
+    "grammar.terminal_data": "MUST",
+    "grammar.closed_after_terminal": "MUST",
+    "grammar.known_events": "SHOULD",
+    "envelope.logid": "SHOULD",
 }
 
 
-def test_rules_are_the_agreed_names_each_once() -> None:
-    used = [r.rule for r in CAT.values() if r.rule is not None]
-    assert sorted(used) == sorted(RULES)
-    for rule, level in RULES.items():
-        req = CAT.by_rule(rule)
+@pytest.mark.parametrize(("cat", "rules"), [(CAT, RULES), (COZE, COZE_RULES)], ids=["doc", "coze"])
+def test_rules_are_the_agreed_names_each_once(cat: Catalogue, rules: dict[str, str]) -> None:
+    used = [r.rule for r in cat.values() if r.rule is not None]
+    assert sorted(used) == sorted(rules)
+    for rule, level in rules.items():
+        req = cat.by_rule(rule)
         assert req is not None and req.level == level, (rule, req)
-    assert CAT.by_rule("grammar.no_such_rule") is None
+    assert cat.by_rule("grammar.no_such_rule") is None
+
+
+def test_a_rule_maps_to_one_requirement_per_profile() -> None:
+    # Across profiles a rule has several requirements: ask one profile.
+    with pytest.raises(CatalogueError, match="select one profile"):
+        ALL.by_rule("grammar.terminal_last")
 
 
 def test_rules_exist_in_the_checker_and_grammar() -> None:
     # The rule names are a contract with conformance/oracle/sse.py and grammar.py: each named
     # rule exists there, with the severity that matches the requirement's level.
     from conformance.oracle import grammar, sse
+    from conformance.oracle.envelope_judge import RULES as ENVELOPE_RULES
 
     known: dict[str, tuple[str, str]] = {**sse.RULES, **grammar.RULES}
-    for rule, level in RULES.items():
+    for rule, level in {**RULES, **COZE_RULES}.items():
+        if rule.startswith("envelope."):
+            assert rule in ENVELOPE_RULES, rule  # the judge has no severities: the check call says
+            continue
         assert rule in known, rule
         assert (known[rule][0] == "should") == (level == "SHOULD"), (rule, known[rule][0], level)
 
@@ -434,7 +513,7 @@ def test_sha256_is_the_files() -> None:
 
 
 def test_load_catalogue_is_cached() -> None:
-    assert load_catalogue() is CAT
+    assert load_catalogue() is ALL
 
 
 def test_format_catalogue() -> None:
@@ -493,7 +572,7 @@ def test_loader_accepts_a_valid_file(tmp_path: Path) -> None:
         pytest.param([_entry(level="MUSTN'T")], r"#1 \(TEST-001\): unknown level", id="unknown-level"),
         pytest.param([_entry(gloss=None)], r"#1 \(TEST-001\): missing gloss", id="missing-field"),
         pytest.param([_entry(quote="  ")], r"TEST-001\): quote must be a non-empty string", id="blank-quote"),
-        pytest.param([_entry(profiles=["nosuch"])], r"TEST-001\): unknown profile 'nosuch'; available: doc", id="unknown-profile"),
+        pytest.param([_entry(profiles=["nosuch"])], r"TEST-001\): unknown profile 'nosuch'; available: coze, doc", id="unknown-profile"),
         pytest.param([_entry(profiles=[])], r"TEST-001\): profiles must be a non-empty list", id="no-profiles"),
         pytest.param([_entry(id="test-1", area="test")], r"#1 \(test-1\): id must look like AREA-NNN", id="bad-id"),
         pytest.param([_entry(id="A-B-C-001", area="A-B-C")], r"id must look like", id="too-many-parts"),

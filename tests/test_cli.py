@@ -26,7 +26,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     [
         pytest.param([], "the following arguments are required: COMMAND", id="no-command"),
         pytest.param(["certify"], "invalid choice: 'certify'", id="unknown-command"),
-        pytest.param(["requirements", "--profile", "nope"], "unknown profile 'nope'; available: doc", id="unknown-profile"),
+        pytest.param(["requirements", "--profile", "nope"], "unknown profile 'nope'; available: coze, doc", id="unknown-profile"),
         pytest.param(["export-openapi", "--format", "yaml"], "unrecognized arguments: --format yaml", id="unknown-option"),
     ],
 )

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from conformance.oracle.envelope_judge import judge_exchanges
+from conformance.oracle.catalogue import load_catalogue
+from conformance.oracle.envelope_judge import exchange_requirements, judge_exchanges
 from conformance.oracle.profile import load_profile
 
 PROFILE = load_profile("doc")
+RULES = exchange_requirements(load_catalogue().for_profile("doc"))
 
 
 @dataclass
@@ -39,7 +41,7 @@ def judged(*exchanges: FakeExchange) -> dict[str, list[bool]]:
         seen.setdefault(req, []).append(bool(condition))
         return bool(condition)
 
-    judge_exchanges(exchanges, PROFILE, check)
+    judge_exchanges(exchanges, PROFILE, check, rules=RULES)
     return seen
 
 

@@ -26,9 +26,7 @@ DOC = load_stream_rules("doc")
 COZE = Path(__file__).parent / "data" / "sse" / "coze-cloud"
 # The coze-cloud wire shape as data (message fields and usage at the top of the
 # payload, coze's usage names), to show the grammar reads only its rules.
-COZE_SHAPE = dataclasses.replace(
-    DOC, message_key="", run_record_key="", usage_fields=("input_count", "output_count", "token_count")
-)
+COZE_SHAPE = dataclasses.replace(DOC, message_key="", run_record_key="", usage_fields=("input_count", "output_count", "token_count"))
 
 Spec = tuple[str, Any]  # (SSE event name, payload: a dict gets the "event" key added, a str is sent as is)
 
@@ -92,9 +90,7 @@ def chat(*middle: Spec, end: list[Spec] | None = None) -> list[Spec]:
     return [*START, *middle, *(end if end is not None else [chat_completed(USAGE), DONE])]
 
 
-def found(
-    specs: list[Spec], rules: StreamRules = DOC, times: list[float] | None = None
-) -> list[tuple[str, int | None]]:
+def found(specs: list[Spec], rules: StreamRules = DOC, times: list[float] | None = None) -> list[tuple[str, int | None]]:
     return [(f.rule, f.index) for f in check_chat_stream(events(specs, times), rules).findings]
 
 
@@ -123,9 +119,7 @@ LEGAL = [
         ),
         id="unknown-events-anywhere-before-terminal",
     ),
-    pytest.param(
-        chat(delta(7382159494123470858, "a"), completed("7382159494123470858", "a")), id="int-and-string-id-same-text"
-    ),
+    pytest.param(chat(delta(7382159494123470858, "a"), completed("7382159494123470858", "a")), id="int-and-string-id-same-text"),
     pytest.param(
         chat(
             delta(9007199254740993, "a"),
@@ -254,12 +248,8 @@ ILLEGAL = [
         [("grammar.usage_integers", 2)],
         id="usage_integers-missing",
     ),
-    pytest.param(
-        chat(end=[chat_completed([10, 20, 30]), DONE]), [("grammar.usage_integers", 2)], id="usage_integers-not-object"
-    ),
-    pytest.param(
-        chat(end=[chat_completed({**USAGE, "total_tokens": 31}), DONE]), [("grammar.usage_total", 2)], id="usage_total"
-    ),
+    pytest.param(chat(end=[chat_completed([10, 20, 30]), DONE]), [("grammar.usage_integers", 2)], id="usage_integers-not-object"),
+    pytest.param(chat(end=[chat_completed({**USAGE, "total_tokens": 31}), DONE]), [("grammar.usage_total", 2)], id="usage_total"),
     pytest.param(chat(end=[chat_completed(USAGE)]), [("grammar.terminal_present", None)], id="terminal_present"),
     pytest.param(
         chat(end=[chat_completed(USAGE), DONE, ev("ping", "{}")]),
@@ -296,7 +286,8 @@ def test_illegal_streams_break_exactly_their_rule(specs: list[Spec], expected: l
 
 
 def test_every_rule_has_a_legal_and_an_illegal_stream() -> None:
-    illegal = {str(p.id).split("-")[0] for p in ILLEGAL}
+    illegal = {str(p.id).split("-")[0] for p in ILLEGAL} | {str(p.id).split("-")[0] for p in COZE_ILLEGAL}
+    illegal.add("closed_after_terminal")  # test_closed_after_terminal_is_judged_by_who_closed
     assert {r.removeprefix("grammar.") for r in RULES} - {"liveness"} == illegal
     # Every LEGAL stream is legal for every rule: test_legal_streams_have_no_findings.
 
@@ -405,14 +396,142 @@ def test_coze_text_stream_under_its_own_shape() -> None:
         pytest.param("chat_audio_stream_resp.txt", set(), "completed", id="audio"),
         pytest.param("chat_failed_resp.txt", {"grammar.terminal_present"}, "failed", id="failed"),
         pytest.param("chat_error_resp.txt", set(), "error", id="error"),
-        pytest.param(
-            "chat_invalid_resp.txt", {"grammar.chat_outcome", "grammar.terminal_present"}, None, id="unknown-event-only"
-        ),
+        pytest.param("chat_invalid_resp.txt", {"grammar.chat_outcome", "grammar.terminal_present"}, None, id="unknown-event-only"),
     ],
 )
 def test_other_coze_captures_under_its_own_shape(name: str, violations: set[str], outcome: str | None) -> None:
     result = check_chat_stream(coze_events(name), COZE_SHAPE)
     assert (rules_of(result.violations), result.outcome) == (violations, outcome)
+
+
+# -- the coze profile's rules ------------------------------------------------------------
+
+COZE_RULES = load_stream_rules("coze")
+
+
+def coze_chat(status: str, *, usage: bool = True, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": "9", "conversation_id": "c1", "bot_id": "7", "status": status, **extra}
+    if usage:
+        body["usage"] = {"token_count": 5, "output_count": 2, "input_count": 3}
+    return body
+
+
+def coze_msg(content: str, *, chat_id: str = "9", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "m1",
+        "conversation_id": "c1",
+        "bot_id": "7",
+        "chat_id": chat_id,
+        "role": "assistant",
+        "type": "answer",
+        "content": content,
+        "content_type": "text",
+        **extra,
+    }
+
+
+def coze_stream(*middle: Spec, end: list[Spec] | None = None) -> list[Spec]:
+    start = [
+        ev("conversation.chat.created", coze_chat("created"), event_key=False),
+        ev("conversation.chat.in_progress", coze_chat("in_progress"), event_key=False),
+    ]
+    body = list(middle) or [
+        ev("conversation.message.delta", coze_msg("he"), event_key=False),
+        ev("conversation.message.delta", coze_msg("llo"), event_key=False),
+        ev("conversation.message.completed", coze_msg("hello"), event_key=False),
+    ]
+    done = end if end is not None else [ev("conversation.chat.completed", coze_chat("completed"), event_key=False), ev("done", '"[DONE]"')]
+    return start + body + done
+
+
+def test_a_legal_coze_stream_has_no_findings() -> None:
+    result = check_chat_stream(events(coze_stream()), COZE_RULES, "server")
+    assert result.findings == [] and result.outcome == "completed" and result.chat_id == "9"
+
+
+COZE_ILLEGAL = [
+    pytest.param(
+        coze_stream(
+            end=[
+                ev(
+                    "conversation.chat.completed",
+                    {
+                        "id": 9,
+                        "conversation_id": "c1",
+                        "status": "completed",
+                        "usage": {"token_count": 0, "output_count": 0, "input_count": 0},
+                    },
+                    event_key=False,
+                ),
+                ev("done", '"[DONE]"'),
+            ]
+        ),
+        [("grammar.chat_fields", 5)],
+        id="chat_fields",
+    ),
+    pytest.param(
+        coze_stream(end=[ev("conversation.chat.completed", coze_chat("completed", usage=False), event_key=False), ev("done", '"[DONE]"')]),
+        [("grammar.usage_present", 5)],
+        id="usage_present",
+    ),
+    pytest.param(
+        coze_stream(end=[ev("conversation.chat.completed", coze_chat("completed"), event_key=False), ev("done", "")]),
+        [("grammar.terminal_data", 6)],
+        id="terminal_data",
+    ),
+    pytest.param(
+        coze_stream(
+            ev("conversation.message.delta", coze_msg("a"), event_key=False),
+            ev("conversation.ack", "{}"),
+            ev("conversation.message.completed", coze_msg("a"), event_key=False),
+        ),
+        [("grammar.known_events", 3)],
+        id="known_events",
+    ),
+    pytest.param(
+        coze_stream(ev("conversation.message.completed", coze_msg("a", chat_id="8"), event_key=False)),
+        [("grammar.ids_consistent", 2)],
+        id="ids_consistent-chat-id",
+    ),
+    pytest.param(
+        coze_stream(ev("conversation.message.completed", {**coze_msg("a"), "content_type": None}, event_key=False)),
+        [("grammar.message_fields", 2)],
+        id="message_fields-content-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("specs", "expected"), COZE_ILLEGAL)
+def test_illegal_coze_streams_break_exactly_their_rule(specs: list[Spec], expected: list[tuple[str, int | None]]) -> None:
+    result = check_chat_stream(events(specs), COZE_RULES, "server")
+    assert [(f.rule, f.index) for f in result.findings] == expected
+
+
+def test_closed_after_terminal_is_judged_by_who_closed() -> None:
+    stream = events(coze_stream())
+    assert check_chat_stream(stream, COZE_RULES, "server").findings == []
+    (finding,) = check_chat_stream(stream, COZE_RULES, "client").findings
+    assert (finding.rule, finding.index) == ("grammar.closed_after_terminal", 6)
+    # A stream the client left before its terminal event was not held open by the server.
+    assert check_chat_stream(stream[:3], COZE_RULES, "client").findings[0].rule != "grammar.closed_after_terminal"
+    # doc streams may stay open (READING "After the terminal event").
+    assert "grammar.closed_after_terminal" not in rules_of(check_chat_stream(stream, DOC, "client").findings)
+
+
+def test_coze_captures_under_the_coze_profile() -> None:
+    """The cloud's own streams under the profile: the text stream's only finding is the
+    fixture's hand-edited deltas; the invalid one's unknown event is a SHOULD."""
+    text = check_chat_stream(coze_events("chat_text_stream_resp.txt"), COZE_RULES, "server")
+    assert [(f.rule, f.index) for f in text.findings] == [("grammar.deltas_join_completed", 6)]
+    audio = check_chat_stream(coze_events("chat_audio_stream_resp.txt"), COZE_RULES, "server")
+    assert audio.findings == []
+    invalid = check_chat_stream(coze_events("chat_invalid_resp.txt"), COZE_RULES, "server")
+    assert rules_of(invalid.findings) == {
+        "grammar.known_events",
+        "grammar.start_events_present",
+        "grammar.chat_outcome",
+        "grammar.terminal_present",
+    }
 
 
 # -- profile rules ---------------------------------------------------------------------
@@ -432,9 +551,7 @@ def test_doc_rules_are_the_doc_profile_table() -> None:
         pytest.param({"terminal_events": None}, "missing key 'terminal_events'", id="missing-key"),
         pytest.param({"error_events": "error"}, "error_events: expected a list of strings", id="not-a-list"),
         pytest.param({"usage_fields": ["a", "b"]}, "usage_fields: expected 3 names", id="usage-fields-count"),
-        pytest.param(
-            {"liveness_tail_share": "0.9"}, "liveness_tail_share: expected a non-negative number", id="not-a-number"
-        ),
+        pytest.param({"liveness_tail_share": "0.9"}, "liveness_tail_share: expected a non-negative number", id="not-a-number"),
         pytest.param({"message_key": 1}, "message_key: expected a string", id="not-a-string"),
     ],
 )

@@ -34,7 +34,7 @@ VECTORS: list[dict[str, Any]] = tomllib.loads((DATA / "expected.toml").read_text
 def checker_for(vector: dict[str, Any]) -> SSEChecker:
     content_type = None if vector.get("content_type_missing") else vector.get("content_type", "text/event-stream")
     limits = {k: vector[k] for k in ("max_line_bytes", "max_stream_bytes") if k in vector}
-    return SSEChecker(content_type, **limits)
+    return SSEChecker(content_type, **limits, sdk_framing=vector.get("sdk_framing", False))
 
 
 def run(checker: SSEChecker, chunks: Iterable[bytes]) -> SSEChecker:

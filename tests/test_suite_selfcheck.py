@@ -39,7 +39,9 @@ from conformance.keys import (
     declared_requirements,
 )
 from conformance.oracle.catalogue import load_catalogue
-from conformance.oracle.envelope_judge import EXCHANGE_REQUIREMENTS
+from conformance.oracle.envelope_judge import all_exchange_requirements
+
+EXCHANGE_REQUIREMENTS = all_exchange_requirements(load_catalogue())
 from conformance.oracle.outcomes import Outcome, Record
 
 #: Runs whole suites or servers for seconds: out of the fast loop (-m 'not slow').

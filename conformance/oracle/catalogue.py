@@ -24,6 +24,7 @@ from conformance.oracle.profile import available_profiles
 __all__ = [
     "CATALOGUE_PATH",
     "LEVELS",
+    "SOURCE_ORIGINS",
     "SPEC_PATH",
     "Catalogue",
     "CatalogueError",
@@ -43,7 +44,10 @@ LEVELS = ("MUST", "SHOULD", "MAY")
 # AREA-NNN or AREA-SUB-NNN (CHAT-001, CHAT-SSE-004, BOT-CREATE-001).
 _ID = re.compile(r"[A-Z]+(?:-[A-Z]+)?-[0-9]{3}")
 # A rule of the SSE checker (sse.py) or of the stream grammar (grammar.py).
-_RULE = re.compile(r"(?:sse|grammar)\.[a-z][a-z0-9_]*")
+_RULE = re.compile(r"(?:sse|grammar|envelope)\.[a-z][a-z0-9_]*")
+#: The origins a ``source`` may name, and its shape: "<origin> <path>[:<line>[-<line>]]".
+SOURCE_ORIGINS = ("cozepy", "coze-cloud-vector")
+_SOURCE = re.compile(r"(?P<origin>[a-z-]+) (?P<path>[\w./-]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?")
 
 
 class CatalogueError(ValueError):
@@ -65,6 +69,14 @@ class Requirement:
     reading: str | None = None
     rule: str | None = None
     note: str | None = None
+    #: Where the quote comes from when it is not the spec page: "<origin> <path>[:<lines>]"
+    #: with origin "cozepy" (the SDK package) or "coze-cloud-vector" (its captured streams).
+    source: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """What the quote quotes: the spec page, or a ``source`` origin."""
+        return "spec" if self.source is None else self.source.split(" ", 1)[0]
 
 
 _REQUIRED = tuple(f.name for f in fields(Requirement) if f.default is not None)
@@ -124,11 +136,12 @@ class Catalogue(Mapping[str, Requirement]):
         return self.at_level("SHOULD")
 
     def by_rule(self, rule: str) -> Requirement | None:
-        """The requirement a checker or grammar rule is attributed to, if any."""
-        for r in self.values():
-            if r.rule == rule:
-                return r
-        return None
+        """The requirement a checker or grammar rule is attributed to, if any. Each
+        profile maps a rule to one id at most: ask the profile's subset (``for_profile``)."""
+        found = [r for r in self.values() if r.rule == rule and not r.retired]
+        if len(found) > 1:
+            raise CatalogueError(f"rule {rule} maps to {[r.id for r in found]}: select one profile first")
+        return found[0] if found else None
 
 
 def normalise_whitespace(text: str) -> str:
@@ -176,7 +189,14 @@ def _requirement(index: int, entry: Any, profiles: frozenset[str]) -> Requiremen
         )
     rule = entry.get("rule")
     if rule is not None and not _RULE.fullmatch(rule):
-        raise CatalogueError(f"{where}: rule {rule!r} must name an sse.* or grammar.* rule")
+        raise CatalogueError(f"{where}: rule {rule!r} must name an sse.*, grammar.* or envelope.* rule")
+    source = entry.get("source")
+    if source is not None:
+        match = _SOURCE.fullmatch(source)
+        if match is None or match["origin"] not in SOURCE_ORIGINS:
+            raise CatalogueError(
+                f"{where}: source {source!r} must be '<origin> <path>[:<lines>]' with origin in {', '.join(SOURCE_ORIGINS)}"
+            )
     return Requirement(**{**entry, "profiles": tuple(names)})
 
 
@@ -197,7 +217,7 @@ def read_catalogue(path: Path, *, profiles: Iterable[str] | None = None) -> Cata
         raise CatalogueError(f"{path}: unknown top-level keys {', '.join(extra)}")
     requirements: list[Requirement] = []
     seen: dict[str, int] = {}
-    rules: dict[str, str] = {}
+    rules: dict[tuple[str, str], str] = {}
     for index, entry in enumerate(entries):
         try:
             req = _requirement(index, entry, known)
@@ -206,11 +226,16 @@ def read_catalogue(path: Path, *, profiles: Iterable[str] | None = None) -> Cata
         if req.id in seen:
             raise CatalogueError(f"{path}: requirement #{index + 1} ({req.id}): duplicate id {req.id} (first at #{seen[req.id] + 1})")
         seen[req.id] = index
-        if req.rule is not None:
-            # One requirement per rule: a finding must be attributable to exactly one id.
-            if req.rule in rules:
-                raise CatalogueError(f"{path}: {req.id}: rule {req.rule} is already judged by {rules[req.rule]}")
-            rules[req.rule] = req.id
+        if req.rule is not None and not req.retired:
+            # One requirement per rule in each profile: a finding must be attributable to
+            # exactly one id of the run's profile.
+            for profile in req.profiles:
+                other = rules.get((profile, req.rule))
+                if other is not None:
+                    raise CatalogueError(
+                        f"{path}: {req.id}: rule {req.rule} is already judged by {other} in profile {profile!r}"
+                    )
+                rules[(profile, req.rule)] = req.id
         requirements.append(req)
     return Catalogue(requirements, sha256=hashlib.sha256(raw).hexdigest(), source=path)
 

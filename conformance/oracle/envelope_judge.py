@@ -12,23 +12,43 @@ suite test, so no test declares them (``EXCHANGE_REQUIREMENTS``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.oracle.profile import Profile
 
-SUCCESS_SHAPE = "ENV-001"
-SUCCESS_MSG = "ENV-002"
-ERROR_SHAPE = "ERR-001"
-ERROR_DATA_NULL = "ERR-002"
-ERROR_STATUS = "ERR-003"
-NO_SERVER_ERROR = "ERR-004"
+# The judge's rules; the catalogue's ``rule`` field says which requirement of a profile
+# each one judges (a rule a profile does not map is not judged in it).
+SUCCESS_SHAPE = "envelope.success_shape"
+SUCCESS_MSG = "envelope.success_msg"
+ERROR_SHAPE = "envelope.error_shape"
+ERROR_DATA_NULL = "envelope.error_data_null"
+ERROR_STATUS = "envelope.error_status"
+NO_SERVER_ERROR = "envelope.no_server_error"
+LOGID = "envelope.logid"
 
-#: Judged by the plugin on every exchange; never declared by a test.
-EXCHANGE_REQUIREMENTS = frozenset(
-    {SUCCESS_SHAPE, SUCCESS_MSG, ERROR_SHAPE, ERROR_DATA_NULL, ERROR_STATUS, NO_SERVER_ERROR}
-)
+RULES: dict[str, str] = {
+    SUCCESS_SHAPE: "a success is the envelope with code 0, a string msg and (where documented) a data object",
+    SUCCESS_MSG: "a success's msg is the profile's preferred text",
+    ERROR_SHAPE: "an error is a JSON object with an error code and a string msg",
+    ERROR_DATA_NULL: "an error carries data: null",
+    ERROR_STATUS: "an error's HTTP status equals its code",
+    NO_SERVER_ERROR: "no answer is a server error (HTTP 5xx, code 5xx, or an error event with a 5xx code)",
+    LOGID: "an answer carries its log id in the profile's header and body key, the same value",
+}
+
+
+def exchange_requirements(catalogue: Mapping[str, Any]) -> dict[str, str]:
+    """rule -> requirement id: what the plugin judges on every exchange of every test
+    (never declared by a test). ``catalogue`` is the run profile's subset."""
+    return {r.rule: r.id for r in catalogue.values() if r.rule in RULES and not r.retired}
+
+
+def all_exchange_requirements(catalogue: Mapping[str, Any]) -> frozenset[str]:
+    """The ids any profile judges on every exchange."""
+    return frozenset(r.id for r in catalogue.values() if r.rule in RULES)
+
 
 Check = Callable[..., bool]
 
@@ -45,9 +65,20 @@ def _endpoint_path(profile: Profile, url: str, base_path: str) -> Any:
     return None
 
 
-def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *, base_path: str = "") -> None:
+def judge_exchanges(
+    exchanges: Iterable[Any],
+    profile: Profile,
+    check: Check,
+    *,
+    base_path: str = "",
+    rules: Mapping[str, str] | None = None,
+) -> None:
     """Judge every finished, non-stream answer of ``exchanges`` (event streams are the
-    grammar's). ``check`` is a soft check: it records and never stops the test."""
+    grammar's). ``check`` is a soft check: it records and never stops the test.
+    ``rules`` maps the judge's rules to the profile's requirement ids
+    (``exchange_requirements``); a rule it does not map is not judged."""
+    if rules is not None:
+        check = _mapped(check, rules)
     env = profile.envelope
     for exchange in exchanges:
         status = exchange.status
@@ -67,21 +98,33 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
         except (ValueError, UnicodeDecodeError):
             body = None
         code = body.get(env.code_key) if isinstance(body, dict) else None
+        if env.logid_header and env.logid_key and isinstance(body, dict):
+            headers = dict((n.lower(), v) for n, v in exchange.response_headers)
+            header, inner = headers.get(env.logid_header.lower()), _logid(body, env.logid_key)
+            check(
+                LOGID,
+                bool(header) and isinstance(inner, str) and inner == header,
+                expected=f"the same log id in the {env.logid_header} header and at {env.logid_key}",
+                actual=f"header {header!r}, {env.logid_key} {inner!r}",
+                detail=where,
+            )
         if isinstance(code, int) and not isinstance(code, bool) and 500 <= code < 600:
             check(NO_SERVER_ERROR, False, expected="no code 500", actual=code, detail=where)
         is_error = status >= 400 or code != env.success_code
         if is_error:
+            listed = code in env.codes if env.error_codes_closed else code != env.success_code
             shaped = (
                 isinstance(body, dict)
                 and isinstance(code, int)
                 and not isinstance(code, bool)
-                and code in env.codes
+                and listed
                 and isinstance(body.get(env.msg_key), str)
             )
+            codes = f"in {sorted(env.codes)}" if env.error_codes_closed else "a non-zero integer"
             check(
                 ERROR_SHAPE,
                 shaped,
-                expected=f"a JSON object with {env.code_key} in {sorted(env.codes)} and a string {env.msg_key}",
+                expected=f"a JSON object with {env.code_key} {codes} and a string {env.msg_key}",
                 actual=_excerpt(exchange.response_body),
                 detail=where,
             )
@@ -128,6 +171,22 @@ def judge_exchanges(exchanges: Iterable[Any], profile: Profile, check: Check, *,
                 actual=repr(body[env.msg_key]),
                 detail=where,
             )
+
+
+def _mapped(check: Check, rules: Mapping[str, str]) -> Check:
+    def judge(rule: str, *args: Any, **kwargs: Any) -> bool:
+        requirement = rules.get(rule)
+        return True if requirement is None else check(requirement, *args, **kwargs)
+
+    return judge
+
+
+def _logid(body: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(body, dict):
+            return None
+        body = body.get(part)
+    return body
 
 
 def _judge_stream_errors(exchange: Any, media: str, profile: Profile, check: Check, where: str) -> None:

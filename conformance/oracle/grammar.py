@@ -70,6 +70,15 @@ RULES: dict[str, tuple[Severity, str]] = {
         "deltas and their completed event share a message id; conversation ids agree",
     ),
     "grammar.liveness": ("should", "events are sent as they are produced, not held back to the end"),
+    # Rules a profile turns on ([stream] keys named in each); off, they find nothing.
+    "grammar.chat_fields": ("violation", "a chat payload carries the profile's chat fields (chat_required) as strings"),
+    "grammar.usage_present": ("violation", "a chat completed event carries usage (usage_required)"),
+    "grammar.terminal_data": ("violation", "the terminal event's data is the profile's terminal_data"),
+    "grammar.closed_after_terminal": (
+        "violation",
+        "the server closes the stream after the terminal event (close_after_terminal)",
+    ),
+    "grammar.known_events": ("should", "every event name is one the profile knows (flag_unknown_events)"),
 }
 
 Outcome = Literal["completed", "failed", "error"]
@@ -105,6 +114,16 @@ class StreamRules:
     # Not (yet) in doc.toml: the spec's message object and conversation id key.
     message_fields: tuple[str, str, str] = ("id", "content", "role")  # id, content, role
     conversation_id_key: str = "conversation_id"
+    # Rules a profile turns on; their defaults find nothing.
+    message_required: tuple[str, ...] = ()  # string fields of a message beyond message_fields
+    chat_required: tuple[str, ...] = ()  # string fields of a chat payload (start and outcome events)
+    chat_id_key: str = ""  # a message's key naming its chat; "" = not checked
+    terminal_data: str = ""  # the terminal event's exact data; "" = any
+    other_events: tuple[str, ...] = ()  # known events the grammar does not order
+    usage_required: bool = False
+    close_after_terminal: bool = False
+    flag_unknown_events: bool = False
+    sdk_framing: bool = False  # the checker's sse.sdk_framing notes are the profile's requirement
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any]) -> StreamRules:
@@ -128,6 +147,9 @@ class StreamRules:
                 if width is not None and len(value) != width:
                     raise ValueError(f"[stream].{name}: expected {width} names, got {value!r}")
                 value = tuple(value)
+            elif f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"[stream].{name}: expected true or false, got {value!r}")
             elif f.type == "float":
                 if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                     raise ValueError(f"[stream].{name}: expected a non-negative number, got {value!r}")
@@ -136,6 +158,10 @@ class StreamRules:
                 raise ValueError(f"[stream].{name}: expected a string, got {value!r}")
             values[name] = value
         return cls(**values)
+
+    def checker(self, content_type: str | None) -> SSEChecker:
+        """A byte-level checker for a stream these rules judge."""
+        return SSEChecker(content_type, self.media_type, sdk_framing=self.sdk_framing)
 
     def kind(self, event_type: str) -> _Kind | None:
         """Which part of the grammar an event name plays, None when unknown."""
@@ -194,6 +220,8 @@ class GrammarResult:
     conversation_ids: list[str] = field(default_factory=list)  # distinct, in order seen
     errors: list[Any] = field(default_factory=list)  # error event payloads (raw data when not JSON)
     payloads: list[Any] = field(default_factory=list)  # parsed data per event, None when not JSON
+    chat_id: str | None = None  # the first chat payload's id (profiles with chat_required)
+    message_chat_ids: list[tuple[int, Any]] = field(default_factory=list)  # (event, chat id) of messages
 
     @property
     def violations(self) -> list[Finding]:
@@ -256,11 +284,17 @@ class _Grammar:
                 else:
                     self.find("grammar.terminal_last", f"an event after the terminal event {terminal_at}", i)
             if kind is None:
-                continue  # unknown event types are legal and carry no requirement
+                if self.rules.flag_unknown_events and ev.type not in self.rules.other_events:
+                    self.find("grammar.known_events", f"an event the profile does not know: {ev.type!r}", i)
+                continue  # unknown event types are legal and carry no MUST
             if kind == "terminal":
                 if terminal_at is None:
                     terminal_at = i
                     self.result.terminal = ev.type
+                if self.rules.terminal_data and ev.data != self.rules.terminal_data:
+                    self.find(
+                        "grammar.terminal_data", f"expected data {self.rules.terminal_data!r}, got {_show(ev.data)}", i
+                    )
             elif not isinstance(payload, dict):
                 what = f"JSON {type(payload).__name__}" if ok else "not JSON"
                 self.find("grammar.payload_json", f"expected a JSON object, got {what}: {_show(ev.data)}", i)
@@ -289,6 +323,22 @@ class _Grammar:
             self.message(i, kind, payload)
         elif kind == "chat_completed":
             self.usage(i, payload)
+        if kind in ("start", "chat_completed", "chat_failed"):
+            self.chat(i, payload)
+
+    def chat(self, i: int, payload: dict[str, Any]) -> None:
+        record = self.section(payload, self.rules.run_record_key)
+        if not self.rules.chat_required:
+            return
+        if not isinstance(record, dict):
+            self.find("grammar.chat_fields", f"expected a chat object, got {_show(record)}", i)
+            return
+        bad = [k for k in self.rules.chat_required if not isinstance(record.get(k), str) or record[k] == ""]
+        if bad:
+            self.find("grammar.chat_fields", "expected non-empty strings: " + ", ".join(f"{k!r} = {_show(record.get(k))}" for k in bad), i)
+        chat_id = record.get("id")
+        if isinstance(chat_id, str) and chat_id and self.result.chat_id is None:
+            self.result.chat_id = chat_id
 
     def section(self, payload: dict[str, Any], key: str) -> Any:
         return payload if not key else payload.get(key)
@@ -315,9 +365,11 @@ class _Grammar:
         problems = []
         if not _is_id(item.get(id_key)):
             problems.append(f"{id_key!r}: expected a non-empty string or integer, got {_show(item.get(id_key))}")
-        for key in (content_key, role_key):
+        for key in (content_key, role_key, *rules.message_required):
             if not isinstance(item.get(key), str):
                 problems.append(f"{key!r}: expected a string, got {_show(item.get(key))}")
+        if rules.chat_id_key:
+            self.result.message_chat_ids.append((i, item.get(rules.chat_id_key)))
         if problems:
             self.find("grammar.message_fields", f"{where}: " + "; ".join(problems), i)
         if not _is_id(item.get(id_key)) or not isinstance(item.get(content_key), str):
@@ -345,6 +397,8 @@ class _Grammar:
     def usage(self, i: int, payload: dict[str, Any]) -> None:
         record = self.section(payload, self.rules.run_record_key)
         if not isinstance(record, dict) or self.rules.usage_key not in record:
+            if self.rules.usage_required:
+                self.find("grammar.usage_present", f"expected {self.rules.usage_key!r} on the chat's completion", i)
             return  # usage is checked when carried; the schema says where it must be
         usage = record[self.rules.usage_key]
         if self.result.usage is None and isinstance(usage, dict):
@@ -407,6 +461,14 @@ class _Grammar:
                 f"expected {rules.preferred_terminal!r}, got {result.terminal!r}",
                 terminals[0],
             )
+        if result.chat_id is not None:
+            for i, chat_id in result.message_chat_ids:
+                if chat_id != result.chat_id:
+                    self.find(
+                        "grammar.ids_consistent",
+                        f"expected {rules.chat_id_key} {result.chat_id!r} (the chat's id), got {_show(chat_id)}",
+                        i,
+                    )
         if result.outcome == "completed":
             for msg in result.messages.values():
                 if msg.deltas and msg.completed is None:
@@ -432,9 +494,27 @@ class _Grammar:
             )
 
 
-def check_chat_stream(events: Sequence[Event], rules: StreamRules) -> GrammarResult:
-    """Check a chat stream's dispatched events against the grammar."""
-    return _Grammar(events, rules).run()
+def check_chat_stream(
+    events: Sequence[Event], rules: StreamRules, closed_by: Literal["server", "client"] | None = None
+) -> GrammarResult:
+    """Check a chat stream's dispatched events against the grammar. ``closed_by`` (who
+    ended the stream, when known) judges ``close_after_terminal``."""
+    result = _Grammar(events, rules).run()
+    if rules.close_after_terminal and closed_by == "client" and result.terminal is not None:
+        index = next(i for i, ev in enumerate(events) if ev.type == result.terminal)
+        ev = events[index]
+        result.findings.append(
+            Finding(
+                "grammar.closed_after_terminal",
+                f"event {index} ({ev.type}): the server kept the stream open "
+                f"{rules.after_terminal_grace_seconds:g} s after it; the client closed it",
+                ev.offset,
+                ev.raw[:RAW_EXCERPT_BYTES],
+                RULES["grammar.closed_after_terminal"][0],
+                index,
+            )
+        )
+    return result
 
 
 @dataclass
@@ -490,6 +570,6 @@ def read_stream(
     return StreamReading(
         events=list(checker.events),
         sse_findings=list(checker.findings),
-        grammar=check_chat_stream(checker.events, rules),
+        grammar=check_chat_stream(checker.events, rules, closed_by),
         closed_by=closed_by,
     )

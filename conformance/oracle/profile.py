@@ -111,10 +111,13 @@ class _Table:
     def _bad(self, key: str, expected: str, value: Any) -> ProfileError:
         return ProfileError(f"{self.where}.{key}: expected {expected}, got {value!r}")
 
-    def text(self, key: str, *, choices: frozenset[str] | None = None) -> str:
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def text(self, key: str, *, choices: frozenset[str] | None = None, empty: bool = False) -> str:
         value = self._get(key)
-        if not isinstance(value, str) or not value:
-            raise self._bad(key, "a non-empty string", value)
+        if not isinstance(value, str) or not (value or empty):
+            raise self._bad(key, "a string" if empty else "a non-empty string", value)
         if choices is not None and value not in choices:
             raise self._bad(key, f"one of {sorted(choices)}", value)
         return value
@@ -152,6 +155,13 @@ class _Table:
         if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
             raise self._bad(key, "a non-empty list of integers", value)
         return tuple(value)
+
+    def template(self, key: str) -> Mapping[str, Any]:
+        """An inline table of JSON values: a request body with ``{placeholders}``."""
+        value = self._get(key)
+        if not isinstance(value, dict):
+            raise self._bad(key, "an inline table (a request body template)", value)
+        return FrozenMap(value)
 
     def table(self, key: str) -> _Table:
         return _Table(self._get(key), f"{self.where}.{key}" if self.where.startswith("[") else f"[{key}]")
@@ -192,6 +202,13 @@ class EnvelopeRules:
     error_data_null_preferred: bool
     parameter_error_code: int
     error_codes: tuple[ErrorCode, ...]
+    #: True: an error's code MUST be one of ``error_codes``; False: any non-zero integer
+    #: (the listed ones are those the profile's tests expect by name).
+    error_codes_closed: bool = True
+    #: Where an answer carries its log id, when the profile says it does: a header, and
+    #: a dotted path in the JSON body.
+    logid_header: str | None = None
+    logid_key: str | None = None
 
     @property
     def codes(self) -> frozenset[int]:
@@ -395,15 +412,24 @@ class ChatAnswers:
 
 @dataclass(frozen=True)
 class Bots:
-    draft_status: str
-    online_status: str
-    first_version: int
+    """How the suite makes its bots (request body templates whose ``"{name}"`` string
+    values are filled in; a value ``"{model}"`` is left out when no model is given)
+    and, where the profile documents them, the statuses and first version."""
+
+    name_max: int
+    create_body: Mapping[str, Any]
+    publish_body: Mapping[str, Any]
+    draft_status: str | None = None
+    online_status: str | None = None
+    first_version: int | None = None
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     description: str
+    #: The embedded reference server's dialect for this profile (``--dialect``).
+    reference_dialect: str
     envelope: EnvelopeRules
     endpoints: tuple[Endpoint, ...]
     auth: Auth
@@ -444,10 +470,13 @@ def _envelope(t: _Table) -> EnvelopeRules:
         data_key=t.text("data_key"),
         success_code=t.integer("success_code"),
         success_description=t.text("success_description"),
-        preferred_success_msg=t.text("preferred_success_msg"),
+        preferred_success_msg=t.text("preferred_success_msg", empty=True),
         error_data_null_preferred=t.flag("error_data_null_preferred"),
         parameter_error_code=t.integer("parameter_error_code"),
         error_codes=tuple(errors),
+        error_codes_closed=t.flag("error_codes_closed"),
+        logid_header=t.text("logid_header") if t.has("logid_header") else None,
+        logid_key=t.text("logid_key") if t.has("logid_key") else None,
     )
     if env.success_code in env.codes:
         raise ProfileError(f"[envelope]: success_code {env.success_code} is also an error code")
@@ -577,7 +606,14 @@ def _chat(t: _Table) -> ChatAnswers:
 
 
 def _bots(t: _Table) -> Bots:
-    b = Bots(t.text("draft_status"), t.text("online_status"), t.integer("first_version"))
+    b = Bots(
+        name_max=t.integer("name_max"),
+        create_body=t.template("create_body"),
+        publish_body=t.template("publish_body"),
+        draft_status=t.text("draft_status") if t.has("draft_status") else None,
+        online_status=t.text("online_status") if t.has("online_status") else None,
+        first_version=t.integer("first_version") if t.has("first_version") else None,
+    )
     t.done()
     return b
 
@@ -638,6 +674,7 @@ def read_profile(path: Path) -> Profile:
     try:
         head = root.table("profile")
         name, description = head.text("name"), head.text("description")
+        dialect = head.text("reference_dialect")
         head.done()
         if name != path.stem:
             raise ProfileError(f"[profile].name: {name!r} must equal the file name {path.stem!r}")
@@ -647,6 +684,7 @@ def read_profile(path: Path) -> Profile:
         profile = Profile(
             name=name,
             description=description,
+            reference_dialect=dialect,
             envelope=_envelope(root.table("envelope")),
             endpoints=tuple(_endpoint(t) for t in root.tables("endpoint")),
             auth=_auth(root.table("auth")),

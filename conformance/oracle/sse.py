@@ -61,6 +61,12 @@ RULES: dict[str, tuple[Severity, str]] = {
     "sse.unknown_field": ("note", "a field other than event/data/id/retry is ignored (names are case-sensitive)"),
     "sse.bom": ("note", "one leading UTF-8 BOM is skipped"),
     "sse.no_data": ("note", "a block without a data line dispatches no event"),
+    # Legal SSE that the official Python SDK (cozepy's Stream) refuses: it reads exactly
+    # one event: and one data: line per event and raises on any other line.
+    "sse.sdk_framing": (
+        "note",
+        "every event is one event: line and one data: line; no comment, id:, retry: or other line, no second data line",
+    ),
 }
 
 _EOL = re.compile(rb"[\r\n]")
@@ -120,6 +126,7 @@ class _Block:
     data: list[str] = field(default_factory=list)
     retry: int | None = None
     has_field: bool = False  # any non-comment line
+    has_event: bool = False  # an event: line
     broken: bool = False  # a field line was too long to keep: do not dispatch
 
 
@@ -138,8 +145,11 @@ class SSEChecker:
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
         max_stream_bytes: int = MAX_STREAM_BYTES,
+        sdk_framing: bool = False,
     ) -> None:
         self.events: list[Event] = []
+        #: Note what cozepy's Stream refuses (``sse.sdk_framing``): off, legal SSE is quiet.
+        self.sdk_framing = sdk_framing
         self.findings: list[Finding] = []
         self.max_line_bytes = max_line_bytes
         self.max_stream_bytes = max_stream_bytes
@@ -285,15 +295,20 @@ class SSEChecker:
         block = self._start_block(offset)
         block.raw += raw
         text = self._decode(line, offset)
+        excerpt = line[:RAW_EXCERPT_BYTES]
         if text.startswith(":"):
+            self._framing("a comment line", offset, excerpt)
             return
         block.has_field = True
         name, colon, value = text.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
-        excerpt = line[:RAW_EXCERPT_BYTES]
+        if name not in ("event", "data") or (name == "data" and block.data) or (name == "event" and block.has_event):
+            what = f"a second {name}: line in one event" if name in ("event", "data") else f"a {name!r} line"
+            self._framing(what, offset, excerpt)
         if name == "event":
             block.type = value
+            block.has_event = True
         elif name == "data":
             block.data.append(value)
         elif name == "id":
@@ -323,6 +338,8 @@ class SSEChecker:
                 raw=bytes(block.raw[:RAW_EXCERPT_BYTES]),
             )
             return
+        if not block.has_event:
+            self._framing("an event without an event: line", block.offset, bytes(block.raw[:RAW_EXCERPT_BYTES]))
         self._dispatched.append(
             Event(
                 type=block.type or "message",
@@ -351,6 +368,10 @@ class SSEChecker:
                 raw=line[:RAW_EXCERPT_BYTES],
             )
             return line.decode("utf-8", errors="replace")
+
+    def _framing(self, message: str, offset: int, raw: bytes) -> None:
+        if self.sdk_framing:
+            self._find("sse.sdk_framing", message, offset=offset, raw=raw)
 
     def _find(self, rule: str, message: str, *, offset: int | None = None, raw: bytes | None = None) -> None:
         self.findings.append(Finding(rule, message, offset, raw, RULES[rule][0]))

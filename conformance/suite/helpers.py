@@ -117,7 +117,7 @@ def leading_error_code(body: bytes, content_type: str | None, profile: Profile) 
     """The code an event stream's first event carries when that event is an error event
     (READING "Errors on a streaming request"); None otherwise."""
     rules = stream_rules(profile)
-    checker = SSEChecker(content_type, rules.media_type)
+    checker = rules.checker(content_type)
     checker.feed(body, time.monotonic())
     checker.close(time.monotonic())
     if not checker.events or rules.kind(checker.events[0].type) != "error":
@@ -235,7 +235,7 @@ def read_events(
     ``stop(event)`` returning True ends the reading early (the caller closes the
     stream, e.g. a client abort after the first delta)."""
     if checker is None:
-        checker = SSEChecker(answer.headers.get("content-type"), rules.media_type)
+        checker = rules.checker(answer.headers.get("content-type"))
     ended = stopped = False
     for chunk, t in answer.chunks():
         for event in checker.feed(chunk, t):
@@ -263,7 +263,7 @@ def _reading(checker: SSEChecker, rules: StreamRules, closed_by: Literal["server
     return StreamReading(
         events=list(checker.events),
         sse_findings=list(checker.findings),
-        grammar=check_chat_stream(checker.events, rules),
+        grammar=check_chat_stream(checker.events, rules, closed_by),
         closed_by=closed_by,
     )
 
@@ -286,7 +286,7 @@ def read_chat_stream(
         if answer.media_type != rules.media_type:
             data = answer.read_all()
             return StreamResult(answer.status, answer.media_type, content_type, None, data, time.monotonic() - started)
-        checker = SSEChecker(content_type, rules.media_type)
+        checker = rules.checker(content_type)
         extra: dict[str, Any] = {}
         try:
             reading = read_events(answer, rules, checker=checker)

@@ -25,7 +25,7 @@ from conformance.oracle.catalogue import Catalogue
 from conformance.oracle.grammar import StreamReading, StreamRules, read_stream
 from conformance.oracle.outcomes import Checks
 from conformance.oracle.profile import Profile
-from conformance.oracle.sse import Finding, SSEChecker
+from conformance.oracle.sse import Finding
 from conformance.suite.helpers import (
     LONG_ANSWER,
     Bot,
@@ -57,7 +57,7 @@ def reading_of(result: StreamResult, rules: StreamRules) -> StreamReading:
     judged on everything else too."""
     if result.reading is not None:
         return result.reading
-    checker = SSEChecker(result.content_type, rules.media_type)
+    checker = rules.checker(result.content_type)
     return read_stream([(result.body, time.monotonic())], checker, rules)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -35,8 +34,6 @@ from conformance.reference import ReferenceServer, ServerConfig
 SAMPLES = Path(__file__).parent / "spec_samples"
 #: A sample that has not finished a 17-event stream by then is hung, not slow.
 SAMPLE_TIMEOUT = 30.0
-#: node --import (the recorder preload) needs 20.6 (or 18.19); fetch, 18.
-NODE_MINIMUM = (20, 6)
 
 #: The event types of the page's table "事件类型".
 DOCUMENTED_EVENTS = frozenset(
@@ -130,29 +127,13 @@ def _py_transcript(record: dict[str, Any], output: str) -> Transcript:
     return t
 
 
-def node_executable() -> str:
-    """Node, or a failure that says so: CI must not pass this witness by skipping it."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail(
-            "node is not on PATH: the spec's JavaScript sample runs under Node.js "
-            f">= {'.'.join(map(str, NODE_MINIMUM))}; install Node (this witness never skips)",
-            pytrace=False,
-        )
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
-    if found < NODE_MINIMUM:
-        pytest.fail(f"{node} is {version}: the witnesses need Node.js >= {'.'.join(map(str, NODE_MINIMUM))}", pytrace=False)
-    return node
-
-
 @dataclass(frozen=True)
 class Sample:
     name: str
-    command: Callable[[], list[str]]
+    command: Callable[[pytest.FixtureRequest], list[str]]  # the request, to ask for fixtures (node)
     transcript: Callable[[dict[str, Any], str], Transcript]
 
-    def run(self, server: ReferenceServer, bot_id: str, record: Path) -> Transcript:
+    def run(self, request: pytest.FixtureRequest, server: ReferenceServer, bot_id: str, record: Path) -> Transcript:
         principal = server.config.principals[0]
         env = {
             **os.environ,
@@ -162,7 +143,7 @@ class Sample:
             "WITNESS_RECORD": str(record),
         }
         try:
-            done = subprocess.run(self.command(), cwd=SAMPLES, env=env, capture_output=True, text=True, timeout=SAMPLE_TIMEOUT)
+            done = subprocess.run(self.command(request), cwd=SAMPLES, env=env, capture_output=True, text=True, timeout=SAMPLE_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"the {self.name} sample did not end within {SAMPLE_TIMEOUT:g} s; its output:\n{exc.stdout!r}\n{exc.stderr!r}")
         output = f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
@@ -174,10 +155,10 @@ class Sample:
 
 JS_FETCH = Sample(
     "JavaScript fetch",
-    lambda: [node_executable(), "--import", "./record.mjs", "chat_fetch.mjs"],
+    lambda request: [request.getfixturevalue("node"), "--import", "./record.mjs", "chat_fetch.mjs"],
     _js_transcript,
 )
-PY_REQUESTS = Sample("Python requests", lambda: [sys.executable, "record.py", "chat_requests.py"], _py_transcript)
+PY_REQUESTS = Sample("Python requests", lambda request: [sys.executable, "record.py", "chat_requests.py"], _py_transcript)
 
 
 def assert_sample_worked(t: Transcript) -> None:
@@ -210,9 +191,11 @@ def split_writes() -> Iterator[tuple[ReferenceServer, str]]:
 
 
 @pytest.mark.parametrize("sample", [pytest.param(JS_FETCH, id="js-fetch"), pytest.param(PY_REQUESTS, id="python-requests")])
-def test_sample_reads_the_documented_wire(sample: Sample, documented_wire: tuple[ReferenceServer, str], tmp_path: Path) -> None:
+def test_sample_reads_the_documented_wire(
+    sample: Sample, request: pytest.FixtureRequest, documented_wire: tuple[ReferenceServer, str], tmp_path: Path
+) -> None:
     server, bot_id = documented_wire
-    assert_sample_worked(sample.run(server, bot_id, tmp_path / "record.json"))
+    assert_sample_worked(sample.run(request, server, bot_id, tmp_path / "record.json"))
 
 
 SPLIT_LINE_FINDING = (
@@ -229,6 +212,8 @@ SPLIT_LINE_FINDING = (
         pytest.param(PY_REQUESTS, id="python-requests"),
     ],
 )
-def test_sample_reads_split_writes(sample: Sample, split_writes: tuple[ReferenceServer, str], tmp_path: Path) -> None:
+def test_sample_reads_split_writes(
+    sample: Sample, request: pytest.FixtureRequest, split_writes: tuple[ReferenceServer, str], tmp_path: Path
+) -> None:
     server, bot_id = split_writes
-    assert_sample_worked(sample.run(server, bot_id, tmp_path / "record.json"))
+    assert_sample_worked(sample.run(request, server, bot_id, tmp_path / "record.json"))

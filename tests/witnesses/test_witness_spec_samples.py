@@ -32,7 +32,7 @@ import pytest
 from conformance.reference import ReferenceServer, ServerConfig
 
 SAMPLES = Path(__file__).parent / "spec_samples"
-#: A sample that has not finished a 17-event stream by then is hung, not slow.
+#: A sample that has not finished an 18-event stream by then is hung, not slow.
 SAMPLE_TIMEOUT = 30.0
 
 #: The event types of the page's table "事件类型".

@@ -37,7 +37,7 @@ Extra fields                           ``section_id``, ``meta_data``, ``reasonin
                                        ``updated_at`` on messages; ``section_id``,
                                        ``meta_data`` on chats; ``owner_user_id``,
                                        ``workflow_info_list`` on bots; ``check_not_pass`` on
-                                       a create
+                                       a create, ``publish_time`` on a publish
 Chat timestamps                        ``completed_at`` and ``failed_at`` always present,
                                        0 while unset
 Usage                                  on every chat object (zeros until the end)
@@ -83,7 +83,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .server import MAX_BODY, ApiError, _RequestHandler, dump_json, new_id
+from .server import ApiError, _RequestHandler, dump_json, new_id
 
 BAD_REQUEST = 4000
 AUTH_FAILED = 4100
@@ -153,14 +153,14 @@ def _opt(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what:
 
 
 def _req_str(body: Mapping[str, Any], key: str) -> str:
-    value = _opt(body, key, str, "a string")
+    value: str | None = _opt(body, key, str, "a string")
     if not value:
         raise _bad(f"missing required parameter {key}")
     return value
 
 
 def _str_map(body: Mapping[str, Any], key: str) -> dict[str, str] | None:
-    value = _opt(body, key, dict, "an object")
+    value: dict[str, str] | None = _opt(body, key, dict, "an object")
     if value is not None and not all(isinstance(v, str) for v in value.values()):
         raise _bad(f"invalid parameter {key}: values must be strings")
     return value
@@ -326,7 +326,10 @@ class CozeStore:
 def compose_answer(history: list[tuple[str, str]]) -> str:
     users = [content for role, content in history if role == "user"]
     excerpt = (users[-1] if users else "")[:24] or "(空)"
-    return f"收到第{len(users)}个问题:「{excerpt}」🙂 上下文共{len(history)}条消息,这是独立服务器的回答。"
+    # About 100 characters: some 30 deltas, a few hundred ms at the default token delay.
+    return (f"收到第{len(users)}个问题:「{excerpt}」🙂 上下文共{len(history)}条消息。这是独立服务器的回答,"
+            "由一个不调用任何模型的假模型按固定的模板写成,只为让客户端看到分成许多小段的增量消息,"
+            "以及与增量拼接结果完全相同的完成消息。谢谢!")
 
 
 def pieces(text: str) -> list[str]:
@@ -431,7 +434,7 @@ class CozeRequestHandler(_RequestHandler):
     def _envelope(self, status: int, payload: dict[str, Any]) -> None:
         log = _logid()
         payload["detail"] = {"logid": log}
-        ordered = {key: payload[key] for key in ("data", "detail", "msg", "code") if key in payload}
+        ordered: dict[str, Any] = {key: payload[key] for key in ("data", "detail", "msg", "code") if key in payload}
         self._send_json(status, ordered, {"x-tt-logid": log})
 
     def _send_envelope_error(self, error: ApiError) -> None:
@@ -472,7 +475,7 @@ class CozeRequestHandler(_RequestHandler):
             if oversized:
                 raise _bad("invalid request: the body is too large")
             fields = _json_object(body)
-        getattr(self, action)(principal, fields, query, *args)
+        getattr(self, action)(principal, fields, query, args)
 
     def _principal(self) -> str:
         scheme, _, token = (self.headers.get("Authorization") or "").strip().partition(" ")
@@ -483,7 +486,8 @@ class CozeRequestHandler(_RequestHandler):
 
     # ------------------------------------------------------------ bots
 
-    def bot_create(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def bot_create(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         space_id = _req_str(body, "space_id")
         name = _name(body, required=True)
         changes = _bot_fields(body)
@@ -497,7 +501,8 @@ class CozeRequestHandler(_RequestHandler):
             self.store.bots[bot_id] = CozeBot(bot_id, principal, space_id, stamp, draft)
         self._send_ok({"check_not_pass": False, "bot_id": bot_id})
 
-    def bot_update(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def bot_update(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         bot_id = _req_str(body, "bot_id")
         name = _name(body, required=False)
         changes = _bot_fields(body)
@@ -509,7 +514,8 @@ class CozeRequestHandler(_RequestHandler):
             bot.draft["update_time"] = _now()
         self._send_ok(None, with_data=False)
 
-    def bot_publish(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def bot_publish(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         bot_id = _req_str(body, "bot_id")
         connectors = _opt(body, "connector_ids", list, "an array of strings")
         if not connectors or not all(isinstance(c, str) and c for c in connectors):
@@ -521,7 +527,7 @@ class CozeRequestHandler(_RequestHandler):
                 version = str(int(bot.online["version"]) + 1)
             bot.online = {**json.loads(json.dumps(bot.draft)), "version": version, "update_time": _now()}
             bot.connectors.update(connectors)
-        self._send_ok({"version": version, "bot_id": bot_id})
+        self._send_ok({"publish_time": _now(), "version": version, "bot_id": bot_id})
 
     def _bot_info(self, bot: CozeBot, shown: dict[str, Any], version: str) -> dict[str, Any]:
         owner = str(int.from_bytes(hashlib.sha256(bot.owner.encode()).digest()[:7], "big") + 10**17)
@@ -531,7 +537,8 @@ class CozeRequestHandler(_RequestHandler):
                 "update_time": shown["update_time"], "create_time": bot.create_time, "icon_url": shown["icon_url"],
                 "description": shown["description"], "name": shown["name"], "bot_id": bot.bot_id}
 
-    def online_info(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def online_info(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         bot_id = _query(query, "bot_id")
         with self.store.cond:
             bot = self.store.bot(bot_id, principal)
@@ -540,7 +547,9 @@ class CozeRequestHandler(_RequestHandler):
             data = self._bot_info(bot, bot.online, bot.online["version"])
         self._send_ok(data)
 
-    def bot_get(self, principal: str, body: dict[str, Any], query: dict[str, list[str]], bot_id: str) -> None:
+    def bot_get(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                path: tuple[str, ...]) -> None:
+        bot_id = path[0]
         flag = (query.get("is_published") or ["true"])[0].lower()
         if flag not in ("true", "false", "1", "0"):
             raise _bad("invalid parameter is_published: true or false")
@@ -556,7 +565,8 @@ class CozeRequestHandler(_RequestHandler):
 
     # ------------------------------------------------------------ chat
 
-    def chat(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def chat(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         stream = _opt(body, "stream", bool, "a boolean") or False
         bot_id = _req_str(body, "bot_id")
         _req_str(body, "user_id")
@@ -661,17 +671,20 @@ class CozeRequestHandler(_RequestHandler):
         chat_id = _query(query, "chat_id")
         return self.store.chat(conversation_id, chat_id, principal)
 
-    def chat_retrieve(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def chat_retrieve(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         with self.store.cond:
             data = self._chat_of(principal, query).as_object()
         self._send_ok(data)
 
-    def message_list(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def message_list(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         with self.store.cond:
             data = [dict(message) for message in self._chat_of(principal, query).messages]
         self._send_ok(data)
 
-    def chat_cancel(self, principal: str, body: dict[str, Any], query: dict[str, list[str]]) -> None:
+    def chat_cancel(self, principal: str, body: dict[str, Any], query: dict[str, list[str]],
+                 path: tuple[str, ...]) -> None:
         conversation_id = _req_str(body, "conversation_id")
         chat_id = _req_str(body, "chat_id")
         with self.store.cond:

@@ -21,7 +21,7 @@ import pytest
 
 # cozepy imports authlib.jose, deprecated: that warning, and only it, is silenced. (Importing
 # authlib.deprecate first: it installs an "always" filter of its own, which this one precedes.)
-from authlib.deprecate import AuthlibDeprecationWarning
+from authlib.deprecate import AuthlibDeprecationWarning  # type: ignore[import-untyped]
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -61,7 +61,7 @@ def envelope(response: httpx.Response, code: int = 0) -> dict[str, Any]:
     """HTTP 200 whatever the code, the log id in the header and in detail.logid."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["code"] == code and isinstance(body["msg"], str), body
     assert body["detail"]["logid"] == response.headers["x-tt-logid"]
     assert ("data" in body) is (code == 0 and response.request.url.path != "/v1/bot/update")

@@ -272,7 +272,7 @@ def test_non_stream_chat_and_polling(server: IndependentServer) -> None:
         ("user", "question"), ("assistant", "answer"), ("assistant", "verbose"), ("assistant", "follow_up")]
 
 
-def test_cancel_in_flight(server: IndependentServer) -> None:
+def test_cancel_in_flight() -> None:
     with IndependentServer(dialect="coze", token_delay=0.2) as slow:
         bot_id = new_bot(slow)
         result: dict[str, Any] = {}

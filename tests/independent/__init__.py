@@ -2,5 +2,7 @@
 
 It exists to prove the suite's precision: a server by different hands
 than ``conformance/reference/``, speaking the other legal readings of READING.md, must
-pass the suite. It imports nothing from ``conformance`` (a test checks this).
+pass the suite. It imports nothing from ``conformance`` (a test checks this). A second
+dialect, ``coze`` (``coze_dialect.py``: the Coze cloud v3 API as the official SDKs speak it),
+is chosen with ``INDEPENDENT_DIALECT=coze`` or ``--dialect coze``.
 """

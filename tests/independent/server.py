@@ -109,6 +109,12 @@ every envelope, ``section_id`` and others in the verbose and follow-up message o
 but the non-stream chat answer with exactly the page's six fields; error ``msg`` texts of its own; the
 fake model's answer text of its own.
 
+``dialect`` (constructor; default from the environment variable ``INDEPENDENT_DIALECT``,
+else ``"doc"``; ``--dialect`` on the command line): ``"doc"`` is the page's API as above;
+``"coze"`` is the Coze cloud v3 API as the official SDKs (cozepy, @coze/api) speak it, served
+by ``coze_dialect.py`` with its own readings (its module docstring). Both dialects share the
+principals and their API keys; the coze dialect takes only the Bearer API key.
+
 ``cancel_data`` (constructor; default from the environment variable
 ``INDEPENDENT_CANCEL_DATA``, else ``"null"``): a successful cancel answers
 ``"data": null`` (``"null"``) or without a data key (``"absent"``, the reference's and the
@@ -178,6 +184,8 @@ TERMINAL_EVENT = "done"  # the EventSource example's name (READING "Terminal eve
 ERROR_EVENT = "error"  # the error section's name (READING "Error event")
 CANCEL_DATA_CHOICES = ("null", "absent")
 CANCEL_DATA_ENV = "INDEPENDENT_CANCEL_DATA"
+DIALECT_CHOICES = ("doc", "coze")
+DIALECT_ENV = "INDEPENDENT_DIALECT"
 
 
 class ApiError(Exception):
@@ -1070,10 +1078,13 @@ class IndependentServer:
     between tokens, in seconds. ``rate_limits=False`` turns the limiter off.
     ``cancel_data``: a successful cancel's ``"data": null`` ("null") or no data key
     ("absent"); None takes the environment variable INDEPENDENT_CANCEL_DATA, else "null".
+    ``dialect``: "doc" (the page's API) or "coze" (the Coze cloud v3 API, ``coze_dialect.py``);
+    None takes the environment variable INDEPENDENT_DIALECT, else "doc".
     """
 
     def __init__(self, principals: Mapping[str, tuple[str, str]] | None = None,
-                 token_delay: float = 0.01, rate_limits: bool = True, cancel_data: str | None = None) -> None:
+                 token_delay: float = 0.01, rate_limits: bool = True, cancel_data: str | None = None,
+                 dialect: str | None = None) -> None:
         chosen = dict(DEFAULT_PRINCIPALS if principals is None else principals)
         keys = [key for pair in chosen.values() for key in pair]
         if not chosen or any(not isinstance(k, str) or not k for k in keys) or len(set(keys)) != len(keys):
@@ -1085,6 +1096,17 @@ class IndependentServer:
         if cancel_data not in CANCEL_DATA_CHOICES:
             raise ValueError(f"cancel_data must be one of {CANCEL_DATA_CHOICES}, got {cancel_data!r}")
         self.cancel_data = cancel_data
+        if dialect is None:
+            dialect = os.environ.get(DIALECT_ENV) or "doc"
+        if dialect not in DIALECT_CHOICES:
+            raise ValueError(f"dialect must be one of {DIALECT_CHOICES}, got {dialect!r}")
+        self.dialect = dialect
+        #: The coze dialect's bots, conversations and chats (None in the doc dialect).
+        self.coze_store: Any = None
+        if dialect == "coze":
+            from .coze_dialect import CozeStore  # noqa: PLC0415 -- the module imports this one
+
+            self.coze_store = CozeStore()
         self._principals = chosen
         self.token_delay = float(token_delay)
         self.store = Store()
@@ -1108,7 +1130,12 @@ class IndependentServer:
     def start(self) -> IndependentServer:
         if self._httpd is not None:
             raise RuntimeError("the server is already started")
-        httpd = _Server(("127.0.0.1", 0), _RequestHandler)
+        handler: type[BaseHTTPRequestHandler] = _RequestHandler
+        if self.dialect == "coze":
+            from .coze_dialect import CozeRequestHandler  # noqa: PLC0415 -- the module imports this one
+
+            handler = CozeRequestHandler
+        httpd = _Server(("127.0.0.1", 0), handler)
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -1122,6 +1149,8 @@ class IndependentServer:
         if httpd is None:
             return
         self.store.halt("server stopped", closing=True)
+        if self.coze_store is not None:
+            self.coze_store.halt_all()
         httpd.shutdown()
         # A grace for answers being written and halted streams' last events; then the
         # connections still open (idle or stalled clients) are shut.
@@ -1222,10 +1251,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--token-delay", type=float, default=0.01)
     parser.add_argument("--no-rate-limits", action="store_true")
+    parser.add_argument("--dialect", choices=DIALECT_CHOICES, default=None,
+                        help=f"the API spoken (default: ${DIALECT_ENV}, else doc)")
     args = parser.parse_args(argv)
-    with IndependentServer(token_delay=args.token_delay, rate_limits=not args.no_rate_limits) as server:
+    with IndependentServer(token_delay=args.token_delay, rate_limits=not args.no_rate_limits,
+                           dialect=args.dialect) as server:
         # The keys are in DEFAULT_PRINCIPALS; they are not printed.
-        print(f"serving on {server.url}", flush=True)
+        print(f"serving the {server.dialect} dialect on {server.url}", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -155,13 +155,34 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve_settings(config)
     if not settings.target_url:
         settings, run.server = _start_embedded(settings)
+    elif settings.dialect is not None:
+        raise pytest.UsageError(f"--dialect (from {settings.sources.get('dialect')}) sets the embedded server's dialect; "
+                                "it means nothing with a --target-url")
+    _needs_space(settings)
     config.stash[SETTINGS_KEY] = settings
     install(config, run)
     run.server_headers = _preflight(settings)
 
 
+#: The workspace id the embedded server's bots live in (it takes any).
+EMBEDDED_SPACE_ID = "7000000000000000001"
+
+
+def _needs_space(settings: Settings) -> None:
+    """A profile whose bot create takes a workspace needs one (or --bot-id is no help:
+    the suite makes bots of its own for the management tests)."""
+    from conformance.oracle.profile import load_profile
+
+    if settings.space_id is None and "{space_id}" in repr(load_profile(settings.profile).bots.create_body):
+        raise pytest.UsageError(
+            f"profile {settings.profile!r} creates bots in a workspace: give --space-id (or COZE_SPACE_ID)"
+        )
+
+
 def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
-    """Start the reference server with fresh random credentials for two principals."""
+    """Start the reference server with fresh random credentials for two principals, in
+    the profile's dialect unless --dialect names another."""
+    from conformance.oracle.profile import load_profile
     from conformance.reference import PrincipalConfig, ReferenceServer, ServerConfig
 
     keys: dict[str, Any] = {name: _secrets.token_urlsafe(24) for name in ("api_key", "session_key", "api_key_2", "session_key_2")}
@@ -175,10 +196,13 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
                 PrincipalConfig(name="principal-1", api_key=keys["api_key"], session_key=keys["session_key"]),
                 PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
             ),
+            dialect=settings.dialect or load_profile(settings.profile).reference_dialect,
             **rates,
         )
     )
     server.start()
+    if settings.space_id is None:
+        keys["space_id"] = EMBEDDED_SPACE_ID
     sources = dict(settings.sources, target_url="embedded", **{k: "embedded" for k in keys})
     return dataclasses.replace(settings, target_url=server.url, embedded=True, sources=sources, **keys), server
 

@@ -70,6 +70,14 @@ def _count(value: str) -> int:
     return number
 
 
+def _dialect(value: str) -> str:
+    # The reference server's dialects: those the profiles name (it never imports them).
+    known = ("coze", "doc")
+    if value not in known:
+        raise ValueError(f"unknown dialect; available: {', '.join(known)}")
+    return value
+
+
 def _digits(value: str) -> str:
     # Ids exceed 2**53 (READING "Id types"): kept as text, never through a float.
     if not value.isascii() or not value.isdigit():
@@ -162,6 +170,12 @@ OPTIONS: tuple[Option, ...] = (
            env="COZE_BOT_ID", ini="coze_bot_id", parse=_digits, metavar="ID"),
     Option("--model", "model", "Model name sent when the suite creates bots; omitted by default.",
            env="COZE_MODEL", ini="coze_model", metavar="NAME"),
+    Option("--space-id", "space_id", "Workspace the suite creates its bots in, for a profile whose create takes one "
+           "(coze: required against a remote target).",
+           env="COZE_SPACE_ID", ini="coze_space_id", parse=_digits, metavar="ID"),
+    Option("--dialect", "dialect", "The embedded reference server's dialect (default: the profile's); a target of "
+           "another dialect shows what a profile makes of it.",
+           env="COZE_DIALECT", ini="coze_dialect", parse=_dialect, metavar="NAME"),
     Option("--request-timeout", "request_timeout", "Overall deadline of one request, in seconds (the spec's 30 s best practice).",
            env="COZE_REQUEST_TIMEOUT", ini="coze_request_timeout", default=30.0, parse=_positive_seconds, metavar="S"),
     Option("--stream-timeout", "stream_timeout", "Overall deadline of one stream, in seconds (the spec's 60 s best practice).",
@@ -212,6 +226,8 @@ class Settings:
     profile: str = "doc"
     bot_id: str | None = None
     model: str | None = None
+    space_id: str | None = None
+    dialect: str | None = None
     request_timeout: float = 30.0
     stream_timeout: float = 60.0
     report_dir: str | None = None

@@ -219,6 +219,7 @@ COZE_RULES = {
     "grammar.terminal_data": "MUST",
     "grammar.closed_after_terminal": "MUST",
     "grammar.known_events": "SHOULD",
+    "grammar.payload_schema": "MUST",
     "envelope.logid": "SHOULD",
 }
 

@@ -466,7 +466,7 @@ COZE_ILLEGAL = [
                 ev("done", '"[DONE]"'),
             ]
         ),
-        [("grammar.chat_fields", 5)],
+        [("grammar.chat_fields", 5), ("grammar.payload_schema", 5)],
         id="chat_fields",
     ),
     pytest.param(
@@ -495,8 +495,13 @@ COZE_ILLEGAL = [
     ),
     pytest.param(
         coze_stream(ev("conversation.message.completed", {**coze_msg("a"), "content_type": None}, event_key=False)),
-        [("grammar.message_fields", 2)],
+        [("grammar.message_fields", 2), ("grammar.payload_schema", 2)],
         id="message_fields-content-type",
+    ),
+    pytest.param(
+        coze_stream(ev("conversation.message.completed", {**coze_msg("a"), "created_at": 1500000000.5}, event_key=False)),
+        [("grammar.payload_schema", 2)],
+        id="payload_schema-float-timestamp",
     ),
 ]
 

@@ -79,6 +79,10 @@ RULES: dict[str, tuple[Severity, str]] = {
         "the server closes the stream after the terminal event (close_after_terminal)",
     ),
     "grammar.known_events": ("should", "every event name is one the profile knows (flag_unknown_events)"),
+    "grammar.payload_schema": (
+        "violation",
+        "chat and message payloads validate against the profile's schemas (chat_schema, message_schema)",
+    ),
 }
 
 Outcome = Literal["completed", "failed", "error"]
@@ -124,6 +128,8 @@ class StreamRules:
     close_after_terminal: bool = False
     flag_unknown_events: bool = False
     sdk_framing: bool = False  # the checker's sse.sdk_framing notes are the profile's requirement
+    chat_schema: str = ""  # a profile schema (schemas/<path>.json) of chat payloads; "" = none
+    message_schema: str = ""  # ... of message payloads (delta, completed and other_events)
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any]) -> StreamRules:
@@ -284,6 +290,10 @@ class _Grammar:
                 else:
                     self.find("grammar.terminal_last", f"an event after the terminal event {terminal_at}", i)
             if kind is None:
+                if ev.type in self.rules.other_events and self.rules.message_schema:
+                    ok_other, other = _parse(ev.data)
+                    if ok_other and isinstance(other, dict):
+                        self.schema(i, self.rules.message_schema, other)
                 if self.rules.flag_unknown_events and ev.type not in self.rules.other_events:
                     self.find("grammar.known_events", f"an event the profile does not know: {ev.type!r}", i)
                 continue  # unknown event types are legal and carry no MUST
@@ -325,6 +335,18 @@ class _Grammar:
             self.usage(i, payload)
         if kind in ("start", "chat_completed", "chat_failed"):
             self.chat(i, payload)
+        schema = self.rules.chat_schema if kind in ("start", "chat_completed", "chat_failed") else ""
+        schema = self.rules.message_schema if kind in ("delta", "completed") else schema
+        if schema:
+            self.schema(i, schema, payload)
+
+    def schema(self, i: int, schema: str, payload: dict[str, Any]) -> None:
+        from conformance.oracle.schemas import validate_profile_object
+
+        problems = validate_profile_object(schema, payload)
+        if problems:
+            more = f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""
+            self.find("grammar.payload_schema", f"{schema}: " + "; ".join(map(str, problems[:2])) + more, i)
 
     def chat(self, i: int, payload: dict[str, Any]) -> None:
         record = self.section(payload, self.rules.run_record_key)

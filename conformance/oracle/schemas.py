@@ -27,6 +27,7 @@ from jsonschema.exceptions import ValidationError
 __all__ = [
     "SchemaViolation",
     "event_schema_for",
+    "validate_profile_object",
     "load_index",
     "load_schema",
     "schema_dir",
@@ -141,6 +142,21 @@ def _error_order(error: ValidationError) -> tuple[list[tuple[str, str | int]], s
     # Keys and indexes never share a level of one parent, so comparing (type name, part)
     # only ever compares str with str or int with int.
     return [(type(p).__name__, p) for p in error.absolute_path], str(error.validator)
+
+
+@functools.cache
+def _profile_validator(path: str) -> Draft7Validator:
+    file = schema_dir() / f"{path}.json"
+    if not file.is_file():
+        raise ValueError(f"unknown schema {path!r}: no {file}")
+    return Draft7Validator(json.loads(file.read_text(encoding="utf-8")))
+
+
+def validate_profile_object(path: str, instance: object) -> list[SchemaViolation]:
+    """Every violation of a profile's own schema (``"coze/chat"``: schemas/coze/chat.json)
+    by ``instance``; such schemas live in a folder of their profile, outside the index."""
+    errors = sorted(_profile_validator(path).iter_errors(instance), key=_error_order)
+    return [_violation(e) for e in errors]
 
 
 def event_schema_for(event_name: str) -> str | None:

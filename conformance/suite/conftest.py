@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
+from conformance.oracle.profile import Profile
 from conformance.plugin import build_client
 from conformance.run.shared_state import SharedState
 from conformance.settings import Settings
-from conformance.suite.helpers import Bot, blocked, envelope, id_text
+from conformance.suite.helpers import Bot, blocked, envelope, id_text, id_value
 from conformance.transport.client import ApiClient, ExchangeLog, TransportError
 
 MAX_BOTS_PER_PRINCIPAL = 5
 #: shared_state key: why bot creation failed this run, once it has.
 CREATE_BLOCKED = "create-blocked"
-NAME_LIMIT = 30
 
 
 @pytest.fixture(scope="session")
@@ -61,15 +61,33 @@ def setup_client(conformance_settings: Settings, request: pytest.FixtureRequest)
     client.close()
 
 
-class BotMaker:
-    """Creates and publishes bots within the run's per-principal budget."""
+def fill(template: Any, values: dict[str, Any]) -> Any:
+    """A profile's body template with its ``"{name}"`` strings replaced by ``values``;
+    a key whose value is None is left out (``"{model}"`` without --model)."""
+    if isinstance(template, str) and template.startswith("{") and template.endswith("}"):
+        return values[template[1:-1]]
+    if isinstance(template, dict | Mapping):
+        filled = {k: fill(v, values) for k, v in template.items()}
+        return {k: v for k, v in filled.items() if v is not None}
+    if isinstance(template, list):
+        return [fill(v, values) for v in template]
+    return template
 
-    def __init__(self, api: ApiClient, state: SharedState, run_id: str, principal: str, model: str | None) -> None:
+
+class BotMaker:
+    """Creates and publishes bots within the run's per-principal budget, with the
+    profile's create and publish endpoints and body templates."""
+
+    def __init__(
+        self, api: ApiClient, state: SharedState, run_id: str, principal: str, settings: Settings, profile: Profile
+    ) -> None:
         self.api = api
         self.state = state
         self.run_id = run_id
         self.principal = principal
-        self.model = model
+        self.model = settings.model
+        self.space_id = settings.space_id
+        self.profile = profile
 
     def reserve_name(self, label: str = "") -> str:
         """A bot name from this principal's budget for the run (SKIPs when spent)."""
@@ -79,7 +97,7 @@ class BotMaker:
             raise pytest.skip.Exception(
                 f"the run's budget of {MAX_BOTS_PER_PRINCIPAL} bots per principal is spent", _use_item_location=True
             ) from None
-        return f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[:NAME_LIMIT]
+        return f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[: self.profile.bots.name_max]
 
     def create(self, label: str = "") -> Bot:
         broken = self.state.get(CREATE_BLOCKED)
@@ -88,16 +106,18 @@ class BotMaker:
             # test owning BOT-CREATE-001 needs for its own attempt.
             raise blocked("BOT-CREATE-001", broken)
         name = self.reserve_name(label)
-        body: dict[str, Any] = {
+        values: dict[str, str | None] = {
             "name": name,
             "description": f"conformance suite bot {name}",
             "icon_url": "https://example.com/cz-conf-icon.png",
             "prompt": "你是一个测试助手。",
+            "model": self.model,
+            "space_id": self.space_id,
         }
-        if self.model:
-            body["model"] = self.model
+        body = fill(self.profile.bots.create_body, values)
+        create = self.profile.endpoint("create")
         try:
-            answer = envelope(self.api.request("POST", "/api/draftbot/create", json=body))
+            answer = envelope(self.api.request(create.method, create.path, json=body))
         except TransportError as exc:
             raise blocked("BOT-CREATE-001", str(exc)) from None
         bot_id = id_text(answer.data.get("bot_id")) if answer.ok else None
@@ -105,11 +125,13 @@ class BotMaker:
             why = f"create answered {answer.describe()}"
             self.state.get_or_create(CREATE_BLOCKED, lambda: why)
             raise blocked("BOT-CREATE-001", why)
-        return Bot(bot_id, name, body["description"], body["icon_url"], body["prompt"])
+        return Bot(bot_id, name, f"conformance suite bot {name}", str(values["icon_url"]), str(values["prompt"]))
 
     def publish(self, bot: Bot) -> Bot:
+        publish = self.profile.endpoint("publish")
+        body = fill(self.profile.bots.publish_body, {"bot_id": id_value(publish, "bot_id", bot.id)})
         try:
-            answer = envelope(self.api.request("POST", "/api/draftbot/publish", json={"bot_id": bot.json_id}))
+            answer = envelope(self.api.request(publish.method, publish.path, json=body))
         except TransportError as exc:
             raise blocked("BOT-PUBLISH-001", str(exc)) from None
         if not answer.ok:
@@ -119,14 +141,14 @@ class BotMaker:
 
 @pytest.fixture(scope="session")
 def published_bot(
-    conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str
+    conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
 ) -> Bot:
     """The run's shared, published bot for read-only tests (``--bot-id`` replaces it)."""
     if conformance_settings.bot_id:
         return Bot(conformance_settings.bot_id, "", published=True)
 
     def make() -> dict[str, Any]:
-        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings.model)
+        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
         try:
             return {"bot": maker.publish(maker.create("s")).__dict__}
         except pytest.skip.Exception as blocked_by:
@@ -141,9 +163,11 @@ def published_bot(
 
 
 @pytest.fixture
-def bot_maker(conformance_settings: Settings, api: ApiClient, shared_state: SharedState, run_id: str) -> BotMaker:
+def bot_maker(
+    conformance_settings: Settings, api: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
+) -> BotMaker:
     """The first principal's bot maker, within the run's budget, with this test's client."""
-    return BotMaker(api, shared_state, run_id, "principal-1", conformance_settings.model)
+    return BotMaker(api, shared_state, run_id, "principal-1", conformance_settings, profile)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import pytest
 from conformance.oracle.outcomes import Checks
 from conformance.oracle.profile import Endpoint, Profile
 from conformance.settings import Settings
-from conformance.suite.conftest import NAME_LIMIT, BotMaker
+from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import (
     Answer,
     Bot,
@@ -312,7 +312,7 @@ def test_bot_lifecycle(
     )
 
     # Update (spec "更新智能体显示信息"): the draft changes; the answer echoes it.
-    new = {"name": f"{bot_name}-upd"[:NAME_LIMIT], "description": f"updated by the conformance suite, run {run_id}"}
+    new = {"name": f"{bot_name}-upd"[: profile.bots.name_max], "description": f"updated by the conformance suite, run {run_id}"}
     assert new["name"] != bot_name
     updated = send(api, profile.endpoint("update"), {"bot_id": bot_id, **new})
     check("BOT-UPDATE-001", updated.ok, expected="code 0 with a data object", actual=updated.describe())

@@ -105,18 +105,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def fuzz_bot(conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str) -> Bot:
+def fuzz_bot(
+    conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
+) -> Bot:
     """A draft bot the update and publish fuzzing may change (one per run, all workers)."""
 
     def make() -> dict[str, Any]:
-        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings.model)
+        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
         return maker.create("f").__dict__
 
     return Bot(**shared_state.get_or_create("fuzz_bot", make))
 
 
 @pytest.fixture(scope="session")
-def edge_bot(conformance_settings: Settings, shared_state: SharedState, run_id: str, request: pytest.FixtureRequest) -> Bot:
+def edge_bot(
+    conformance_settings: Settings,
+    shared_state: SharedState,
+    run_id: str,
+    request: pytest.FixtureRequest,
+    profile: Profile,
+) -> Bot:
     """A published bot of the second principal for the always-run edge cases (one per
     run, all workers). Why the second: the first principal's share of the rate budget is
     spent by the other modules (tests/test_budget.py counts 48 of its 50 chat and 24 of
@@ -128,7 +136,7 @@ def edge_bot(conformance_settings: Settings, shared_state: SharedState, run_id: 
     def make() -> dict[str, Any]:
         client = build_client(conformance_settings, second=True, log=ExchangeLog(), pacer=pacer_for(request.config))
         try:
-            maker = BotMaker(client, shared_state, run_id, "principal-2", conformance_settings.model)
+            maker = BotMaker(client, shared_state, run_id, "principal-2", conformance_settings, profile)
             return maker.publish(maker.create("e")).__dict__
         finally:
             client.close()

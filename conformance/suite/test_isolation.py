@@ -45,10 +45,12 @@ ONLINE_FIELDS = ("bot_id", "name", "description", "icon_url", "version", "status
 
 
 @pytest.fixture
-def other_bot(conformance_settings: Settings, api2: ApiClient, shared_state: SharedState, run_id: str) -> Bot:
+def other_bot(
+    conformance_settings: Settings, api2: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
+) -> Bot:
     """A published bot of the second principal (from its own budget of the run's bots),
     so that its chat names the first principal's conversation and nothing else of it."""
-    maker = BotMaker(api2, shared_state, run_id, "principal-2", conformance_settings.model)
+    maker = BotMaker(api2, shared_state, run_id, "principal-2", conformance_settings, profile)
     return maker.publish(maker.create("i"))
 
 

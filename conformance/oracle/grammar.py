@@ -128,6 +128,7 @@ class StreamRules:
     close_after_terminal: bool = False
     flag_unknown_events: bool = False
     sdk_framing: bool = False  # the checker's sse.sdk_framing notes are the profile's requirement
+    witness: str = ""  # the client parser that reads every judged stream again (oracle/witness.py)
     chat_schema: str = ""  # a profile schema (schemas/<path>.json) of chat payloads; "" = none
     message_schema: str = ""  # ... of message payloads (delta, completed and other_events)
 

@@ -112,8 +112,9 @@ async def create(call: Call) -> Response:
 
 async def update(call: Call) -> Response:
     body = await read_object(call.request, call.config)
-    bot = _owned(call, id_text(body.get("bot_id"), "bot_id"))
-    changes = _profile_changes(body, creating=False)
+    bot_id = id_text(body.get("bot_id"), "bot_id")
+    changes = _profile_changes(body, creating=False)  # the whole body is read before any lookup
+    bot = _owned(call, bot_id)
     if not call.config.has("coze_update_not_stored"):  # fault: answered, never stored
         call.state.store.update_draft(bot, **changes)
     return envelope.ok(call.config, call.logid, {})
@@ -121,10 +122,11 @@ async def update(call: Call) -> Response:
 
 async def publish(call: Call) -> Response:
     body = await read_object(call.request, call.config)
-    bot = _owned(call, id_text(body.get("bot_id"), "bot_id"))
+    bot_id = id_text(body.get("bot_id"), "bot_id")
     connectors = body.get("connector_ids")
     if not (isinstance(connectors, list) and connectors and all(isinstance(c, str) and c for c in connectors)):
         raise bad_request("invalid connector_ids: expected a non-empty array of connector id strings")
+    bot = _owned(call, bot_id)
     call.state.store.publish(bot, frozenset(connectors))
     if call.config.has("coze_publish_answers_error"):
         raise CozeError(envelope.SERVER_ERROR, "publish failed")  # fault: published, yet answered as failed

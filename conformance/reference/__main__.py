@@ -61,6 +61,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-rate-limits", action="store_true", help="switch the documented rate limits off")
     parser.add_argument(
+        "--dialect",
+        choices=("doc", "coze"),
+        default="doc",
+        help="doc: the documented API; coze: the Coze cloud v3 API as cozepy speaks it (default: %(default)s)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -78,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             token_delay=args.token_delay,
             rate_limits=not args.no_rate_limits,
+            dialect=args.dialect,
             faults=frozenset(args.fault),
         )
     except ValueError as exc:
@@ -108,10 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     # These are the documented development credentials of a local test server, not secrets.
     lines = [
-        f"Coze Plus reference server on {server.url}",
+        f"Coze Plus reference server ({config.dialect} dialect) on {server.url}",
         f"Published bot (owner {owner.name}): {DEMO_BOT_ID}",
         "Development credentials:",
-        *(f"  {p.name}: Authorization: Bearer {p.api_key}  |  Cookie: session_key={p.session_key}" for p in config.principals),
+        *(
+            f"  {p.name}: Authorization: Bearer {p.api_key}"
+            + ("" if config.dialect == "coze" else f"  |  Cookie: session_key={p.session_key}")
+            for p in config.principals
+        ),
         "Stream a chat:",
         curl_line(server.url, owner.api_key, DEMO_BOT_ID),
         "Ctrl-C stops the server.",

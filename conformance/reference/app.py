@@ -23,6 +23,7 @@ from starlette.routing import Route
 from . import bots, chat
 from .auth import EndpointClass, authenticate
 from .config import RateGroup, ServerConfig
+from .coze.app import create_coze_app
 from .ratelimit import (
     Decision,
     broken_refusal,
@@ -137,8 +138,12 @@ def _answer_error(request: Request, error: ApiError) -> Response:
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
-    """The reference server's ASGI app; its :class:`Runtime` is ``app.state.runtime``."""
+    """The reference server's ASGI app; its :class:`Runtime` is ``app.state.runtime``.
+
+    ``config.dialect == "coze"`` serves the coze dialect's routes (coze/app.py), not these."""
     runtime = Runtime(config or ServerConfig())
+    if runtime.config.dialect == "coze":  # the Coze cloud v3 routes instead (coze/)
+        return create_coze_app(runtime)
     routes = [Route(e.path, _gate(runtime, e), methods=[e.method]) for e in ENDPOINTS]
     app = Starlette(
         routes=routes,

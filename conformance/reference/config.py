@@ -24,6 +24,9 @@ TerminalEvent = Literal["conversation.stream.done", "done"]
 ErrorEvent = Literal["conversation.error", "error"]
 StreamErrors = Literal["event", "envelope"]
 RateGroup = Literal["chat", "management", "info"]
+#: Which API the server speaks: "doc" (agent-api.zh.md) or "coze" (the Coze cloud v3 API as
+#: the official SDK cozepy 0.20 speaks it; conformance/reference/coze/).
+Dialect = Literal["doc", "coze"]
 # JSON wire forms (READING "Levels", "HTTP status of errors", "Error envelope",
 # "Fields the API cannot set"); see wireforms.py.
 JsonKeyOrder = Literal["documented", "reversed"]
@@ -89,6 +92,15 @@ DEV_PRINCIPALS: tuple[PrincipalConfig, ...] = (
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the reference server can be told. All fields have documented defaults.
+
+    Dialect
+      dialect: "doc" serves the documented API (every other field below); "coze" serves
+        the Coze cloud v3 API instead (conformance/reference/coze/: /v3/chat with
+        retrieve, message/list and cancel, /v1/bot/create|update|publish,
+        /v1/bot/get_online_info, /v1/bots/:bot_id), Bearer only, in the cloud's
+        envelope. The coze dialect reads principals, token_delay, host, port,
+        max_body_bytes, chunk_sizes, chunk_seed, answer_style and its own faults; the
+        doc variant knobs and the rate limits do not apply to it.
 
     Behaviour
       principals: who may call; defaults to :data:`DEV_PRINCIPALS`.
@@ -223,6 +235,7 @@ class ServerConfig:
         (over the spec's 30 s best practice by default).
     """
 
+    dialect: Dialect = "doc"
     principals: tuple[PrincipalConfig, ...] = DEV_PRINCIPALS
     token_delay: float = 0.02
     host: str = "127.0.0.1"
@@ -298,9 +311,14 @@ class ServerConfig:
     def __post_init__(self) -> None:
         from .faults import all_faults
 
-        unknown = sorted(set(self.faults) - set(all_faults()))
+        _check_choice("dialect", self.dialect, ("doc", "coze"))
+        known = all_faults()
+        unknown = sorted(set(self.faults) - set(known))
         if unknown:
             raise ValueError(f"ServerConfig.faults: unknown fault(s) {unknown}; see conformance/reference/faults/")
+        foreign = sorted(name for name in self.faults if known[name].dialect != self.dialect)
+        if foreign:
+            raise ValueError(f"ServerConfig.faults: {foreign} break another dialect than {self.dialect!r}")
         _check_choice("id_style", self.id_style, ("numeric", "prefixed"))
         _check_choice("answer_style", self.answer_style, ("echo", "count"))
         _check_choice("forbidden_status", self.forbidden_status, (403, 404))

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from .ids import IdMint
 from .model import Turn
 
+#: The API connector's id (the coze dialect: a bot chats through /v3/chat once published to it).
+API_CONNECTOR = "1024"
+
 
 def now_seconds() -> int:
     """Timestamps are whole seconds since the epoch (READING "Timestamps")."""
@@ -30,6 +33,9 @@ class BotProfile:
     prompt: str = ""
     model: str | None = None
     tools: tuple[dict[str, object], ...] = ()
+    #: The coze dialect's onboarding_info (conformance/reference/coze/); the doc API has none.
+    prologue: str = ""
+    suggested_questions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -44,6 +50,9 @@ class Bot:
     online: BotProfile | None = None  # the draft as it was at the last publish
     #: The draft as it was at the first publish: only the stale-snapshot faults show it.
     first_online: BotProfile | None = None
+    #: The connectors the bot was published to (the coze dialect chats only through "1024",
+    #: the API connector; a doc publish names none and gets it).
+    connectors: frozenset[str] = frozenset()
 
     @property
     def status(self) -> str:
@@ -107,8 +116,9 @@ class Store:
             bot.updated_at = now_seconds()
             return bot
 
-    def publish(self, bot: Bot) -> Bot:
+    def publish(self, bot: Bot, connectors: frozenset[str] = frozenset({API_CONNECTOR})) -> Bot:
         with self.lock:
+            bot.connectors = connectors
             stamp = now_seconds()
             bot.version = self._first_version if bot.online is None else bot.version + self._version_step
             bot.online = bot.draft

@@ -104,8 +104,8 @@ async def _latin1_comment(runtime: Runtime, running: RunningChat, events: Items)
         yield item
 
 
-async def _start_after_message(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
-    """stream_start_after_message: the start events wait for the first message event."""
+async def start_after_message(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
+    """stream_start_after_message (and coze_start_after_message): the start events wait for the first message event."""
     held: list[Item] | None = []
     async for item in events:
         if held is not None and _named(item, *_START):
@@ -120,8 +120,8 @@ async def _start_after_message(runtime: Runtime, running: RunningChat, events: I
         yield start
 
 
-async def _completed_first(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
-    """stream_delta_after_completed: the deltas wait for their completed event."""
+async def completed_first(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
+    """stream_delta_after_completed (and coze_delta_after_completed): the deltas wait for their completed event."""
     deltas: list[Item] = []
     async for item in events:
         if _named(item, _DELTA):
@@ -170,8 +170,8 @@ async def _never_end(runtime: Runtime, running: RunningChat, events: Items) -> A
         yield keep_alive
 
 
-async def _hold_back(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
-    """stream_held_back: the first event at once, every other one together, HOLD_SECONDS later."""
+async def hold_back(runtime: Runtime, running: RunningChat, events: Items) -> AsyncGenerator[Item]:
+    """stream_held_back (and coze_held_back): the first event at once, every other one together, HOLD_SECONDS later."""
     first_at: float | None = None
     held: list[Item] = []
     async for item in events:
@@ -192,11 +192,11 @@ def _named(item: Item, *names: str) -> bool:
 
 #: The stages, innermost first; each runs when one of its faults is on.
 _STAGES: tuple[tuple[tuple[str, ...], Stage], ...] = (
-    (("stream_start_after_message",), _start_after_message),
-    (("stream_delta_after_completed",), _completed_first),
+    (("stream_start_after_message",), start_after_message),
+    (("stream_delta_after_completed",), completed_first),
     (("cancel_stream_never_ends",), _silent_after_cancel),
     (("chat_abort_breaks_conversation", "cancel_refused", "cancel_stream_never_ends"), _pause_after_first_delta),
     (("stream_never_ends",), _never_end),
-    (("stream_held_back",), _hold_back),
+    (("stream_held_back",), hold_back),
     (("stream_invalid_utf8",), _latin1_comment),
 )

@@ -20,10 +20,14 @@ class Fault:
     description: str
     #: Why this fault may fail more than five other requirements, when it does.
     collateral: str | None = None
+    #: The dialect of the server it breaks (ServerConfig.dialect): "doc" or "coze".
+    dialect: str = "doc"
 
 
-def fault(name: str, requirement: str, description: str, *, level: str = "MUST", collateral: str | None = None) -> Fault:
-    return Fault(name, requirement, level, description, collateral)
+def fault(
+    name: str, requirement: str, description: str, *, level: str = "MUST", collateral: str | None = None, dialect: str = "doc"
+) -> Fault:
+    return Fault(name, requirement, level, description, collateral, dialect)
 
 
 def registry(*parts: Iterable[Fault]) -> Mapping[str, Fault]:
@@ -32,6 +36,8 @@ def registry(*parts: Iterable[Fault]) -> Mapping[str, Fault]:
         for one in part:
             if one.name in faults:
                 raise ValueError(f"duplicate fault name {one.name!r}")
+            if one.dialect not in ("doc", "coze"):
+                raise ValueError(f"fault {one.name!r}: dialect must be doc or coze")
             if one.level not in ("MUST", "SHOULD"):
                 raise ValueError(f"fault {one.name!r}: level must be MUST or SHOULD")
             faults[one.name] = one

@@ -1,6 +1,6 @@
 """The kill matrix: the suite's recall and precision, requirement by requirement.
 
-    python -m tools.killmatrix [--jobs N] [--only NAME ...] [--write | --check]
+    python -m tools.killmatrix [--jobs N] [--profile P ...] [--only NAME ...] [--write | --check]
 
 The suite runs once per fault of the reference server (``conformance/reference/faults/``)
 and once per wire variant (``conformance/reference/variants.py``), each time against a
@@ -46,6 +46,7 @@ from tools.killmatrix.judge import (
     PrecisionRow,
     RunResult,
     evaluate,
+    evaluate_profiles,
     judge_fault,
     judge_precision,
     junit_case,
@@ -53,7 +54,7 @@ from tools.killmatrix.judge import (
 )
 from tools.killmatrix.plan import *  # noqa: F403 -- the constants, Subject, RunSpec, subjects, plan
 from tools.killmatrix.plan import __all__ as _plan_all
-from tools.killmatrix.publish import document_text, matrix_document, render_markdown
+from tools.killmatrix.publish import document_of, document_text, matrix_document, merge_sections, profile_section, render_markdown
 
 __all__ = [
     *_plan_all,
@@ -61,13 +62,17 @@ __all__ = [
     "Matrix",
     "PrecisionRow",
     "RunResult",
+    "document_of",
     "document_text",
     "evaluate",
+    "evaluate_profiles",
     "judge_fault",
     "judge_precision",
     "junit_case",
     "main",
     "matrix_document",
+    "merge_sections",
     "profile_levels",
+    "profile_section",
     "render_markdown",
 ]

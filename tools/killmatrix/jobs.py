@@ -33,8 +33,7 @@ from tools.killmatrix.plan import (
     ROOT,
     RUN_FILE,
     RUN_TIMEOUT,
-    STRICT_ARGS,
-    SUITE_ARGS,
+    RUNS,
     WARN,
     RunSpec,
     Subject,
@@ -49,15 +48,22 @@ def _fresh_principals() -> list[tuple[str, str, str]]:
 
 @contextlib.contextmanager
 def _serve(subject: Subject) -> Iterator[dict[str, str]]:
-    """Start the subject's server; yield the COZE_* environment of the suite."""
+    """Start the subject's server, in its profile's dialect; yield the COZE_* environment
+    of the suite."""
     people = _fresh_principals()
+    runs = RUNS[subject.profile]
     if subject.server == INDEPENDENT:
         from tests.independent.server import FixedWindowLimiter, IndependentServer
 
-        server = IndependentServer(principals={n: (k, s) for n, k, s in people}, token_delay=float(BASE_KNOBS["token_delay"]))
-        # The page's minute-long window would make the rate-limit phase wait a minute for
-        # its budget; the server's own limiter with the matrix's short window instead.
-        server.limiter = FixedWindowLimiter(MATRIX_LIMITS, window=float(BASE_KNOBS["rate_window"]))
+        # The dialect said, never left to INDEPENDENT_DIALECT of the caller's environment.
+        server = IndependentServer(
+            principals={n: (k, s) for n, k, s in people}, token_delay=float(BASE_KNOBS["token_delay"]), dialect=runs.dialect
+        )
+        if runs.dialect == "doc":
+            # The page's minute-long window would make the rate-limit phase wait a minute
+            # for its budget; the server's own limiter with the matrix's short window instead.
+            # (The coze dialect has no limiter.)
+            server.limiter = FixedWindowLimiter(MATRIX_LIMITS, window=float(BASE_KNOBS["rate_window"]))
         server.start()
         stop: Callable[[], None] = server.stop
         url = server.url
@@ -65,7 +71,9 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
         from conformance.reference import PrincipalConfig, ReferenceServer, ServerConfig
 
         config = ServerConfig(
-            principals=tuple(PrincipalConfig(n, k, s) for n, k, s in people), **{**BASE_KNOBS, **subject.knobs}
+            principals=tuple(PrincipalConfig(n, k, s) for n, k, s in people),
+            dialect=runs.dialect,
+            **{**runs.knobs, **subject.knobs},
         )
         ref = ReferenceServer(config).start()
         stop, url = ref.stop, ref.url
@@ -153,9 +161,10 @@ def run_job(spec: RunSpec, report_dir: Path) -> int:
         # A base temp dir of its own: concurrent runs numbering and pruning folders in
         # the shared /tmp/pytest-of-<user> race, and a lost race is a ResourceWarning
         # (pytest's find_prefixed) that filterwarnings=error turns into a crash.
-        args = ["conformance", *JOB_PYTEST_ARGS, *SUITE_ARGS, "--report-dir", str(report_dir), "--basetemp", str(report_dir / "tmp")]
+        runs = RUNS[subject.profile]
+        args = ["conformance", *JOB_PYTEST_ARGS, *runs.suite_args, "--report-dir", str(report_dir), "--basetemp", str(report_dir / "tmp")]
         if spec.strict:
-            args.extend(STRICT_ARGS)
+            args.extend(runs.strict_args)
         code = int(pytest.main(args, plugins=[recorder]))
     document = run_document(recorder.collected, report_dir, code)
     (report_dir / RUN_FILE).write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")

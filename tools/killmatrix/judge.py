@@ -14,6 +14,7 @@ from tools.killmatrix.plan import (
     NOT_CONFORMANT,
     NOT_RUN,
     PROFILE,
+    PROFILES,
     WARN,
     RunSpec,
     Subject,
@@ -78,6 +79,7 @@ class FaultRow:
     level: str
     strict: bool
     killed: bool
+    profile: str
     outcome: str  # the declared requirement's outcome in the fault's run
     killing_tests: tuple[str, ...]  # tests in which the declared requirement FAILed
     collateral: tuple[str, ...]  # other requirements that FAILed
@@ -93,6 +95,7 @@ class PrecisionRow:
     name: str
     kind: str
     server: str
+    profile: str
     reading: str | None
     description: str
     declares: tuple[str, ...]
@@ -106,8 +109,9 @@ class PrecisionRow:
 
 @dataclass(frozen=True)
 class Matrix:
-    """The judged matrix; :attr:`problems` is empty exactly when the matrix holds."""
+    """The judged matrix of one profile; :attr:`problems` is empty exactly when it holds."""
 
+    profile: str
     requirements: tuple[tuple[str, str], ...]  # (id, level) of every MUST/SHOULD of the profile
     faults: tuple[FaultRow, ...]
     precision: tuple[PrecisionRow, ...]
@@ -190,7 +194,7 @@ def judge_fault(subject: Subject, result: RunResult | None, levels: Mapping[str,
     run_problems = _run_problems(label, result)
     problems = list(run_problems) + _truth_problems(label, result)
     if rid not in levels:
-        problems.append(f"{subject.name}: declares {rid}, which is not a MUST or SHOULD requirement of the {PROFILE} profile")
+        problems.append(f"{subject.name}: declares {rid}, which is not a MUST or SHOULD requirement of the {subject.profile} profile")
     elif levels[rid] != subject.level:
         problems.append(f"{subject.name}: declares {rid} as {subject.level}; the catalogue says {levels[rid]}")
     outcome = result.outcomes.get(rid, NOT_RUN) if result is not None else NOT_RUN
@@ -209,6 +213,7 @@ def judge_fault(subject: Subject, result: RunResult | None, levels: Mapping[str,
         level=subject.level,
         strict=strict,
         killed=killed,
+        profile=subject.profile,
         outcome=outcome,
         killing_tests=tuple(sorted(result.failing_tests.get(rid, ()))) if result is not None else (),
         collateral=collateral,
@@ -251,6 +256,7 @@ def judge_precision(
         name=subject.name,
         kind=subject.kind,
         server=subject.server,
+        profile=subject.profile,
         reading=subject.reading,
         description=subject.description,
         declares=tuple(sorted(declares)),
@@ -274,12 +280,20 @@ def evaluate(
     *,
     all_faults_declare: Iterable[str] | None = None,
     complete: bool = True,
+    profile: str = PROFILE,
 ) -> Matrix:
-    """Judge every run. ``levels``: MUST/SHOULD requirement id -> level for the profile.
-    ``all_faults_declare``: the requirements of every registered fault (for the
-    unfaulted list; defaults to the chosen faults'). ``complete``: every subject ran, so
+    """Judge the runs of one profile's subjects. ``chosen``: the subjects of that
+    profile; ``levels``: its MUST/SHOULD requirement id -> level. ``all_faults_declare``:
+    the requirements of every registered fault of the profile (for the unfaulted list;
+    defaults to the chosen faults'). ``complete``: every subject of the profile ran, so
     the lists of tests no fault fails and requirements no fault declares are judged (a
-    run with ``--only`` judges its subjects alone)."""
+    run with ``--only`` judges its subjects alone). Only the chosen subjects' runs are
+    read: another profile's runs collect other tests."""
+    others = sorted(s.name for s in chosen if s.profile != profile)
+    if others:
+        raise ValueError(f"not subjects of the {profile} profile: {', '.join(others)}")
+    keys = {RunSpec(s.name, strict).key for s in chosen for strict in (False, True)}
+    results = {key: r for key, r in results.items() if key in keys}
     faults = sorted((judge_fault(s, results.get(_fault_key(s)), levels) for s in chosen if s.is_fault), key=lambda f: f.name)
     precision = [
         judge_precision(s, results.get(RunSpec(s.name, False).key), results.get(RunSpec(s.name, True).key), levels)
@@ -297,6 +311,7 @@ def evaluate(
     if complete and not tests:
         problems.append("no run collected any conformance test")
     return Matrix(
+        profile=profile,
         requirements=tuple(sorted(levels.items())),
         faults=tuple(faults),
         precision=tuple(precision),
@@ -306,6 +321,34 @@ def evaluate(
         problems=tuple(problems),
         complete=complete,
     )
+
+
+def evaluate_profiles(
+    chosen: Sequence[Subject],
+    results: Mapping[str, RunResult],
+    everything: Mapping[str, Subject],
+    *,
+    complete: bool = True,
+    levels: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, Matrix]:
+    """One judged matrix per profile that has a chosen subject, in PROFILES order, each
+    against its own catalogue (``levels``: profile -> its MUST/SHOULD ids, read from the
+    catalogue when not given) and its own faults of ``everything``: recall, precision,
+    the tests no fault of the profile fails and its requirements without a fault."""
+    matrices: dict[str, Matrix] = {}
+    for profile in PROFILES:
+        mine = [s for s in chosen if s.profile == profile]
+        if not mine:
+            continue
+        matrices[profile] = evaluate(
+            mine,
+            results,
+            levels[profile] if levels is not None else profile_levels(profile),
+            all_faults_declare=[s.requirement for s in everything.values() if s.is_fault and s.profile == profile and s.requirement],
+            complete=complete,
+            profile=profile,
+        )
+    return matrices
 
 
 def profile_levels(profile: str = PROFILE) -> dict[str, str]:

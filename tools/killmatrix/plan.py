@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from conformance.reporting.certification import REPORT_FILES
 from conformance.reporting.verdict import Status
@@ -14,7 +14,13 @@ from conformance.reporting.verdict import Status
 __all__ = [
     "BASE_KNOBS",
     "CLEAN",
+    "CLEAN_COZE",
     "COLLATERAL_LIMIT",
+    "COZE_KNOBS",
+    "COZE_SUITE_ARGS",
+    "COZE_VARIANTS",
+    "COZE_VARIANT_SUFFIX",
+    "EMBEDDED_SPACE_ID",
     "DOC_JSON",
     "DOC_MD",
     "FAIL",
@@ -22,6 +28,8 @@ __all__ = [
     "GENERATED",
     "GENERATED_PREFIX",
     "INDEPENDENT",
+    "INDEPENDENT_COZE",
+    "INDEPENDENT_COZE_DECLARES",
     "INDEPENDENT_DECLARES",
     "JOBS",
     "JOB_PYTEST_ARGS",
@@ -32,6 +40,9 @@ __all__ = [
     "PACKAGE_DIR",
     "PASS",
     "PROFILE",
+    "PROFILES",
+    "ProfileRuns",
+    "RUNS",
     "RESULTS_FILE",
     "ROOT",
     "RUN_FILE",
@@ -50,8 +61,12 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent.parent
 DOC_JSON = ROOT / "docs" / "kill-matrix.json"
 DOC_MD = ROOT / "docs" / "kill-matrix.md"
-FORMAT_VERSION = 1
+#: 2: one section per profile (``profiles``), each row naming its profile.
+FORMAT_VERSION = 2
+#: The default profile (the suite's ``--profile`` default).
 PROFILE = "doc"
+#: The profiles the matrix covers, in the order they are published.
+PROFILES: tuple[str, ...] = ("doc", "coze")
 
 #: Collateral failures a fault may cause without a written reason.
 COLLATERAL_LIMIT = 5
@@ -97,6 +112,43 @@ STRICT_ARGS: tuple[str, ...] = ("--strict", "--ratelimit-exact")
 #: pytest options of a job: only results.json is read, so the HTML and Allure reports
 #: (pytest-html, allure-pytest) are not written -- they cost a second per run.
 JOB_PYTEST_ARGS: tuple[str, ...] = ("-p", "no:cacheprovider", "-p", "no:html", "-p", "no:allure_pytest", "-q", "--no-header")
+#: The workspace id of a coze run's bots (the coze profile's bot create needs one: a run
+#: against the job's own server, an external ``--target-url`` to the suite, must give it;
+#: the reference and the independent server take any). The suite's own embedded id.
+EMBEDDED_SPACE_ID = "7000000000000000001"
+#: Suite options of every coze run: the doc runs' few fuzz examples, short deadlines,
+#: ``--insecure`` and fixed seed, and nothing of their rate-limit machinery. The coze
+#: profile has no rate-limit requirement (no rate-limit phase, no ``--ratelimit-exact``
+#: check), and neither server limits the coze dialect; its ``[ratelimits]`` are the
+#: suite's own pacing ceilings (20 chat, 10 management, 20 info requests a second).
+#: ``--rate-window 4 --rate-limit chat=30`` would not be harmless there: they would
+#: replace those ceilings and pace a coze run to 30 requests per 4 s -- slower, for
+#: nothing. The reference server is given no rate knob either (COZE_KNOBS).
+COZE_SUITE_ARGS: tuple[str, ...] = (
+    "--profile", "coze", "--space-id", EMBEDDED_SPACE_ID,
+    "--fuzz-examples", "5", "--stream-timeout", "5", "--request-timeout", "5", "--insecure", "--hypothesis-seed", "0",
+)
+
+
+@dataclass(frozen=True)
+class ProfileRuns:
+    """How the runs of one profile are made: the reference server's dialect and base
+    knobs, the suite's options by default and the ones ``--strict`` adds."""
+
+    profile: str
+    dialect: Literal["doc", "coze"]  # ServerConfig.dialect
+    knobs: Mapping[str, Any]
+    suite_args: tuple[str, ...]
+    strict_args: tuple[str, ...]
+
+
+#: Every profile's runs. The coze dialect reads only token_delay of BASE_KNOBS (10 ms a
+#: token, for the same reason: a cancel must land mid-answer).
+RUNS: Mapping[str, ProfileRuns] = {
+    "doc": ProfileRuns("doc", "doc", BASE_KNOBS, SUITE_ARGS, STRICT_ARGS),
+    "coze": ProfileRuns("coze", "coze", {"token_delay": BASE_KNOBS["token_delay"]}, COZE_SUITE_ARGS, ("--strict",)),
+}
+
 #: Runs at a time. Most of a run is waiting (the pacer, the rate window, Retry-After,
 #: streams), not computing: with five at a time two cores were 70 % idle; eight keep them
 #: busy without slowing a burst past its window.
@@ -105,6 +157,7 @@ JOBS = 8
 RUN_TIMEOUT = 300.0
 
 CLEAN = "clean"
+CLEAN_COZE = "clean_coze"
 #: The names of generated variants begin with this (tools/killmatrix/derived.py).
 GENERATED_PREFIX = "pairwise_"
 #: The READING cell of a generated variant: its levels' rows are in its description.
@@ -119,6 +172,40 @@ INDEPENDENT = "independent"
 INDEPENDENT_DECLARES = frozenset(
     {"AUTH-003", "AUTH-004", "CHAT-CONV-002", "CHAT-SSE-005", "CHAT-SSE-013", "CHAT-SSE-016", "ENV-002", "ERR-002", "ERR-003"}
 )
+
+INDEPENDENT_COZE = "independent_coze"
+#: The independent server's coze dialect (tests/independent/coze_dialect.py, its module
+#: docstring's table) takes the less usual legal reading wherever the contract leaves
+#: one; these are the SHOULD requirements that breaks: no conversation.chat.in_progress,
+#: only chat.created (COZE-SSE-006).
+INDEPENDENT_COZE_DECLARES = frozenset({"COZE-SSE-006"})
+
+#: The ServerConfig knobs, besides principals, token_delay and faults, that the coze
+#: dialect honours (conformance/reference/coze/): the stream writer's write chunking
+#: (chunk_sizes, chunk_seed; eventstream.StreamWriter), the model's answer text
+#: (answer_style; coze/chats.py) and the key order of event payloads (json_key_order;
+#: the stream writer's reshape, wireforms.py -- payloads only, a JSON answer's keys are
+#: the envelope's own). Not the framing knobs (line_ending, space_after_colon, bom,
+#: sse_extras, multiline_data, content_type: the coze stream has the cloud's framing,
+#: coze/stream.COZE_FORMAT), not json_transfer nor error forms (coze/envelope.py writes
+#: its answers itself), not the rate limits (no limiter). max_body_bytes is read too,
+#: but no coze requirement sends a body near it: a variant of it would be the clean
+#: server again.
+COZE_KNOBS = frozenset({"chunk_sizes", "chunk_seed", "answer_style", "json_key_order"})
+#: A coze run of a named variant (conformance/reference/variants.py) is named after it.
+COZE_VARIANT_SUFFIX = "_coze"
+#: The named variants whose knobs the coze dialect honours (all of them in COZE_KNOBS),
+#: run against the coze dialect too, as legal forms the coze checks must accept; each
+#: with why that form is legal for cozepy. Not json_extra_keys, although the stream
+#: writer would apply it: its unknown keys go into every object, ``meta_data`` too,
+#: whose values are strings (cozepy: ``Dict[str, str]``; schemas/coze/chat.json) -- an
+#: object there is not a legal coze form.
+COZE_VARIANTS: Mapping[str, str] = {
+    "sse_split_writes": "cozepy reads the body line by line (httpx iter_lines), whatever the writes.",
+    "answer_text_other": "the answer's text is the model's: nothing in the contract fixes it.",
+    "json_keys_reversed": "a JSON object's keys are unordered (cozepy: pydantic models); the event payloads'"
+    " keys in reverse order (the coze dialect reshapes its event payloads only).",
+}
 
 FAIL, WARN, PASS, SKIP, NOT_RUN = "FAIL", "WARN", "PASS", "SKIP", "NOT RUN"
 RUN_FILE = "run.json"
@@ -144,6 +231,7 @@ class Subject:
     collateral: str | None = None  # faults: why more than COLLATERAL_LIMIT others may fail
     description: str = ""
     reading: str | None = None  # variants: the READING.md row
+    profile: str = PROFILE  # the suite's --profile; the reference server speaks its dialect
 
     @property
     def is_fault(self) -> bool:
@@ -167,16 +255,19 @@ def subjects(
     variants: Mapping[str, Any] | None = None,
     generated: Sequence[Any] | None = None,
 ) -> dict[str, Subject]:
-    """Every subject by name: clean, the independent server, the named variants, the
-    generated variants (tools/killmatrix/derived.py), the faults."""
+    """Every subject by name, the doc profile's first: clean, the independent server,
+    the named variants, the generated variants (tools/killmatrix/derived.py), the doc
+    faults; then the coze profile's: clean_coze, independent_coze, the named variants
+    of COZE_VARIANTS (``<name>_coze``), the coze faults. A fault's profile is its
+    dialect (``Fault.dialect``); ``faults`` defaults to every registered fault."""
     if generated is None:
         from tools.killmatrix.derived import generate
 
         generated = generate()
     if faults is None:
-        from conformance.reference.faults import dialect_faults
+        from conformance.reference.faults import all_faults
 
-        faults = dialect_faults("doc")  # the matrix runs the doc profile; the coze faults are not its
+        faults = all_faults()
     if variants is None:
         from conformance.reference.variants import all_variants
 
@@ -212,7 +303,50 @@ def subjects(
         found[g.name] = Subject(
             g.name, g.kind, knobs=dict(g.knobs), declares=frozenset(g.declares), description=g.description, reading=GENERATED
         )
-    for f in faults.values():
+    coze: dict[str, Subject] = {
+        CLEAN_COZE: Subject(
+            CLEAN_COZE, "clean", description="The reference server's coze dialect as configured by default.", profile="coze"
+        ),
+        INDEPENDENT_COZE: Subject(
+            INDEPENDENT_COZE,
+            "alternate",
+            server="independent",
+            declares=INDEPENDENT_COZE_DECLARES,
+            description="tests/independent/coze_dialect.py: the independent stdlib server's coze dialect, written from"
+            " the wire contract, the cloud captures and the SDKs' parsers; takes the less usual legal reading wherever"
+            " the contract leaves one (its module docstring's table). It sends conversation.chat.created but no"
+            " conversation.chat.in_progress (COZE-SSE-006, a SHOULD: the only one it breaks). Beside that: HTTP 200"
+            " code 4100 for a bad key, business errors with HTTP 200, 4200 for another principal's ids, keys in"
+            " another order, update without data, millisecond publish versions, string request ids only, a body"
+            " conversation_id ignored, 4016 for a busy conversation, \\uXXXX escapes, HTTP/1.0, extra fields,"
+            " completed_at/failed_at 0 while unset, usage on every chat, CRLF framing with a space after the colon"
+            " and `; charset=utf-8`, events in several writes (one inside a UTF-8 character, one between CR and LF),"
+            " irregular deltas, verbose and follow_up messages, an error event and no done after a cancel, retrieve"
+            " and message/list by GET and POST, the log id header on every answer.",
+            reading="Every contract point of tests/independent/coze_dialect.py's docstring",
+            profile="coze",
+        ),
+    }
+    for name, why in COZE_VARIANTS.items():
+        v = variants.get(name)
+        if v is None:
+            continue
+        if not set(v.knobs) <= COZE_KNOBS or v.declares:
+            raise ValueError(f"variant {name!r} sets knobs the coze dialect does not honour, or declares doc SHOULD ids")
+        coze[name + COZE_VARIANT_SUFFIX] = Subject(
+            name + COZE_VARIANT_SUFFIX,
+            v.kind,
+            knobs=dict(v.knobs),
+            description=f"The coze dialect with `{name}`'s knobs: {v.description} Legal for the coze profile: {why}",
+            reading=v.reading,
+            profile="coze",
+        )
+    for s in coze.values():
+        if s.name in found:
+            raise ValueError(f"subject name {s.name!r} is taken")
+        found[s.name] = s
+    ordered = sorted(faults.values(), key=lambda f: PROFILES.index(getattr(f, "dialect", PROFILE)))
+    for f in ordered:
         if f.name in found:
             raise ValueError(f"fault name {f.name!r} is also a variant's (or reserved)")
         found[f.name] = Subject(
@@ -223,8 +357,11 @@ def subjects(
             level=f.level,
             collateral=f.collateral,
             description=f.description,
+            profile=getattr(f, "dialect", PROFILE),
         )
-    return found
+    # The doc profile's subjects first, then the coze profile's (the order runs and rows
+    # are planned and published in).
+    return {s.name: s for p in PROFILES for s in found.values() if s.profile == p}
 
 
 def plan(chosen: Iterable[Subject]) -> list[RunSpec]:

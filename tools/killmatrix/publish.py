@@ -7,24 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tools.killmatrix.judge import FaultRow, Matrix
-from tools.killmatrix.plan import COLLATERAL_LIMIT, FORMAT_VERSION, GENERATED, PROFILE
+from tools.killmatrix.plan import COLLATERAL_LIMIT, FORMAT_VERSION, GENERATED, PROFILES
 
 
 def _percent(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f} %" if whole else "n/a"
 
 
-def matrix_document(matrix: Matrix, factors: Sequence[Any] = ()) -> dict[str, Any]:
-    """docs/kill-matrix.json: sorted, no times, no ports, no free text from a run --
-    the same from every fresh run of the same code. ``factors``: what the generated
-    variants were derived from (tools/killmatrix/derived.py)."""
+def profile_section(matrix: Matrix, factors: Sequence[Any] = ()) -> dict[str, Any]:
+    """One profile's section of docs/kill-matrix.json: sorted, no times, no ports, no
+    free text from a run. ``factors``: what the profile's generated variants were
+    derived from (tools/killmatrix/derived.py; the doc profile's alone)."""
     by_req: dict[str, list[FaultRow]] = {}
     for f in matrix.faults:
         by_req.setdefault(f.requirement, []).append(f)
     return {
-        "format_version": FORMAT_VERSION,
-        "profile": PROFILE,
-        "command": "python -m tools.killmatrix --write",
+        "profile": matrix.profile,
         "summary": {
             "faults": len(matrix.faults),
             "killed": matrix.killed,
@@ -45,6 +43,7 @@ def matrix_document(matrix: Matrix, factors: Sequence[Any] = ()) -> dict[str, An
         "faults": [
             {
                 "name": f.name,
+                "profile": f.profile,
                 "requirement": f.requirement,
                 "level": f.level,
                 "strict": f.strict,
@@ -60,6 +59,7 @@ def matrix_document(matrix: Matrix, factors: Sequence[Any] = ()) -> dict[str, An
         "precision": [
             {
                 "name": p.name,
+                "profile": p.profile,
                 "kind": p.kind,
                 "server": p.server,
                 "reading": p.reading,
@@ -90,6 +90,33 @@ def matrix_document(matrix: Matrix, factors: Sequence[Any] = ()) -> dict[str, An
     }
 
 
+def matrix_document(matrices: Mapping[str, Matrix], factors: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+    """docs/kill-matrix.json: one section per judged profile, in PROFILES order -- the
+    same from every fresh run of the same code. ``factors``: per profile, what its
+    generated variants were derived from."""
+    return document_of({p: profile_section(m, (factors or {}).get(p, ())) for p, m in matrices.items()})
+
+
+def document_of(sections: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The document holding these profile sections (in PROFILES order)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "command": "python -m tools.killmatrix --write",
+        "profiles": [dict(sections[p]) for p in PROFILES if p in sections],
+    }
+
+
+def merge_sections(fresh: Mapping[str, Any], committed: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``fresh``'s sections, and the committed document's sections of every other
+    profile (a ``--profile`` run publishes its profiles and keeps the others as they
+    are). A committed document of another format version contributes nothing."""
+    sections: dict[str, Mapping[str, Any]] = {}
+    if committed is not None and committed.get("format_version") == FORMAT_VERSION:
+        sections.update({s["profile"]: s for s in committed.get("profiles", ())})
+    sections.update({s["profile"]: s for s in fresh["profiles"]})
+    return document_of(sections)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -98,34 +125,73 @@ def _ids(ids: Sequence[str]) -> str:
     return ", ".join(ids) or "—"
 
 
+_PROFILE_SERVERS = {
+    "doc": "once per fault of the reference server (`conformance/reference/faults/`) and once per legal wire"
+    " variant (`conformance/reference/variants.py`, and the generated ones of `tools/killmatrix/derived.py`),"
+    " each against a fresh server, plus the clean reference server and the independent server"
+    " (`tests/independent/server.py`)",
+    "coze": "with `--profile coze`, once per coze fault of the reference server (`conformance/reference/faults/coze.py`)"
+    " and once per named variant whose knobs the coze dialect honours, each against a fresh reference server"
+    " speaking the coze dialect (`ServerConfig(dialect=\"coze\")`), plus the clean one and the independent"
+    " server's coze dialect (`tests/independent/coze_dialect.py`)",
+}
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """docs/kill-matrix.md, from the JSON document alone (so the two never disagree)."""
-    s = doc["summary"]
+    sections = doc["profiles"]
     out = [
         "# Kill matrix",
         "",
         "<!-- Generated by `python -m tools.killmatrix --write`; CI runs `--check`. Do not edit. -->",
         "",
-        f"The conformance suite (profile `{doc['profile']}`), run once per fault of the reference server"
-        " (`conformance/reference/faults/`) and once per legal wire variant (`conformance/reference/variants.py`),"
-        " each against a fresh server, plus the clean reference server and the independent server"
-        " (`tests/independent/server.py`). A fault is **killed** only when the requirement it declares FAILs through"
-        " a check attributed to that id (MUST faults in a default run, SHOULD faults under `--strict`); failures of"
-        f" other requirements are its *collateral* (more than {COLLATERAL_LIMIT} need a written reason)."
-        " How it runs: `tools/killmatrix/`.",
+        "The conformance suite, run against broken and against legal servers, profile by profile"
+        f" ({', '.join('`' + s['profile'] + '`' for s in sections)}); each profile is judged against its own"
+        " catalogue (`conformance/oracle/catalogue.toml`, the requirements of that profile). A fault is **killed**"
+        " only when the requirement it declares FAILs through a check attributed to that id (MUST faults in a"
+        " default run, SHOULD faults under `--strict`); failures of other requirements are its *collateral*"
+        f" (more than {COLLATERAL_LIMIT} need a written reason). How it runs: `tools/killmatrix/`.",
         "",
         "## Summary",
         "",
+        "| Profile | Recall | Precision | Requirements without a fault | Tests failed by no fault | Holds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for section in sections:
+        s = section["summary"]
+        out.append(
+            f"| `{section['profile']}` | {s['killed']} of {s['faults']} ({s['recall']})"
+            f" | {s['precision_passed']} of {s['precision_servers']} ({s['precision']})"
+            f" | {s['unfaulted_requirements']} of {s['requirements']} | {s['unkilled_tests']} of {s['tests']}"
+            f" | {'✅' if s['holds'] else '❌'} |"
+        )
+    for section in sections:
+        out += ["", *_render_profile(section)]
+    return "\n".join(out) + "\n"
+
+
+def _render_profile(doc: Mapping[str, Any]) -> list[str]:
+    """One profile's section of docs/kill-matrix.md."""
+    s = doc["summary"]
+    profile = doc["profile"]
+    generated = doc.get("generated", {"variants": 0, "factors": []})
+    out = [
+        f"## Profile `{profile}`",
+        "",
+        f"The conformance suite (profile `{profile}`), run {_PROFILE_SERVERS.get(profile, 'against the servers below')}.",
+        "",
+        "### Summary",
+        "",
         f"- **Recall**: {s['killed']} of {s['faults']} faults killed ({s['recall']}).",
         f"- **Precision**: {s['precision_passed']} of {s['precision_servers']} servers that must pass do"
-        f" ({s['precision']}): the clean reference server, the named and the generated variants and the"
-        " independent server.",
+        f" ({s['precision']}): the clean reference server, the {'named and the generated' if generated['variants'] else 'named'}"
+        " variants and the independent server.",
         f"- Requirements (MUST and SHOULD of the profile): {s['requirements']}; without a fault:"
         f" {s['unfaulted_requirements']}.",
         f"- Conformance tests: {s['tests']}; failed by no fault: {s['unkilled_tests']}.",
-        f"- The matrix {'holds' if s['holds'] else '**does not hold**'}.",
+        f"- The matrix of the profile {'holds' if s['holds'] else '**does not hold**'}.",
         "",
-        "## Requirements × faults",
+        "### Requirements × faults",
         "",
         "✅ killed, ❌ not killed.",
         "",
@@ -137,7 +203,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         out.append(f"| {r['id']} | {r['level']} | {faults} |")
     out += [
         "",
-        "## Faults",
+        "### Faults",
         "",
         "*Run*: the suite's mode. *Killing tests*: tests in which the declared requirement FAILed.",
         "",
@@ -159,11 +225,11 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f" | {_cell(collateral)} |"
         )
     if reasons:
-        out += ["", "### Collateral reasons", ""]
+        out += ["", "#### Collateral reasons", ""]
         out += [f"- `{f['name']}`: {_cell(f['collateral_reason'])}" for f in reasons]
     out += [
         "",
-        "## Precision: servers that must pass",
+        "### Precision: servers that must pass",
         "",
         "Clean and `preferred`: zero FAIL and zero WARN, by default and under `--strict`. `alternate`: zero FAIL by"
         " default, and under `--strict` exactly the declared SHOULD requirements fail.",
@@ -178,37 +244,37 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f" | {_ids(p['default_fail'])} / {_ids(p['default_warn'])} | {_ids(p['strict_fail'])} | {verdict}"
             f" | {_cell(p['description'])} |"
         )
-    generated = doc.get("generated", {"variants": 0, "factors": []})
     factors = generated["factors"]
-    out += [
-        "",
-        "## Generated variants",
-        "",
-        f"{generated['variants']} of the servers above (`pairwise_NN`) are generated, not listed"
-        " (`tools/killmatrix/derived.py`): each combines one form of every one of"
-        f" {len(factors)} factors, so that every pair of forms of every two factors meets in at least one server"
-        " (pairwise). The factors come from the data the checks read, not from a list of variants:"
-        f" {sum(1 for f in factors if f['source'].startswith('READING') and ' schema ' not in f['source'] and 'profile' not in f['source'])}"
-        " from the READING rows' readings (each server knob a named variant sets alone, with every value the named"
-        f" variants give it), {sum(1 for f in factors if 'profile [[conversation.form]]' in f['source'])} from the"
-        " profile's conversation forms (each honoured or ignored, never all ignored), and"
-        f" {sum(1 for f in factors if ' schema ' in f['source'])} from the response and event schemas (a field"
-        " the schema does not require sent absent and `null`; a field with no constraint also as a string, an array"
-        " and an object; an id of two JSON types in the other). A generated server passes by default and under"
-        " `--strict` fails exactly the SHOULD requirements its forms declare.",
-        "",
-        "| Factor | Forms (the first is the reference's own) | Declares | Source |",
-        "|---|---|---|---|",
-    ]
-    out += [
-        f"| {_cell(f['name'])} | {_cell(' · '.join(f['levels']))} | {_ids(f['declares'])} | {_cell(f['source'])} |"
-        for f in factors
-    ]
-    out += ["", "## Conformance tests no fault fails", ""]
+    if generated["variants"] or factors:
+        out += [
+            "",
+            "### Generated variants",
+            "",
+            f"{generated['variants']} of the servers above (`pairwise_NN`) are generated, not listed"
+            " (`tools/killmatrix/derived.py`): each combines one form of every one of"
+            f" {len(factors)} factors, so that every pair of forms of every two factors meets in at least one server"
+            " (pairwise). The factors come from the data the checks read, not from a list of variants:"
+            f" {sum(1 for f in factors if f['source'].startswith('READING') and ' schema ' not in f['source'] and 'profile' not in f['source'])}"
+            " from the READING rows' readings (each server knob a named variant sets alone, with every value the named"
+            f" variants give it), {sum(1 for f in factors if 'profile [[conversation.form]]' in f['source'])} from the"
+            " profile's conversation forms (each honoured or ignored, never all ignored), and"
+            f" {sum(1 for f in factors if ' schema ' in f['source'])} from the response and event schemas (a field"
+            " the schema does not require sent absent and `null`; a field with no constraint also as a string, an array"
+            " and an object; an id of two JSON types in the other). A generated server passes by default and under"
+            " `--strict` fails exactly the SHOULD requirements its forms declare.",
+            "",
+            "| Factor | Forms (the first is the reference's own) | Declares | Source |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {_cell(f['name'])} | {_cell(' · '.join(f['levels']))} | {_ids(f['declares'])} | {_cell(f['source'])} |"
+            for f in factors
+        ]
+    out += ["", "### Conformance tests no fault fails", ""]
     out += [f"- `{n}`" for n in doc["unkilled_tests"]] or ["None."]
-    out += ["", "## Requirements without a fault", ""]
+    out += ["", "### Requirements without a fault", ""]
     out += [f"- {rid}" for rid in doc["unfaulted_requirements"]] or ["None."]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def document_text(doc: Mapping[str, Any]) -> str:

@@ -408,6 +408,8 @@ class ChatAnswers:
     answer_role: str
     answer_type: str
     answer_within_seconds: float
+    #: What a cancel of a chat that already finished may answer besides success.
+    finished_cancel_codes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -600,7 +602,12 @@ def _messages(t: _Table) -> Messages:
 
 
 def _chat(t: _Table) -> ChatAnswers:
-    c = ChatAnswers(t.text("answer_role"), t.text("answer_type"), t.number("answer_within_seconds"))
+    c = ChatAnswers(
+        t.text("answer_role"),
+        t.text("answer_type"),
+        t.number("answer_within_seconds"),
+        t.integers("finished_cancel_codes"),
+    )
     t.done()
     return c
 
@@ -658,6 +665,7 @@ def _cross_check(p: Profile) -> None:
         ("[forbidden]", p.forbidden.codes | p.forbidden.conversation_codes),
         ("[auth].unauthorized_code", {p.auth.unauthorized_code}),
         ("[ratelimits].refusal_code", {p.ratelimits.refusal_code}),
+        ("[chat].finished_cancel_codes", set(p.chat.finished_cancel_codes)),
     ):
         unlisted = sorted(codes - p.envelope.codes)
         if unlisted:

@@ -44,7 +44,8 @@ LEVELS = ("MUST", "SHOULD", "MAY")
 # AREA-NNN or AREA-SUB-NNN (CHAT-001, CHAT-SSE-004, BOT-CREATE-001).
 _ID = re.compile(r"[A-Z]+(?:-[A-Z]+)?-[0-9]{3}")
 # A rule of the SSE checker (sse.py) or of the stream grammar (grammar.py).
-_RULE = re.compile(r"(?:sse|grammar|envelope)\.[a-z][a-z0-9_]*")
+# Or a check of a test module that several profiles share (auth.*: test_auth.RULES).
+_RULE = re.compile(r"(?:sse|grammar|envelope|auth)\.[a-z][a-z0-9_]*")
 #: The origins a ``source`` may name, and its shape: "<origin> <path>[:<line>[-<line>]]".
 SOURCE_ORIGINS = ("cozepy", "coze-cloud-vector")
 _SOURCE = re.compile(r"(?P<origin>[a-z-]+) (?P<path>[\w./-]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?")
@@ -189,7 +190,7 @@ def _requirement(index: int, entry: Any, profiles: frozenset[str]) -> Requiremen
         )
     rule = entry.get("rule")
     if rule is not None and not _RULE.fullmatch(rule):
-        raise CatalogueError(f"{where}: rule {rule!r} must name an sse.*, grammar.* or envelope.* rule")
+        raise CatalogueError(f"{where}: rule {rule!r} must name an sse.*, grammar.*, envelope.* or auth.* rule")
     source = entry.get("source")
     if source is not None:
         match = _SOURCE.fullmatch(source)

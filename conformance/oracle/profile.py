@@ -408,6 +408,11 @@ class ChatAnswers:
     answer_role: str
     answer_type: str
     answer_within_seconds: float
+    #: What a cancel of a chat that already finished may answer besides success.
+    finished_cancel_codes: tuple[int, ...] = ()
+    #: The code of a chat with a bot never published to the chat's connector, where the
+    #: profile names one.
+    unpublished_codes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -422,6 +427,9 @@ class Bots:
     draft_status: str | None = None
     online_status: str | None = None
     first_version: int | None = None
+    #: Query parameters that make the bot-detail endpoint answer the draft, where the
+    #: profile has them.
+    draft_query: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -600,7 +608,13 @@ def _messages(t: _Table) -> Messages:
 
 
 def _chat(t: _Table) -> ChatAnswers:
-    c = ChatAnswers(t.text("answer_role"), t.text("answer_type"), t.number("answer_within_seconds"))
+    c = ChatAnswers(
+        t.text("answer_role"),
+        t.text("answer_type"),
+        t.number("answer_within_seconds"),
+        t.integers("finished_cancel_codes"),
+        t.integers("unpublished_codes") if t.has("unpublished_codes") else (),
+    )
     t.done()
     return c
 
@@ -613,6 +627,7 @@ def _bots(t: _Table) -> Bots:
         draft_status=t.text("draft_status") if t.has("draft_status") else None,
         online_status=t.text("online_status") if t.has("online_status") else None,
         first_version=t.integer("first_version") if t.has("first_version") else None,
+        draft_query=t.template("draft_query") if t.has("draft_query") else None,
     )
     t.done()
     return b
@@ -658,6 +673,8 @@ def _cross_check(p: Profile) -> None:
         ("[forbidden]", p.forbidden.codes | p.forbidden.conversation_codes),
         ("[auth].unauthorized_code", {p.auth.unauthorized_code}),
         ("[ratelimits].refusal_code", {p.ratelimits.refusal_code}),
+        ("[chat].finished_cancel_codes", set(p.chat.finished_cancel_codes)),
+        ("[chat].unpublished_codes", set(p.chat.unpublished_codes)),
     ):
         unlisted = sorted(codes - p.envelope.codes)
         if unlisted:

@@ -64,10 +64,13 @@ class Disagreement:
 def cozepy_internals() -> dict[str, Any]:
     """What this module uses of cozepy: ``Stream`` (public) and the chat handler and
     ``CozeInvalidEventError``; raises ImportError or AttributeError when they moved."""
+    # cozepy imports authlib.jose, which warns that it is deprecated: cozepy's own
+    # warning, nothing the suite or the target did. authlib installs an "always" filter
+    # for its warnings when first imported, so it is imported before ours goes first.
+    from authlib.deprecate import AuthlibDeprecationWarning
+
     with warnings.catch_warnings():
-        # cozepy imports authlib.jose, which warns that it is deprecated: cozepy's own
-        # warning, nothing the suite or the target did.
-        warnings.filterwarnings("ignore", message=r"authlib\.jose module is deprecated")
+        warnings.filterwarnings("ignore", r"authlib\.jose module is deprecated", AuthlibDeprecationWarning)
         from cozepy.chat import _chat_stream_handler
         from cozepy.exception import CozeInvalidEventError
         from cozepy.model import Stream

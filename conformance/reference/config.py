@@ -99,8 +99,10 @@ class ServerConfig:
         retrieve, message/list and cancel, /v1/bot/create|update|publish,
         /v1/bot/get_online_info, /v1/bots/:bot_id), Bearer only, in the cloud's
         envelope. The coze dialect reads principals, token_delay, host, port,
-        max_body_bytes, chunk_sizes, chunk_seed, answer_style and its own faults; the
-        doc variant knobs and the rate limits do not apply to it.
+        max_body_bytes, chunk_sizes, chunk_seed, answer_style and its own faults; it has
+        no rate limiter, and the other knobs are the doc dialect's readings: leave them
+        at their defaults with dialect="coze" (the SSE writer it shares would apply the
+        payload wire forms of wireforms.py, none of which the coze contract names).
 
     Behaviour
       principals: who may call; defaults to :data:`DEV_PRINCIPALS`.

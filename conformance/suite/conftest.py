@@ -99,14 +99,12 @@ class BotMaker:
             ) from None
         return f"cz-conf-{self.run_id}-{self.principal[-1]}{n}{label}"[: self.profile.bots.name_max]
 
-    def create(self, label: str = "") -> Bot:
-        broken = self.state.get(CREATE_BLOCKED)
-        if broken:
-            # Create already failed once this run: skip without spending the budget the
-            # test owning BOT-CREATE-001 needs for its own attempt.
-            raise blocked("BOT-CREATE-001", broken)
-        name = self.reserve_name(label)
-        values: dict[str, str | None] = {
+    def create_body(self, name: str) -> dict[str, Any]:
+        """The profile's create body for a bot named ``name``."""
+        return dict(fill(self.profile.bots.create_body, self._values(name)))
+
+    def _values(self, name: str) -> dict[str, str | None]:
+        return {
             "name": name,
             "description": f"conformance suite bot {name}",
             "icon_url": "https://example.com/cz-conf-icon.png",
@@ -114,7 +112,16 @@ class BotMaker:
             "model": self.model,
             "space_id": self.space_id,
         }
-        body = fill(self.profile.bots.create_body, values)
+
+    def create(self, label: str = "") -> Bot:
+        broken = self.state.get(CREATE_BLOCKED)
+        if broken:
+            # Create already failed once this run: skip without spending the budget the
+            # test owning BOT-CREATE-001 needs for its own attempt.
+            raise blocked("BOT-CREATE-001", broken)
+        name = self.reserve_name(label)
+        values = self._values(name)
+        body = self.create_body(name)
         create = self.profile.endpoint("create")
         try:
             answer = envelope(self.api.request(create.method, create.path, json=body))
@@ -181,6 +188,27 @@ def new_bot(bot_maker: BotMaker) -> Callable[..., Bot]:
         return maker.publish(bot) if publish else bot
 
     return make
+
+
+@pytest.fixture
+def chat_of(api: ApiClient, profile: Profile, published_bot: Bot, user_id: str) -> Callable[[], dict[str, str]]:
+    """Start a chat with the shared bot (one non-stream chat, a new conversation) and
+    return its ``conversation_id`` and its ``chat_id`` (the answer's ``id``) as text."""
+    from conformance.suite.helpers import chat_body
+
+    def start() -> dict[str, str]:
+        chat = profile.endpoint("chat")
+        try:
+            answer = envelope(api.request(chat.method, chat.path, json=chat_body(published_bot, user_id, "你好")))
+        except TransportError as exc:
+            raise blocked("a chat", str(exc)) from None
+        data = answer.data if answer.ok else {}
+        ids = {"conversation_id": id_text(data.get("conversation_id")), "chat_id": id_text(data.get("id"))}
+        if None in ids.values():
+            raise blocked("a chat", f"chat answered {answer.describe()}")
+        return {k: str(v) for k, v in ids.items()}
+
+    return start
 
 
 @pytest.fixture

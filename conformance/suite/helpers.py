@@ -101,6 +101,21 @@ def id_value(endpoint: Endpoint, key: str, text: str) -> int | str:
     return int(text) if endpoint.id_types.get(key) == "integer" else text
 
 
+def send(
+    api: ApiClient, endpoint: Endpoint, fields: Mapping[str, Any], *, params: Mapping[str, Any] | None = None
+) -> Answer:
+    """Call ``endpoint`` with ``fields`` where its table puts them (body, query or path),
+    ids converted per ``id_types``; ``params`` are extra query parameters."""
+    values: dict[str, Any] = {
+        key: id_value(endpoint, key, value) if key in endpoint.id_types else value for key, value in fields.items()
+    }
+    if endpoint.params_in == "body":
+        return envelope(api.request(endpoint.method, endpoint.path, json=values, params=params))
+    in_path = {key: values.pop(key) for key in endpoint.path_params}
+    query = {**values, **(params or {})}
+    return envelope(api.request(endpoint.method, endpoint.url_path(**in_path), params=query or None))
+
+
 def chat_path(profile: Profile) -> str:
     return profile.endpoint("chat").path
 

@@ -44,10 +44,12 @@ from typing import Any
 import pytest
 
 from conformance.keys import SETTINGS_KEY
+from conformance.oracle.catalogue import Catalogue, load_catalogue
 from conformance.oracle.outcomes import Checks
 from conformance.oracle.profile import Endpoint, Profile, load_profile
 from conformance.run.shared_state import SharedState
 from conformance.settings import OPTIONS_BY_DEST, Settings
+from conformance.suite.conftest import fill
 from conformance.suite.helpers import (
     Bot,
     chat_body,
@@ -61,20 +63,30 @@ from conformance.transport.client import ApiClient, MissingCredential
 
 # --------------------------------------------------------------------------- requirements by mode
 
-#: The catalogue binds AUTH-001..004 to a class by the mode the class uses: the
-#: Bearer class is OpenAPI (/v1, /v3), the cookie class WebAPI (/api).
-OWN_MODE_REQUIREMENT = {"bearer": "AUTH-001", "cookie": "AUTH-002"}
-#: Keyed by the class's own mode: the other mode on that class.
-OTHER_MODE_REQUIREMENT = {"bearer": "AUTH-003", "cookie": "AUTH-004"}
+#: What this module judges, by rule: the catalogue's ``rule`` field names the
+#: requirement of each profile that a rule judges (doc: AUTH-001..007; coze:
+#: COZE-AUTH-001..003); a rule the run's profile does not map is not run.
+RULES = {
+    "auth.accepts_bearer": "a Bearer-class endpoint accepts the API key",
+    "auth.accepts_cookie": "a cookie-class endpoint accepts the session cookie",
+    "auth.accepts_cookie_on_bearer_class": "a Bearer-class endpoint also accepts the session cookie alone",
+    "auth.accepts_bearer_on_cookie_class": "a cookie-class endpoint also accepts the API key alone",
+    "auth.refuses_none": "a request without credentials is refused",
+    "auth.refuses_wrong_bearer": "a request with a wrong API key is refused",
+    "auth.refuses_wrong_cookie": "a request with a wrong session cookie is refused",
+}
+#: The class's own mode, and the other mode on that class, by the class's mode.
+OWN_MODE_RULE = {"bearer": "auth.accepts_bearer", "cookie": "auth.accepts_cookie"}
+OTHER_MODE_RULE = {"bearer": "auth.accepts_cookie_on_bearer_class", "cookie": "auth.accepts_bearer_on_cookie_class"}
 OTHER_MODE = {"bearer": "cookie", "cookie": "bearer"}
 #: The setting that carries each mode's credential of the first principal.
 MODE_CREDENTIAL = {"bearer": "api_key", "cookie": "session_key"}
-#: The bad credentials (client auth modes) and the requirement each judges.
-REFUSAL_REQUIREMENT = {"none": "AUTH-005", "wrong-bearer": "AUTH-006", "wrong-cookie": "AUTH-007"}
+#: The bad credentials (client auth modes) and the rule each judges.
+REFUSAL_RULE = {"none": "auth.refuses_none", "wrong-bearer": "auth.refuses_wrong_bearer", "wrong-cookie": "auth.refuses_wrong_cookie"}
 
 #: Where the refusals are sent (endpoint name -> client auth modes); see the module
 #: docstring for why this is a subset and what is left out.
-ALL_REFUSALS = tuple(REFUSAL_REQUIREMENT)
+ALL_REFUSALS = tuple(REFUSAL_RULE)
 REFUSAL_PLAN: Mapping[str, tuple[str, ...]] = {
     "chat": ("none",),
     "run": ("none",),
@@ -125,8 +137,23 @@ class Resources:
         start: Callable[[], str] = self._fixture("conversation_of")
         return start()
 
+    def chat(self) -> dict[str, str]:
+        """A chat of this test's own (one non-stream chat): its conversation_id and
+        chat_id, for the endpoints that name a chat."""
+        start: Callable[[], dict[str, str]] = self._fixture("chat_of")
+        return start()
+
+    def bot_body(self) -> dict[str, Any]:
+        """A create body from the profile's template, with a name from the budget."""
+        maker = self._fixture("bot_maker")
+        return dict(maker.create_body(maker.reserve_name("a")))
+
     def user_id(self) -> str:
         return str(self._fixture("user_id"))
+
+    def required(self, endpoint: str) -> tuple[str, ...]:
+        profile: Profile = self._fixture("profile")
+        return profile.endpoint(endpoint).required
 
     def bot_name(self) -> str:
         """A name from the run's per-principal bot budget."""
@@ -161,13 +188,27 @@ def _chat_fields(r: Resources) -> dict[str, Any]:
     return chat_body(r.published_bot(), r.user_id(), MESSAGE)
 
 
+def _chat_ids(r: Resources, keys: tuple[str, ...]) -> dict[str, Any]:
+    chat = r.chat()
+    return {key: chat[key] for key in keys}
+
+
+def _publish_fields(r: Resources) -> dict[str, Any]:
+    bot = r.module_bot()
+    profile: Profile = r._fixture("profile")
+    return dict(fill(profile.bots.publish_body, {"bot_id": bot.id}))
+
+
 RECIPES: Mapping[str, Recipe] = {
     "chat": Recipe(_chat_fields),
-    "cancel": Recipe(lambda r: {"conversation_id": r.conversation()}, finished_ok=True),
+    # doc: the conversation alone; coze: its chat too (the profile's required fields).
+    "cancel": Recipe(lambda r: _chat_ids(r, r.required("cancel")), finished_ok=True),
+    "retrieve": Recipe(lambda r: _chat_ids(r, ("conversation_id", "chat_id"))),
+    "message_list": Recipe(lambda r: _chat_ids(r, ("conversation_id", "chat_id"))),
     "run": Recipe(lambda r: {"agent_id": r.published_bot().id, "query": MESSAGE, "stream": False}, may_stream=True),
-    "create": Recipe(lambda r: {"name": r.bot_name(), "description": "conformance suite: auth checks"}, adopt=_adopt_created),
+    "create": Recipe(lambda r: {**r.bot_body(), "description": "conformance suite: auth checks"}, adopt=_adopt_created),
     "update": Recipe(lambda r: {"bot_id": r.module_bot().id, "description": "conformance suite: auth checks, updated"}),
-    "publish": Recipe(lambda r: {"bot_id": r.module_bot().id}),
+    "publish": Recipe(_publish_fields),
     "online_info": Recipe(lambda r: {"bot_id": r.published_bot().id}),
     "bot_detail": Recipe(lambda r: {"bot_id": r.published_bot().id}),
 }
@@ -259,7 +300,7 @@ def accepted(answer: Answer, recipe: Recipe, profile: Profile) -> bool:
     code = answer.code(profile)
     if not isinstance(code, int) or isinstance(code, bool):
         return False
-    if recipe.finished_ok and code in profile.unknown_ids.codes:
+    if recipe.finished_ok and code in profile.chat.finished_cancel_codes:
         # Nothing left to cancel: the credential was taken (a refused one is 401).
         return True
     return answer.status < 400 and code == profile.envelope.success_code
@@ -298,42 +339,50 @@ def _recipe(endpoint: Endpoint) -> Recipe:
     return RECIPES[endpoint.name]
 
 
-def acceptance_cases(profile: Profile) -> list[Any]:
-    """Every endpoint in its class's mode (MUST) and in the other mode (SHOULD)."""
+def acceptance_cases(profile: Profile, catalogue: Catalogue) -> list[Any]:
+    """Every endpoint in its class's mode (MUST) and in the other mode (SHOULD), where
+    the profile has a requirement for it (``catalogue``: the profile's)."""
     cases = []
     for endpoint in profile.endpoints:
         _recipe(endpoint)
         own = profile.auth[endpoint.auth].mode
-        for mode, requirement in ((own, OWN_MODE_REQUIREMENT[own]), (OTHER_MODE[own], OTHER_MODE_REQUIREMENT[own])):
-            case = Case(endpoint.name, mode, requirement)
-            cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement)))
+        for mode, rule in ((own, OWN_MODE_RULE[own]), (OTHER_MODE[own], OTHER_MODE_RULE[own])):
+            requirement = catalogue.by_rule(rule)
+            if requirement is None:
+                continue
+            case = Case(endpoint.name, mode, requirement.id)
+            cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement.id)))
     return cases
 
 
-def refusal_cases(profile: Profile) -> list[Any]:
+def refusal_cases(profile: Profile, catalogue: Catalogue) -> list[Any]:
     """The bad credentials on the endpoints of ``REFUSAL_PLAN`` (a budgeted subset)."""
     cases = []
     for endpoint in profile.endpoints:
         for mode in REFUSAL_PLAN.get(endpoint.name, ()):
             _recipe(endpoint)
-            requirement = REFUSAL_REQUIREMENT[mode]
-            case = Case(endpoint.name, mode, requirement)
-            cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement)))
+            requirement = catalogue.by_rule(REFUSAL_RULE[mode])
+            if requirement is None:
+                continue
+            case = Case(endpoint.name, mode, requirement.id)
+            cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement.id)))
     return cases
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # The tables follow the run's profile (--profile), known only once configured.
+    profile = _run_profile(metafunc.config)
+    catalogue = load_catalogue().for_profile(profile.name)
     if "acceptance" in metafunc.fixturenames:
-        metafunc.parametrize("acceptance", acceptance_cases(_run_profile(metafunc.config)))
+        metafunc.parametrize("acceptance", acceptance_cases(profile, catalogue))
     if "refusal" in metafunc.fixturenames:
-        metafunc.parametrize("refusal", refusal_cases(_run_profile(metafunc.config)))
+        metafunc.parametrize("refusal", refusal_cases(profile, catalogue))
 
 
 def _accepted_codes(recipe: Recipe, profile: Profile) -> str:
     success = f"code {profile.envelope.success_code}"
     if recipe.finished_ok:
-        return f"{success}, or {sorted(profile.unknown_ids.codes)} for a chat already finished"
+        return f"{success}, or {sorted(profile.chat.finished_cancel_codes)} for a chat already finished"
     return f"{success}, or an event stream" if recipe.may_stream else success
 
 

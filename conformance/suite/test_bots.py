@@ -19,24 +19,23 @@ Ids are kept as text and sent in the type each request table gives (profile
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from conformance.oracle.outcomes import Checks
-from conformance.oracle.profile import Endpoint, Profile
+from conformance.oracle.profile import Profile
 from conformance.settings import Settings
 from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import (
     Answer,
     Bot,
-    envelope,
     fields_of,
     id_text,
-    id_value,
     is_integer,
+    send,
 )
 from conformance.transport.client import ApiClient
 
@@ -49,19 +48,6 @@ NOT_INT64_SEGMENTS = {"letters": "not-a-bot-id", "beyond-int64": str(2**63)}
 
 
 # --------------------------------------------------------------------------- requests
-
-
-def send(api: ApiClient, endpoint: Endpoint, fields: Mapping[str, str]) -> Answer:
-    """Call ``endpoint`` with ``fields`` where its table puts them (body, query or path),
-    ids converted per ``id_types``."""
-    values: dict[str, int | str] = {
-        key: id_value(endpoint, key, value) if key in endpoint.id_types else value for key, value in fields.items()
-    }
-    if endpoint.params_in == "body":
-        return envelope(api.request(endpoint.method, endpoint.path, json=values))
-    in_path = {key: values.pop(key) for key in endpoint.path_params}
-    path = endpoint.url_path(**in_path)
-    return envelope(api.request(endpoint.method, path, params=values or None))
 
 
 def unknown_bot_id(run_id: str) -> str:

@@ -60,24 +60,30 @@ async def _queued(record: ChatRecord) -> AsyncGenerator[Item]:
 async def _body(call: Call, record: ChatRecord) -> AsyncIterator[bytes]:
     config, runtime = call.config, call.state.runtime
     writer = StreamWriter(config, COZE_FORMAT)
-    events: AsyncIterator[Item] = _queued(record)
-    if config.faults:
-        events = _edit_events(call, events)
-        for name, stage in (
-            ("coze_start_after_message", start_after_message),
-            ("coze_delta_after_completed", completed_first),
-            ("coze_held_back", hold_back),
-        ):
-            if config.has(name):
-                events = stage(runtime, record.running, events)
-    async with aclosing(events):  # type: ignore[type-var]  # an async generator, so it has aclose()
-        async for item in events:
-            for piece in writer.write(item):
-                yield piece
-    for piece in writer.flush():
-        yield piece
-    if config.has("coze_body_open_after_done"):
-        await pause(record.running, OPEN_AFTER_DONE_SECONDS)  # fault: the body stays open after done
+    # The response's own registration: the chat's may end first (its task owns it), and a
+    # fault that holds the body back or open must still end at once when the server stops.
+    response = runtime.register(record.conversation_id, streaming=True)
+    try:
+        events: AsyncIterator[Item] = _queued(record)
+        if config.faults:
+            events = _edit_events(call, events)
+            for name, stage in (
+                ("coze_start_after_message", start_after_message),
+                ("coze_delta_after_completed", completed_first),
+                ("coze_held_back", hold_back),
+            ):
+                if config.has(name):
+                    events = stage(runtime, response, events)
+        async with aclosing(events):  # type: ignore[type-var]  # an async generator, so it has aclose()
+            async for item in events:
+                for piece in writer.write(item):
+                    yield piece
+        for piece in writer.flush():
+            yield piece
+        if config.has("coze_body_open_after_done"):
+            await pause(response, OPEN_AFTER_DONE_SECONDS)  # fault: the body stays open after done
+    finally:
+        runtime.unregister(response)
 
 
 async def _edit_events(call: Call, events: AsyncIterator[Item]) -> AsyncGenerator[Item]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,7 @@ __all__ = [
     "SUITE_ARGS",
     "Subject",
     "WARN",
+    "interleave",
     "plan",
     "subjects",
 ]
@@ -366,11 +368,26 @@ def subjects(
 
 def plan(chosen: Iterable[Subject]) -> list[RunSpec]:
     """The runs: a MUST fault by default, a SHOULD fault under --strict (SHOULD
-    faults are killed under --strict); every other subject in both modes."""
-    specs: list[RunSpec] = []
+    faults are killed under --strict); every other subject in both modes. The
+    profiles' runs spread evenly over the order they start in (:func:`interleave`)."""
+    by_profile: dict[str, list[RunSpec]] = {}
     for s in chosen:
+        specs = by_profile.setdefault(s.profile, [])
         if s.is_fault:
             specs.append(RunSpec(s.name, strict=s.level != "MUST"))
         else:
             specs.extend((RunSpec(s.name, strict=False), RunSpec(s.name, strict=True)))
-    return specs
+    return interleave(list(by_profile.values()))
+
+
+def interleave(lists: Sequence[Sequence[RunSpec]]) -> list[RunSpec]:
+    """The runs of several lists in one order, each list's runs in their order and
+    spread evenly over it (run i of n at i + 1/2 of n). The doc profile's runs mostly
+    wait (rate windows, pacing); the coze profile's compute (no limiter, no pacing
+    wait): spread, the coze runs fill cores the doc runs leave idle, and a long coze
+    run (a fault whose chat never completes is polled for 30 s, three times) starts
+    mid-matrix, not at its end. Deterministic; the results do not depend on it."""
+    keyed = [
+        (Fraction(2 * i + 1, 2 * len(runs)), n, i, spec) for n, runs in enumerate(lists) for i, spec in enumerate(runs)
+    ]
+    return [spec for *_, spec in sorted(keyed, key=lambda k: (k[0], k[1], k[2]))]

@@ -193,6 +193,13 @@ RULES = {
     "envelope.error_data_null": "SHOULD",
     "envelope.error_status": "SHOULD",
     "envelope.no_server_error": "MUST",
+    "auth.accepts_bearer": "MUST",
+    "auth.accepts_cookie": "MUST",
+    "auth.accepts_cookie_on_bearer_class": "SHOULD",
+    "auth.accepts_bearer_on_cookie_class": "SHOULD",
+    "auth.refuses_none": "MUST",
+    "auth.refuses_wrong_bearer": "MUST",
+    "auth.refuses_wrong_cookie": "MUST",
 }
 
 # The coze profile's: cozepy's framing, the done data, the close after it, the cloud's
@@ -211,6 +218,10 @@ COZE_RULES = {
             "envelope.error_data_null",
             "envelope.error_status",
             "envelope.no_server_error",
+            "auth.accepts_cookie",
+            "auth.accepts_cookie_on_bearer_class",
+            "auth.accepts_bearer_on_cookie_class",
+            "auth.refuses_wrong_cookie",
         )
     },
     "sse.sdk_framing": "MUST",
@@ -250,6 +261,11 @@ def test_rules_exist_in_the_checker_and_grammar() -> None:
     for rule, level in {**RULES, **COZE_RULES}.items():
         if rule.startswith("envelope."):
             assert rule in ENVELOPE_RULES, rule  # the judge has no severities: the check call says
+            continue
+        if rule.startswith("auth."):
+            from conformance.suite.test_auth import RULES as AUTH_RULES
+
+            assert rule in AUTH_RULES, rule
             continue
         assert rule in known, rule
         assert (known[rule][0] == "should") == (level == "SHOULD"), (rule, known[rule][0], level)

@@ -326,3 +326,14 @@ def test_a_429_without_an_envelope_is_waited_out_too(server: ScriptedServer, pac
     with _client(server.url, pacer) as client, pytest.raises(RateLimitedTooLong):
         client.request("GET", INFO_PATH)
     assert len(server.requests) == MAX_RESENDS + 1
+
+
+def test_a_refusal_is_http_429_or_the_profiles_code() -> None:
+    from conformance.run.pacing import _is_refusal
+
+    assert _is_refusal(429, b"", 429) and _is_refusal(429, b'{"code":4013}', 4013)
+    assert _is_refusal(200, b'{"code":4013,"msg":"rate limited"}', 4013)
+    assert _is_refusal(200, b'{"code":429,"msg":"x"}', 429)
+    assert not _is_refusal(200, b'{"code":4013}', 429)
+    assert not _is_refusal(200, b'{"code":0,"msg":""}', 4013)
+    assert not _is_refusal(400, b'{"code":true}', 1)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .config import DEV_PRINCIPALS, ServerConfig
+from .config import DEV_PRINCIPALS, SESSION_DIALECTS, ServerConfig
 from .server import ReferenceServer
 
 #: The demo bot's id: 19 digits and not representable as a float, like every id here.
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Development credentials:",
         *(
             f"  {p.name}: Authorization: Bearer {p.api_key}"
-            + ("" if config.dialect == "coze" else f"  |  Cookie: session_key={p.session_key}")
+            + (f"  |  Cookie: session_key={p.session_key}" if config.dialect in SESSION_DIALECTS else "")
             for p in config.principals
         ),
         "Stream a chat:",

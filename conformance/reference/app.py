@@ -137,13 +137,18 @@ def _answer_error(request: Request, error: ApiError) -> Response:
     return wire_forms(request.app.state.runtime.config, request, error_response(error))
 
 
+#: The dialects served by an app of their own, by name (the doc dialect's is below).
+_OTHER_DIALECTS: dict[str, Callable[[Runtime], Starlette]] = {"coze": create_coze_app}
+
+
 def create_app(config: ServerConfig | None = None) -> Starlette:
     """The reference server's ASGI app; its :class:`Runtime` is ``app.state.runtime``.
 
     ``config.dialect == "coze"`` serves the coze dialect's routes (coze/app.py), not these."""
     runtime = Runtime(config or ServerConfig())
-    if runtime.config.dialect == "coze":  # the Coze cloud v3 routes instead (coze/)
-        return create_coze_app(runtime)
+    other = _OTHER_DIALECTS.get(runtime.config.dialect)
+    if other is not None:  # e.g. the Coze cloud v3 routes instead (coze/)
+        return other(runtime)
     routes = [Route(e.path, _gate(runtime, e), methods=[e.method]) for e in ENDPOINTS]
     app = Starlette(
         routes=routes,

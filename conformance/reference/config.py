@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 #: READING "Body size limits": no requirement; we refuse bodies above this (1 MiB).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -27,6 +27,9 @@ RateGroup = Literal["chat", "management", "info"]
 #: Which API the server speaks: "doc" (agent-api.zh.md) or "coze" (the Coze cloud v3 API as
 #: the official SDK cozepy 0.20 speaks it; conformance/reference/coze/).
 Dialect = Literal["doc", "coze"]
+#: Every dialect, and whether it has session cookies (the doc dialect's WebAPI class).
+DIALECTS: tuple[str, ...] = get_args(Dialect)
+SESSION_DIALECTS: frozenset[str] = frozenset({"doc"})
 # JSON wire forms (READING "Levels", "HTTP status of errors", "Error envelope",
 # "Fields the API cannot set"); see wireforms.py.
 JsonKeyOrder = Literal["documented", "reversed"]

@@ -235,10 +235,15 @@ class RateLimitedTooLong(TransportError):
     answer: the plugin FAILs the test's requirements with this message."""
 
 
+#: HTTP's own Too Many Requests: a refusal under every profile, whatever its body code.
+HTTP_TOO_MANY_REQUESTS = 429
+
+
 def _is_refusal(status: int, body: bytes, refusal: int) -> bool:
-    """Whether an answer is a rate-limit refusal: HTTP 429 or body code 429 (READING
-    "HTTP status of errors": the body code decides, the status is SHOULD)."""
-    if status == refusal:
+    """Whether an answer is a rate-limit refusal: HTTP 429, or the profile's refusal
+    code in the body (doc: 429, READING "HTTP status of errors": the body code decides;
+    coze: 4013, which the cloud sends with HTTP 200)."""
+    if status in (refusal, HTTP_TOO_MANY_REQUESTS):
         return True
     if not body or len(body) > _REFUSAL_BODY_LIMIT:
         return False
@@ -332,7 +337,7 @@ class PacedClient(ApiClient):
         while True:
             pacer.acquire(principal, group)
             with super().stream(method, path, **kwargs) as answer:
-                refused = answer.status == pacer.refusal_code
+                refused = answer.status in (pacer.refusal_code, HTTP_TOO_MANY_REQUESTS)
                 if not refused and answer.media_type != pacer.stream_media_type:
                     refused = _is_refusal(answer.status, answer.read_all(), pacer.refusal_code)
                 if not refused:

@@ -118,7 +118,7 @@ class BotMaker:
         if broken:
             # Create already failed once this run: skip without spending the budget the
             # test owning BOT-CREATE-001 needs for its own attempt.
-            raise blocked("BOT-CREATE-001", broken)
+            raise blocked(self.profile.endpoint("create").key, broken)
         name = self.reserve_name(label)
         values = self._values(name)
         body = self.create_body(name)
@@ -126,12 +126,12 @@ class BotMaker:
         try:
             answer = envelope(self.api.request(create.method, create.path, json=body))
         except TransportError as exc:
-            raise blocked("BOT-CREATE-001", str(exc)) from None
+            raise blocked(create.key, str(exc)) from None
         bot_id = id_text(answer.data.get("bot_id")) if answer.ok else None
         if bot_id is None or not bot_id.isdigit():
             why = f"create answered {answer.describe()}"
             self.state.get_or_create(CREATE_BLOCKED, lambda: why)
-            raise blocked("BOT-CREATE-001", why)
+            raise blocked(create.key, why)
         return Bot(bot_id, name, f"conformance suite bot {name}", str(values["icon_url"]), str(values["prompt"]))
 
     def publish(self, bot: Bot) -> Bot:
@@ -140,9 +140,9 @@ class BotMaker:
         try:
             answer = envelope(self.api.request(publish.method, publish.path, json=body))
         except TransportError as exc:
-            raise blocked("BOT-PUBLISH-001", str(exc)) from None
+            raise blocked(publish.key, str(exc)) from None
         if not answer.ok:
-            raise blocked("BOT-PUBLISH-001", f"publish answered {answer.describe()}")
+            raise blocked(publish.key, f"publish answered {answer.describe()}")
         return Bot(bot.id, bot.name, bot.description, bot.icon_url, bot.prompt, published=True)
 
 
@@ -201,11 +201,11 @@ def chat_of(api: ApiClient, profile: Profile, published_bot: Bot, user_id: str) 
         try:
             answer = envelope(api.request(chat.method, chat.path, json=chat_body(published_bot, user_id, "你好")))
         except TransportError as exc:
-            raise blocked("a chat", str(exc)) from None
+            raise blocked(chat.key, str(exc)) from None
         data = answer.data if answer.ok else {}
         ids = {"conversation_id": id_text(data.get("conversation_id")), "chat_id": id_text(data.get("id"))}
         if None in ids.values():
-            raise blocked("a chat", f"chat answered {answer.describe()}")
+            raise blocked(chat.key, f"chat answered {answer.describe()}")
         return {k: str(v) for k, v in ids.items()}
 
     return start

@@ -91,8 +91,9 @@ def fields_of(data: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def blocked(requirement: str, why: str) -> BaseException:
-    """A setup step the server failed: the test SKIPs as "blocked by <requirement>",
-    and the test owning ``requirement`` FAILs it."""
+    """A setup step the server failed: the test SKIPs as "blocked by <requirement>" (or
+    by the endpoint, "POST /v1/bot/create", where profiles judge it under other ids),
+    and the test owning that requirement FAILs it."""
     return pytest.skip.Exception(f"blocked by {requirement}: {why}", _use_item_location=True)
 
 

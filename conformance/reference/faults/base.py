@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..config import DIALECTS
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -36,7 +38,7 @@ def registry(*parts: Iterable[Fault]) -> Mapping[str, Fault]:
         for one in part:
             if one.name in faults:
                 raise ValueError(f"duplicate fault name {one.name!r}")
-            if one.dialect not in ("doc", "coze"):
+            if one.dialect not in DIALECTS:
                 raise ValueError(f"fault {one.name!r}: dialect must be doc or coze")
             if one.level not in ("MUST", "SHOULD"):
                 raise ValueError(f"fault {one.name!r}: level must be MUST or SHOULD")

@@ -2,7 +2,10 @@
 
     python -m tools.killmatrix [--jobs N] [--profile P ...] [--only NAME ...] [--write | --check]
 
-The suite runs once per fault of the reference server (``conformance/reference/faults/``)
+Profile by profile (``PROFILES``: ``doc``, then ``coze``, the suite's ``--profile``):
+each subject has a profile, its runs pass ``--profile`` to the suite and start the
+reference server in that profile's dialect (``RUNS``), and each profile is judged and
+published on its own, against its own catalogue. The suite runs once per fault of the reference server (``conformance/reference/faults/``)
 and once per wire variant (``conformance/reference/variants.py``), each time against a
 fresh server (fresh rate-limit budget), plus the clean reference server and the
 independent server of ``tests/independent/``. Every run is a subprocess of its own: a

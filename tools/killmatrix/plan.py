@@ -383,8 +383,8 @@ def plan(chosen: Iterable[Subject]) -> list[RunSpec]:
 def interleave(lists: Sequence[Sequence[RunSpec]]) -> list[RunSpec]:
     """The runs of several lists in one order, each list's runs in their order and
     spread evenly over it (run i of n at i + 1/2 of n). The doc profile's runs mostly
-    wait (rate windows, pacing); the coze profile's compute (no limiter, no pacing
-    wait): spread, the coze runs fill cores the doc runs leave idle, and a long coze
+    wait (rate windows, pacing); the coze profile's mostly compute (no limiter, no
+    rate-limit phase): spread, the coze runs fill cores the doc runs leave idle, and a long coze
     run (a fault whose chat never completes is polled for 30 s, three times) starts
     mid-matrix, not at its end. Deterministic; the results do not depend on it."""
     keyed = [

@@ -164,7 +164,9 @@ def witness_findings(result: StreamResult, reading: StreamReading, rules: Stream
     ``sse.sdk_framing`` (judged where the profile maps it), and a summary line."""
     if not rules.witness or not result.body:
         return [], ""
-    witness = read_with(rules.witness, result.body, result.content_type or rules.media_type)
+    # The parsers are compared, not the header (sse.media_type judges that; httpx-sse
+    # would refuse to parse a body whose Content-Type is not text/event-stream).
+    witness = read_with(rules.witness, result.body, rules.media_type)
     found = disagreements(witness, reading.events, reading.sse_findings, grammar_findings=reading.grammar.findings)
     summary = f"{witness.client} read {len(witness.events)} events" + (f", then {witness.error}" if witness.error else "")
     if found:

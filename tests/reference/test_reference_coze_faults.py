@@ -289,7 +289,7 @@ PROBES = [
     row("coze_success_without_msg", lambda w: "msg" not in w.online(w.bot)),
     row("coze_error_without_msg", lambda w: "msg" not in w.online(UNKNOWN_ID)),
     row("coze_no_logid", no_logid),
-    row("coze_bearer_refused", lambda w: w.online(w.bot)["code"] != 0),
+    row("coze_bearer_refused", lambda w: w.alice.get(f"/v1/bots/{w.bot}").json()["code"] != 0 and w.online(w.bot)["code"] == 0),
     row("coze_no_credentials_served", lambda w: httpx.get(
         f"{w.server.url}/v1/bot/get_online_info", params={"bot_id": w.bot}).json()["code"] == 0),
     row("coze_any_bearer", lambda w: httpx.get(

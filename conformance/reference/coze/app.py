@@ -40,8 +40,9 @@ ROUTES: tuple[tuple[tuple[str, ...], str, Handler], ...] = (
     (("GET",), "/v1/bots/{bot_id}", bots.details),
 )
 
-#: coze_bearer_refused: the one endpoint that refuses a valid key.
-BEARER_REFUSED_PATH = "/v1/bot/get_online_info"
+#: coze_bearer_refused: the one endpoint that refuses a valid key (not get_online_info:
+#: a client's preflight probes that one, and would stop the run before any judgement).
+BEARER_REFUSED_PREFIX = "/v1/bots/"
 
 
 def _lookup(secret: str, keys: dict[str, str]) -> str | None:
@@ -65,7 +66,7 @@ def authenticate(state: CozeState, request: Request) -> str:
     principal = _lookup(token.strip(), keys) if scheme.lower() == "bearer" else None
     if principal is None and has("coze_any_bearer"):
         principal = first  # fault: any key is accepted
-    if has("coze_bearer_refused") and request.url.path == BEARER_REFUSED_PATH:
+    if has("coze_bearer_refused") and request.url.path.startswith(BEARER_REFUSED_PREFIX):
         principal = None  # fault: this endpoint refuses the valid key
     if principal is None:
         raise CozeError(envelope.AUTH_FAILED, "authentication failed: invalid API key", http_status=401)

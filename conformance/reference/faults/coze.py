@@ -182,7 +182,7 @@ _AUTH = (
     _fault(
         "coze_bearer_refused",
         "COZE-AUTH-001",
-        "GET /v1/bot/get_online_info refuses a valid Bearer key (HTTP 401, code 4100); the other endpoints accept it.",
+        "GET /v1/bots/:bot_id refuses a valid Bearer key (HTTP 401, code 4100); the other endpoints accept it.",
     ),
     _fault(
         "coze_no_credentials_served",

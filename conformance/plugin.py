@@ -57,7 +57,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("list_requirements"):
         from conformance.oracle.catalogue import format_catalogue, load_catalogue
 
-        sys.stdout.write(format_catalogue(load_catalogue(), verbose=config.getoption("verbose") > 0) + "\n")
+        from conformance.settings import resolve_option
+
+        profile = str(resolve_option(config, "profile"))  # --profile, COZE_PROFILE or the ini key
+        catalogue = load_catalogue().for_profile(profile)
+        sys.stdout.write(f"profile {profile}:\n" + format_catalogue(catalogue, verbose=config.getoption("verbose") > 0) + "\n")
         return 0
     return None
 

@@ -371,6 +371,14 @@ def _parse(opt: Option, raw: Any, source: str) -> Any:
     return tuple(parsed) if opt.multiple else parsed[0]
 
 
+def resolve_option(config: pytest.Config, dest: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One option's value alone (CLI > environment > ini > default), unvalidated by the
+    others: what ``--list-requirements`` needs of ``--profile``."""
+    opt = OPTIONS_BY_DEST[dest]
+    raw, source = _raw_value(opt, config, os.environ if environ is None else environ)
+    return _parse(opt, raw, source)
+
+
 def resolve_settings(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve and validate every option: CLI > environment > ini > default."""
     env = os.environ if environ is None else environ

@@ -106,3 +106,32 @@ def test_list_requirements_needs_no_target_and_no_network() -> None:
     result = _pytest("--list-requirements", env={"COZE_TARGET_URL": "http://127.0.0.1:9"})
     assert result.returncode == 0, result.stderr
     assert "CHAT-SSE-004" in result.stdout and "conformance: target" not in result.stdout
+
+
+def test_list_requirements_lists_the_profiles_own() -> None:
+    result = _pytest("conformance", "--list-requirements", env={"COZE_PROFILE": "coze"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("profile coze:") and "COZE-SSE-002" in result.stdout
+    assert "CHAT-SSE-004" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ("--profile", "coze", "--target-url", "http://127.0.0.1:9", "--api-key", "k"),
+            "profile 'coze' creates bots in a workspace: give --space-id (or COZE_SPACE_ID)",
+            id="coze-needs-a-space",
+        ),
+        pytest.param(
+            ("--dialect", "coze", "--target-url", "http://127.0.0.1:9", "--api-key", "k"),
+            "--dialect (from command line) sets the embedded server's dialect",
+            id="dialect-needs-the-embedded-server",
+        ),
+        pytest.param(("--dialect", "cloud"), "invalid --dialect 'cloud' (from command line): unknown dialect", id="bad-dialect"),
+    ],
+)
+def test_profile_and_dialect_usage_errors(args: tuple[str, ...], message: str) -> None:
+    result = _pytest("conformance", *args)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr

@@ -56,7 +56,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("list_requirements"):
         from conformance.oracle.catalogue import format_catalogue, load_catalogue
-
         from conformance.settings import resolve_option
 
         profile = str(resolve_option(config, "profile"))  # --profile, COZE_PROFILE or the ini key

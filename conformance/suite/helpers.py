@@ -85,6 +85,14 @@ def has_code(answer: Answer, codes: frozenset[int] | set[int]) -> bool:
     return is_integer(answer.code) and answer.code in codes
 
 
+def refused(answer: Answer, profile: Profile) -> bool:
+    """An error answer, whatever its code: a body code other than success (or, with no
+    code, an HTTP error status) -- for a profile whose errors may carry any code."""
+    if is_integer(answer.code):
+        return bool(answer.code != profile.envelope.success_code)
+    return answer.status >= 400 and answer.code is None
+
+
 def fields_of(data: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     """The ``keys`` of a data object, for showing what a server answered."""
     return {key: data.get(key) for key in keys} if isinstance(data, dict) else {}

@@ -17,15 +17,8 @@ import pytest
 from conformance.oracle.outcomes import Checks
 from conformance.oracle.profile import Profile
 from conformance.suite.conftest import BotMaker, fill
-from conformance.suite.helpers import Answer, Bot, id_text, is_integer, send, unknown_id
+from conformance.suite.helpers import Answer, Bot, id_text, is_integer, refused, send, unknown_id
 from conformance.transport.client import ApiClient, TransportError
-
-
-def refused(answer: Answer, profile: Profile) -> bool:
-    """An error answer: a non-zero integer code (or, with no code, an HTTP error)."""
-    if is_integer(answer.code):
-        return bool(answer.code != profile.envelope.success_code)
-    return answer.status >= 400 and answer.code is None
 
 
 def name_of(answer: Answer) -> Any:

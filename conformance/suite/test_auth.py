@@ -1,4 +1,4 @@
-"""Authentication: every endpoint accepts its class's mode, and bad credentials get 401.
+"""Authentication: every endpoint accepts its class's mode, and bad credentials are refused.
 
 Spec 认证方式 (Session 认证 (WebAPI): ``Cookie: session_key=…``; API Key 认证 (OpenAPI):
 ``Authorization: Bearer …``) and 错误码 ``| 401 | 未授权,认证失败 |``, read with READING
@@ -7,6 +7,10 @@ and /v3/* (AUTH-001), the ``session_key`` cookie on /api/* (AUTH-002) -- and SHO
 accept the other mode (AUTH-003 on OpenAPI, AUTH-004 on WebAPI). No credentials, a
 wrong bearer token, a wrong cookie answer code 401 (AUTH-005, -006, -007), each on a
 request that would otherwise succeed, so 401 is the only right answer.
+
+The checks are named by rule (``RULES``: ``auth.accepts_bearer`` ...); each profile's
+catalogue maps a rule to its own requirement -- doc the ids above, coze (Bearer only, the
+refusal code 4100) COZE-AUTH-001..003 -- and a rule a profile does not map is not run.
 
 Both tables come from the profile's endpoint table (``profile.endpoints``, each with
 its auth class; ``profile.auth`` gives each class its mode and the 401 code). Test ids

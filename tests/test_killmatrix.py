@@ -8,6 +8,7 @@ data, the committed docs against the registries, and one small real run (``--onl
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import re
@@ -91,7 +92,7 @@ def test_subjects_hold_every_fault_and_variant_once_and_refuse_a_shared_name() -
     generated = {g.name for g in generate()}
     assert len(generated) > 10 and all(name.startswith(km.GENERATED_PREFIX) for name in generated)
     doc = set(dialect_faults("doc")) | set(all_variants()) | generated | {km.CLEAN, km.INDEPENDENT}
-    coze_variants = {name + km.COZE_VARIANT_SUFFIX for name in km.COZE_VARIANTS}
+    coze_variants = {name + km.COZE_VARIANT_SUFFIX for name in [*km.COZE_VARIANTS, *km.COZE_DIALECT_VARIANTS]}
     coze = set(dialect_faults("coze")) | coze_variants | {km.CLEAN_COZE, km.INDEPENDENT_COZE}
     assert doc | coze == set(found) and doc.isdisjoint(coze)
     assert {name for name, s in found.items() if s.profile == "doc"} == doc
@@ -121,16 +122,38 @@ def test_a_coze_variant_is_a_named_variant_whose_knobs_the_coze_dialect_honours(
         km.subjects({}, {"sse_split_writes": bad}, ())
 
 
+def test_a_coze_dialect_variant_is_a_preferred_coze_subject_of_coze_knobs() -> None:
+    found = km.subjects({}, {}, ())
+    assert len(km.COZE_DIALECT_VARIANTS) >= 8
+    for name, cv in km.COZE_DIALECT_VARIANTS.items():
+        s = found[name + km.COZE_VARIANT_SUFFIX]
+        assert (s.profile, s.kind, dict(s.knobs), s.declares, s.reading) == ("coze", "preferred", dict(cv.knobs), frozenset(), cv.reading)
+        assert set(cv.knobs) <= km.COZE_KNOBS and cv.why in s.description and cv.description in s.description
+        ServerConfig(dialect="coze", **{**km.RUNS["coze"].knobs, **cv.knobs})
+    bad = {"crlf": km.CozeVariant({"line_ending": "\r\n"}, "d", "w", "r")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(importlib.import_module("tools.killmatrix.plan"), "COZE_DIALECT_VARIANTS", bad)
+        with pytest.raises(ValueError, match="does not honour"):
+            km.subjects({}, {}, ())
+
+
+def _knob_value(knob: str) -> Any:
+    """The value a variant (named or coze-only) gives ``knob``, alone."""
+    named = [v.knobs for v in all_variants().values()]
+    coze = [cv.knobs for cv in km.COZE_DIALECT_VARIANTS.values()]
+    return next(knobs[knob] for knobs in [*named, *coze] if set(knobs) == {knob})
+
+
 @pytest.mark.parametrize("knob", sorted(km.COZE_KNOBS - {"chunk_seed"}))
 def test_every_coze_knob_changes_what_the_coze_dialect_sends(knob: str) -> None:
     """A coze variant's knobs are honoured: its server sends other bytes than the
     clean one (a knob the dialect ignored would make the variant the clean server again)."""
-    value = next(v.knobs[knob] for v in all_variants().values() if set(v.knobs) == {knob})
-    assert _coze_chat_bytes({knob: value}) != _coze_chat_bytes({})
+    assert _coze_chat_bytes({knob: _knob_value(knob)}) != _coze_chat_bytes({})
 
 
 def _coze_chat_bytes(knobs: Mapping[str, Any]) -> list[bytes]:
-    """The pieces a coze-dialect server writes for one streamed chat."""
+    """The pieces a coze-dialect server writes for one streamed chat (its Content-Type
+    first), then the status and body of a refused key and of an unknown bot."""
     import httpx
 
     from conformance.reference import PrincipalConfig, ReferenceServer
@@ -144,7 +167,9 @@ def _coze_chat_bytes(knobs: Mapping[str, Any]) -> list[bytes]:
             assert client.post("/v1/bot/publish", json={"bot_id": bot, "connector_ids": ["1024"]}).json()["code"] == 0
             body = {"bot_id": bot, "user_id": "u", "stream": True, "additional_messages": [{"role": "user", "content": "hello there", "content_type": "text"}]}
             with client.stream("POST", "/v3/chat", json=body) as answer:
-                pieces = list(answer.iter_raw())
+                pieces = [answer.headers["content-type"].encode(), *answer.iter_raw()]
+            for refused in (httpx.get(f"{server.url}/v1/bots/{bot}"), client.get("/v1/bots/123")):
+                pieces += [str(refused.status_code).encode(), refused.content]
     # The ids, times and log ids differ from run to run: compare the shape of the writes.
     return [re.sub(rb"[0-9]", b"0", piece) for piece in pieces]
 

@@ -57,6 +57,10 @@ RetryAfter = Literal["seconds", "http_date", "none"]
 # Field forms (wireforms.py): what one field of an answer or an event payload becomes.
 FieldForm = Literal["absent", "null", "string", "integer", "boolean", "array", "object", "number", "text"]
 FIELD_FORMS: tuple[FieldForm, ...] = ("absent", "null", "string", "integer", "boolean", "array", "object", "number", "text")
+# The coze dialect's wire variants (/work/notes/coze-contract.md; conformance/reference/coze/).
+CozeAuthStatus = Literal[401, 200]
+CozeErrorStatus = Literal["200", "http"]
+CozeLineEnding = Literal["\n", "\r\n"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ class ServerConfig:
         retrieve, message/list and cancel, /v1/bot/create|update|publish,
         /v1/bot/get_online_info, /v1/bots/:bot_id), Bearer only, in the cloud's
         envelope. The coze dialect reads principals, token_delay, host, port,
-        max_body_bytes, chunk_sizes, chunk_seed, answer_style and its own faults; it has
+        max_body_bytes, chunk_sizes, chunk_seed, answer_style, json_key_order, its own
+        wire variants (the coze_* knobs, "Coze wire variants" below) and its own faults; it has
         no rate limiter, and the other knobs are the doc dialect's readings: leave them
         at their defaults with dialect="coze" (the SSE writer it shares would apply the
         payload wire forms of wireforms.py, none of which the coze contract names).
@@ -234,6 +239,31 @@ class ServerConfig:
         value of that JSON type. Which forms are legal is the caller's business: this
         server writes what it is told.
 
+    Coze wire variants (dialect="coze" only; each default is the form the cloud sends,
+    every other value a legal reading of /work/notes/coze-contract.md that cozepy 0.20 and
+    @coze/api 1.3.9 both read; tools/killmatrix/plan.COZE_DIALECT_VARIANTS runs each)
+      coze_auth_status: a refused credential answered HTTP 401 (the reference's) or HTTP
+        200, both with code 4100 in the envelope (contract "Auth": either; the SDKs
+        judge the body code, not the status).
+      coze_error_status: business errors with HTTP "200" (the cloud's) or "http": a 4xx
+        status by code (envelope.HTTP_STATUS_BY_CODE: 400 for 4000, 403 for 4101, 404
+        for 4200, ...), the same body (contract "Envelope": a legal other reading).
+      coze_sse_space: a space after the colon of ``event:`` and ``data:`` lines (the
+        SSE field value drops one leading space: WHATWG and cozepy both strip it).
+      coze_line_ending: the event stream's line ends, "\n" (the cloud's) or "\r\n"
+        (httpx iter_lines and every SSE parser split on both).
+      coze_extra_fields: undocumented keys beside the contract's on every chat, message
+        and bot object and every envelope (``section_id``, ``meta_data`` of string
+        values, ``reasoning_content``, ``required_action``, ``detail.extra``), as the
+        cloud sends some of them (vectors/coze-cloud): readers ignore unknown keys.
+      coze_unset_times: a chat's ``completed_at`` / ``failed_at`` present as 0 while
+        unset, instead of absent.
+      coze_follow_up: after the answer's message.completed, a ``verbose`` and a
+        ``follow_up`` message.completed (no deltas), in the stream and in message/list
+        (contract: "optionally more message.completed (type verbose / follow_up)").
+      coze_content_type_params: the stream's ``Content-Type: text/event-stream;
+        charset=utf-8`` (a parameter on the media type; cozepy tests "event-stream" in it).
+
     Faults
       faults: names from conformance/reference/faults/, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
@@ -302,6 +332,15 @@ class ServerConfig:
     chat_payloads: ChatPayloads = "full"
     cancel_data: bool = False
     draft_chat: DraftChat = "refuse"
+    # Coze wire variants (dialect="coze")
+    coze_auth_status: CozeAuthStatus = 401
+    coze_error_status: CozeErrorStatus = "200"
+    coze_sse_space: bool = False
+    coze_line_ending: CozeLineEnding = "\n"
+    coze_extra_fields: bool = False
+    coze_unset_times: bool = False
+    coze_follow_up: bool = False
+    coze_content_type_params: bool = False
     # Field forms
     field_forms: tuple[tuple[str, str, FieldForm], ...] = ()
 
@@ -347,6 +386,11 @@ class ServerConfig:
         _check_choice("chat_payloads", self.chat_payloads, ("full", "bare"))
         _check_choice("cancel_data", self.cancel_data, (False, True))
         _check_choice("draft_chat", self.draft_chat, ("refuse", "answer"))
+        _check_choice("coze_auth_status", self.coze_auth_status, (401, 200))
+        _check_choice("coze_error_status", self.coze_error_status, ("200", "http"))
+        _check_choice("coze_line_ending", self.coze_line_ending, ("\n", "\r\n"))
+        for name in ("coze_sse_space", "coze_extra_fields", "coze_unset_times", "coze_follow_up", "coze_content_type_params"):
+            _check_choice(name, getattr(self, name), (False, True))
         for triple in self.field_forms:
             well_formed = isinstance(triple, tuple) and len(triple) == 3 and all(isinstance(x, str) for x in triple)
             if not well_formed or not triple[1] or triple[2] not in FIELD_FORMS or not triple[0].startswith(("/", "event:")):

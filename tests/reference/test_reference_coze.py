@@ -396,3 +396,45 @@ def test_a_model_failure_ends_with_chat_failed_then_done(alice: Coze, bot: str) 
     assert [name for name, _ in events][-2:] == ["conversation.chat.failed", "done"]
     failed = json.loads(events[-2][1])
     assert failed["status"] == "failed" and failed["last_error"]["code"] == 5000 and isinstance(failed["failed_at"], int)
+
+
+# --------------------------------------------------------------------------- wire variants
+
+
+def test_the_coze_wire_variants_send_their_other_legal_forms() -> None:
+    """The coze_* knobs (config.py "Coze wire variants"), all at once: statuses, framing,
+    extra keys, unset times as 0, verbose and follow_up messages after the answer."""
+    knobs: dict[str, Any] = {
+        "coze_auth_status": 200,
+        "coze_error_status": "http",
+        "coze_sse_space": True,
+        "coze_line_ending": "\r\n",
+        "coze_extra_fields": True,
+        "coze_unset_times": True,
+        "coze_follow_up": True,
+        "coze_content_type_params": True,
+    }
+    with ReferenceServer(ServerConfig(dialect="coze", token_delay=0.0, **knobs)) as srv:
+        alice, bot = Coze(srv.url), srv.seed_published_bot("alice")
+        refused = httpx.get(f"{srv.url}/v1/bots/{bot}", timeout=TIMEOUT)
+        assert (refused.status_code, refused.json()["code"]) == (200, 4100)
+        unknown = alice.get(f"/v1/bots/{UNKNOWN_ID}")
+        assert (unknown.status_code, unknown.json()["code"]) == (404, 4200)
+        assert unknown.json()["detail"]["logid"] == unknown.headers["x-tt-logid"]
+        assert alice.post("/v3/chat", {"bot_id": bot}).status_code == 400  # 4000: no user_id
+        response, raw = alice.stream(bot)
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert raw.endswith(b'event: done\r\ndata: "[DONE]"\r\n\r\n') and b"\n" not in raw.replace(b"\r\n", b"")
+        events = parse_stream(raw.replace(b"\r\n", b"\n").replace(b"event: ", b"event:").replace(b"data: ", b"data:"))
+        payloads = [(name, json.loads(data)) for name, data in events if name != "done"]
+        created, completed = payloads[0][1], payloads[-1][1]
+        assert (created["completed_at"], created["failed_at"], completed["failed_at"]) == (0, 0, 0) and completed["completed_at"] > 0
+        assert created["section_id"] == created["conversation_id"] and created["meta_data"] == {"source": "reference"}
+        messages = [p for name, p in payloads if name == "conversation.message.completed"]
+        assert [m["type"] for m in messages] == ["answer", "verbose", "follow_up", "follow_up"]
+        assert len({m["id"] for m in messages}) == 4 and all(m["reasoning_content"] == "" for m in messages)
+        listed = alice.get("/v3/chat/message/list", conversation_id=completed["conversation_id"], chat_id=completed["id"]).json()
+        assert [m["type"] for m in listed["data"]] == ["answer", "verbose", "follow_up", "follow_up"]
+        assert listed["debug_url"] == "" and listed["detail"]["extra"] == {"region": "reference"}
+        assert alice.get(f"/v1/bots/{bot}").json()["data"]["folder_id"] == "0"
+        alice.client.close()

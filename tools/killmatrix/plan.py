@@ -17,8 +17,10 @@ __all__ = [
     "CLEAN",
     "CLEAN_COZE",
     "COLLATERAL_LIMIT",
+    "CozeVariant",
     "COZE_KNOBS",
     "COZE_SUITE_ARGS",
+    "COZE_DIALECT_VARIANTS",
     "COZE_VARIANTS",
     "COZE_VARIANT_SUFFIX",
     "EMBEDDED_SPACE_ID",
@@ -189,11 +191,20 @@ INDEPENDENT_COZE_DECLARES = frozenset({"COZE-SSE-006"})
 #: the stream writer's reshape, wireforms.py -- payloads only, a JSON answer's keys are
 #: the envelope's own). Not the framing knobs (line_ending, space_after_colon, bom,
 #: sse_extras, multiline_data, content_type: the coze stream has the cloud's framing,
-#: coze/stream.COZE_FORMAT), not json_transfer nor error forms (coze/envelope.py writes
-#: its answers itself), not the rate limits (no limiter). max_body_bytes is read too,
+#: coze/stream.COZE_FORMAT, whose legal other forms are coze_* knobs), not json_transfer
+#: nor the doc error forms (coze/envelope.py writes its answers itself; coze_auth_status
+#: and coze_error_status are its statuses), not the rate limits (no limiter). max_body_bytes is read too,
 #: but no coze requirement sends a body near it: a variant of it would be the clean
 #: server again.
-COZE_KNOBS = frozenset({"chunk_sizes", "chunk_seed", "answer_style", "json_key_order"})
+#: And the coze wire variants of ServerConfig ("Coze wire variants": the coze_* knobs),
+#: which only the coze dialect reads.
+COZE_KNOBS = frozenset(
+    {
+        "chunk_sizes", "chunk_seed", "answer_style", "json_key_order",
+        "coze_auth_status", "coze_error_status", "coze_sse_space", "coze_line_ending", "coze_extra_fields",
+        "coze_unset_times", "coze_follow_up", "coze_content_type_params",
+    }
+)
 #: A coze run of a named variant (conformance/reference/variants.py) is named after it.
 COZE_VARIANT_SUFFIX = "_coze"
 #: The named variants whose knobs the coze dialect honours (all of them in COZE_KNOBS),
@@ -207,6 +218,80 @@ COZE_VARIANTS: Mapping[str, str] = {
     "answer_text_other": "the answer's text is the model's: nothing in the contract fixes it.",
     "json_keys_reversed": "a JSON object's keys are unordered (cozepy: pydantic models); the event payloads'"
     " keys in reverse order (the coze dialect reshapes its event payloads only).",
+}
+
+
+
+@dataclass(frozen=True)
+class CozeVariant:
+    """A legal form of the coze dialect alone (the coze_* knobs of ServerConfig): its
+    knobs, what it sends, why cozepy 0.20 and @coze/api 1.3.9 both read it with every MUST
+    of the coze catalogue still holding, and the contract section it reads otherwise."""
+
+    knobs: Mapping[str, Any]
+    description: str
+    why: str
+    reading: str
+
+
+#: The coze dialect's own legal variants, run as ``<name>_coze`` (preferred: no SHOULD fails
+#: under --strict either). The cloud's own form is each knob's default; the independent
+#: server's coze dialect takes most of these forms together, these take them one at a time.
+COZE_DIALECT_VARIANTS: Mapping[str, CozeVariant] = {
+    "auth_refused_200": CozeVariant(
+        {"coze_auth_status": 200},
+        "A refused credential (missing or wrong key) answered HTTP 200 with code 4100 in the envelope, not HTTP 401.",
+        "the contract's \"legal other reading\" of Auth; cozepy and @coze/api judge the body's code, not the status.",
+        "coze contract: Auth",
+    ),
+    "errors_http_4xx": CozeVariant(
+        {"coze_error_status": "http"},
+        "Business errors with a 4xx status by code (400 for 4000, 403 for 4101/4015, 404 for 4200, 409 for"
+        " 4016/4104), the same envelope body, not HTTP 200.",
+        "the contract's \"legal other reading\" of the error envelope; cozepy raises CozeAPIError from the body's"
+        " code whatever the status.",
+        "coze contract: Envelope",
+    ),
+    "sse_space_after_colon": CozeVariant(
+        {"coze_sse_space": True},
+        "`event: <name>` and `data: <json>`: one space after each field's colon.",
+        "an SSE field value drops one leading space (WHATWG; cozepy strips the value).",
+        "coze contract: stream true",
+    ),
+    "sse_crlf": CozeVariant(
+        {"coze_line_ending": "\r\n"},
+        "The event stream's lines end with CRLF, not LF.",
+        "httpx iter_lines (cozepy) and every SSE parser split lines on CRLF as on LF.",
+        "coze contract: stream true",
+    ),
+    "extra_fields": CozeVariant(
+        {"coze_extra_fields": True},
+        "Undocumented keys on every chat (section_id, meta_data of strings, required_action), message (section_id,"
+        " meta_data, reasoning_content) and bot object (folder_id, owner_user_id, knowledge) and every envelope"
+        " (debug_url, detail.extra).",
+        "the cloud sends some of them (vectors/coze-cloud); cozepy's pydantic models and @coze/api ignore unknown"
+        " keys, and meta_data holds strings as cozepy's Dict[str, str] reads it.",
+        "coze contract: Objects",
+    ),
+    "unset_times_zero": CozeVariant(
+        {"coze_unset_times": True},
+        "A chat's completed_at and failed_at written as 0 while unset, not left out.",
+        "the contract marks both optional; cozepy reads Optional[int], and 0 is no time.",
+        "coze contract: Objects",
+    ),
+    "follow_up_messages": CozeVariant(
+        {"coze_follow_up": True},
+        "After the answer's message.completed, a verbose and two follow_up message.completed (no deltas), listed by"
+        " message/list too.",
+        "the contract's \"optionally more message.completed (type verbose / follow_up)\", as the cloud sends them.",
+        "coze contract: stream true",
+    ),
+    "content_type_params": CozeVariant(
+        {"coze_content_type_params": True},
+        "The stream's `Content-Type: text/event-stream; charset=utf-8`.",
+        "a media type parameter; cozepy tests for \"event-stream\" in the header, @coze/api for text/event-stream.",
+        "coze contract: stream true",
+    ),
 }
 
 FAIL, WARN, PASS, SKIP, NOT_RUN = "FAIL", "WARN", "PASS", "SKIP", "NOT RUN"
@@ -260,7 +345,8 @@ def subjects(
     """Every subject by name, the doc profile's first: clean, the independent server,
     the named variants, the generated variants (tools/killmatrix/derived.py), the doc
     faults; then the coze profile's: clean_coze, independent_coze, the named variants
-    of COZE_VARIANTS (``<name>_coze``), the coze faults. A fault's profile is its
+    of COZE_VARIANTS and the coze variants of COZE_DIALECT_VARIANTS (``<name>_coze``),
+    the coze faults. A fault's profile is its
     dialect (``Fault.dialect``); ``faults`` defaults to every registered fault."""
     if generated is None:
         from tools.killmatrix.derived import generate
@@ -341,6 +427,19 @@ def subjects(
             knobs=dict(v.knobs),
             description=f"The coze dialect with `{name}`'s knobs: {v.description} Legal for the coze profile: {why}",
             reading=v.reading,
+            profile="coze",
+        )
+    for name, cv in COZE_DIALECT_VARIANTS.items():
+        if not set(cv.knobs) <= COZE_KNOBS:
+            raise ValueError(f"coze variant {name!r} sets knobs the coze dialect does not honour")
+        if name + COZE_VARIANT_SUFFIX in coze:
+            raise ValueError(f"coze variant name {name!r} is taken")
+        coze[name + COZE_VARIANT_SUFFIX] = Subject(
+            name + COZE_VARIANT_SUFFIX,
+            "preferred",
+            knobs=dict(cv.knobs),
+            description=f"The coze dialect with {cv.description} Legal for the coze profile: {cv.why}",
+            reading=cv.reading,
             profile="coze",
         )
     for s in coze.values():

@@ -83,9 +83,9 @@ def _owned(call: Call, bot_id: int, *, any_owner: bool = False) -> Bot:
     return bot
 
 
-def bot_info(bot: Bot, profile: BotProfile) -> dict[str, object]:
-    """BotInfo as cozepy's ``Bot`` reads it."""
-    return {
+def bot_info(bot: Bot, profile: BotProfile, *, extra: bool = False) -> dict[str, object]:
+    """BotInfo as cozepy's ``Bot`` reads it (``extra``: coze_extra_fields's undocumented keys)."""
+    info: dict[str, object] = {
         "bot_id": str(bot.bot_id),
         "name": profile.name,
         "description": profile.description,
@@ -99,6 +99,9 @@ def bot_info(bot: Bot, profile: BotProfile) -> dict[str, object]:
         "plugin_info_list": [],
         "model_info": {"model_id": profile.model or DEFAULT_MODEL, "model_name": profile.model or DEFAULT_MODEL},
     }
+    if extra:
+        info.update(folder_id="0", owner_user_id="1000", knowledge={"dataset_ids": [], "auto_call": True, "search_strategy": 0})
+    return info
 
 
 async def create(call: Call) -> Response:
@@ -142,7 +145,7 @@ async def online_info(call: Call) -> Response:
     if bot.online is None:
         raise CozeError(envelope.NOT_FOUND, f"bot {bot_id} has not been published")
     profile = bot.draft if has("coze_online_info_shows_draft") else bot.online  # fault: the draft shown
-    return envelope.ok(call.config, call.logid, bot_info(bot, profile))
+    return envelope.ok(call.config, call.logid, bot_info(bot, profile, extra=call.config.coze_extra_fields))
 
 
 async def details(call: Call) -> Response:
@@ -154,7 +157,7 @@ async def details(call: Call) -> Response:
     if call.config.has("coze_bot_details_not_found"):
         raise CozeError(envelope.NOT_FOUND, f"bot {bot_id} not found")  # fault: every bot unknown here
     if published == "false":
-        return envelope.ok(call.config, call.logid, bot_info(bot, bot.draft))
+        return envelope.ok(call.config, call.logid, bot_info(bot, bot.draft, extra=call.config.coze_extra_fields))
     if bot.online is None:
         raise CozeError(envelope.NOT_FOUND, f"bot {bot_id} has not been published")
-    return envelope.ok(call.config, call.logid, bot_info(bot, bot.online))
+    return envelope.ok(call.config, call.logid, bot_info(bot, bot.online, extra=call.config.coze_extra_fields))

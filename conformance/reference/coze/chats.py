@@ -17,6 +17,10 @@ and a non-stream chat drops:
     conversation.chat.completed                                (Chat with usage)
     done                                                       (data "[DONE]")
 
+The variants (config.py, "Coze wire variants"): coze_follow_up adds a verbose and two
+follow_up message.completed after the answer's (in message/list too), coze_unset_times
+writes completed_at / failed_at as 0 while unset, coze_extra_fields adds undocumented keys.
+
 A model failure (model.FAIL_TRIGGER) ends with ``conversation.chat.failed`` (last_error
 code 5000) and ``done``; a server stop the same with "server shutting down".
 
@@ -38,6 +42,7 @@ from typing import Any
 from starlette.responses import Response
 
 from .. import model
+from ..config import ServerConfig
 from ..eventstream import SseEvent
 from ..inputs import Fields, check_text, parse_id_text, read_object
 from ..model import Turn
@@ -224,31 +229,56 @@ def chat_object(state: CozeState, record: ChatRecord, status: str | None = None)
         "bot_id": str(record.bot_id),
         "created_at": record.created_at,
     }
-    if record.completed_at is not None:
-        chat["completed_at"] = record.completed_at
-    if record.failed_at is not None:
-        chat["failed_at"] = record.failed_at
+    config = state.config
+    for name, stamp in (("completed_at", record.completed_at), ("failed_at", record.failed_at)):
+        if stamp is not None or config.coze_unset_times:
+            chat[name] = stamp or 0  # variant coze_unset_times: 0 while unset
     code, msg = record.last_error
     chat["last_error"] = {"code": code, "msg": msg}
     chat["status"] = record.status if status is None else status
     chat["usage"] = dict(record.usage)
+    if config.coze_extra_fields:  # variant: undocumented keys, as the cloud sends some
+        chat.update(section_id=record.conversation_id, meta_data=dict(EXTRA_META_DATA),
+                    required_action={"type": "", "submit_tool_outputs": {"tool_calls": []}})
     return chat
 
 
-def message_object(record: ChatRecord, content: str) -> dict[str, object]:
+#: coze_extra_fields: the meta_data of a chat or message (cozepy: Dict[str, str]).
+EXTRA_META_DATA = {"source": "reference"}
+
+
+def message_object(
+    record: ChatRecord, content: str, *, config: ServerConfig, message_id: str | None = None, kind: str = "answer"
+) -> dict[str, object]:
     stamp = now_seconds()
-    return {
-        "id": record.message_id,
+    message: dict[str, object] = {
+        "id": record.message_id if message_id is None else message_id,
         "conversation_id": record.conversation_id,
         "bot_id": str(record.bot_id),
         "chat_id": record.chat_id,
         "role": "assistant",
-        "type": "answer",
+        "type": kind,
         "content": content,
         "content_type": "text",
         "created_at": record.created_at,
         "updated_at": stamp,
     }
+    if config.coze_extra_fields:  # variant: undocumented keys, as the cloud sends some
+        message.update(section_id=record.conversation_id, meta_data=dict(EXTRA_META_DATA), reasoning_content="")
+    return message
+
+
+#: coze_follow_up: the messages after the answer, as the cloud sends them (vectors/coze-cloud).
+VERBOSE_CONTENT = '{"msg_type":"generate_answer_finish","data":"{\\"finish_reason\\":0,\\"FinData\\":\\"\\"}","from_module":null,"from_unit":null}'
+FOLLOW_UPS = ("What else can you tell me?", "Can you give an example?")
+
+
+def after_answer(state: CozeState, record: ChatRecord) -> list[dict[str, object]]:
+    """coze_follow_up: a verbose and follow_up messages (completed, no deltas) after the answer."""
+    if not state.config.coze_follow_up:
+        return []
+    shapes = [("verbose", VERBOSE_CONTENT), *(("follow_up", text) for text in FOLLOW_UPS)]
+    return [message_object(record, text, config=state.config, message_id=state.new_id(), kind=kind) for kind, text in shapes]
 
 
 def _fail(record: ChatRecord, code: int, msg: str) -> None:
@@ -287,15 +317,20 @@ async def run_chat(state: CozeState, record: ChatRecord) -> AsyncGenerator[SseEv
             for event in _ending(state, record):
                 yield event
             return
-        yield SseEvent("conversation.message.delta", message_object(record, token))
+        yield SseEvent("conversation.message.delta", message_object(record, token, config=config))
     if running.stop.is_set():
         for event in _ending(state, record):
             yield event
         return
-    completed = message_object(record, "".join(tokens))
+    completed = message_object(record, "".join(tokens), config=config)
     record.messages.append(completed)
     state.store.add_answer(record.conversation, answer)
     yield SseEvent("conversation.message.completed", completed)
+    for more in after_answer(state, record):  # variant coze_follow_up
+        if running.stop.is_set():
+            break
+        record.messages.append(more)
+        yield SseEvent("conversation.message.completed", more)
     if running.stop.is_set():
         for event in _ending(state, record):
             yield event

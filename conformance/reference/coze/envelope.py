@@ -2,7 +2,9 @@
 
 Success: HTTP 200, ``{"code": 0, "msg": "", "data": ..., "detail": {"logid": L}}``.
 Error: ``{"code": N, "msg": "...", "detail": {"logid": L}}``, HTTP 200 for business
-errors (as the cloud answers them) and HTTP 401 for a refused credential. Every answer
+errors (as the cloud answers them) and HTTP 401 for a refused credential (the variants
+coze_error_status and coze_auth_status choose the other legal statuses; coze_extra_fields
+adds undocumented keys). Every answer
 carries ``x-tt-logid: L`` (cozepy reads the log id from that header only).
 The envelope faults (faults/coze.py: ENV-*) are applied here, where the body is built.
 """
@@ -31,6 +33,21 @@ SERVER_ERROR = 5000
 
 #: The doc dialect's errors (raised by the shared input readers, inputs.py) as cloud codes.
 FROM_DOC_CODE = {400: BAD_REQUEST, 401: AUTH_FAILED, 403: FORBIDDEN, 404: NOT_FOUND, 429: RATE_LIMITED, 500: SERVER_ERROR}
+
+#: coze_error_status="http": the HTTP status of a business error by its code (5000 keeps 500).
+HTTP_STATUS_BY_CODE = {
+    BAD_REQUEST: 400,
+    FORBIDDEN: 403,
+    NOT_FOUND: 404,
+    RATE_LIMITED: 429,
+    NOT_PUBLISHED: 403,
+    CONVERSATION_BUSY: 409,
+    NOT_CANCELLABLE: 409,
+    SERVER_ERROR: 500,
+}
+#: coze_extra_fields: the undocumented keys an envelope carries (top level and detail).
+ENVELOPE_EXTRA = {"debug_url": ""}
+DETAIL_EXTRA = {"extra": {"region": "reference"}}
 
 LOGID_HEADER = "x-tt-logid"
 _MISSING: Any = object()
@@ -67,7 +84,9 @@ def _body(config: ServerConfig, logid: str, code: int, msg: str, data: object) -
     if data is not _MISSING:
         body["data"] = data
     if not config.has("coze_no_logid"):  # fault: no detail.logid (nor the header: see logid_headers)
-        body["detail"] = {"logid": logid}
+        body["detail"] = {"logid": logid, **(DETAIL_EXTRA if config.coze_extra_fields else {})}
+    if config.coze_extra_fields:
+        body.update(ENVELOPE_EXTRA)  # variant: undocumented keys
     if code == 0 and config.has("coze_success_without_msg"):
         del body["msg"]  # fault: a success without msg
     if code != 0 and config.has("coze_error_without_msg"):
@@ -88,6 +107,15 @@ def ok(config: ServerConfig, logid: str, data: object = _MISSING) -> Response:
     return Response(dumps(body), 200, headers=logid_headers(config, logid), media_type="application/json")
 
 
+def http_status(config: ServerConfig, failure: CozeError) -> int:
+    """The HTTP status of an error answer under the variants coze_auth_status and coze_error_status."""
+    if failure.http_status == 401:
+        return config.coze_auth_status
+    if failure.http_status == 200 and config.coze_error_status == "http":
+        return HTTP_STATUS_BY_CODE.get(failure.code, 400)
+    return failure.http_status
+
+
 def error(config: ServerConfig, logid: str, failure: CozeError) -> Response:
     body = _body(config, logid, failure.code, failure.msg, _MISSING)
-    return Response(dumps(body), failure.http_status, headers=logid_headers(config, logid), media_type="application/json")
+    return Response(dumps(body), http_status(config, failure), headers=logid_headers(config, logid), media_type="application/json")

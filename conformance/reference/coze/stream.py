@@ -3,7 +3,8 @@
 Framing as the cloud writes it (and cozepy 0.20 reads it: exactly one ``event:`` and
 one ``data:`` line per event, nothing else): ``event:<name>\\n`` ``data:<compact JSON>\\n``
 and a blank line, no space after the colon, no comments, ``id:`` or ``retry:``.
-``Content-Type: text/event-stream``. The events come from the chat's task
+``Content-Type: text/event-stream``. The variants coze_sse_space, coze_line_ending and
+coze_content_type_params (config.py) write the other legal forms of each. The events come from the chat's task
 (chats.run_chat) through a queue; after the last one the body closes.
 
 The stream faults (faults/coze.py, COZE-SSE-*) are branches marked ``fault:`` in
@@ -22,6 +23,7 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
+from ..config import ServerConfig
 from ..eventstream import SseEvent, SseFormat, StreamWriter
 from ..runtime import pause
 from ..stream_faults import Item, completed_first, hold_back, start_after_message
@@ -30,6 +32,15 @@ from .state import Call, ChatRecord
 
 #: The cloud's framing (research §2.2): no space after the colon, LF line ends.
 COZE_FORMAT = SseFormat(line_ending="\n", space_after_colon=False)
+#: coze_content_type_params: the stream's media type with a parameter.
+CONTENT_TYPE_WITH_PARAMS = "text/event-stream; charset=utf-8"
+
+
+def coze_format(config: ServerConfig) -> SseFormat:
+    """COZE_FORMAT under the framing variants coze_line_ending and coze_sse_space."""
+    return SseFormat(line_ending=config.coze_line_ending, space_after_colon=config.coze_sse_space)
+
+
 #: coze_body_open_after_done: how long the body stays open after ``done``.
 OPEN_AFTER_DONE_SECONDS = 10.0
 
@@ -43,7 +54,11 @@ def stream_response(call: Call, record: ChatRecord) -> StreamingResponse:
     config = call.config
     headers = {
         # Set directly: Starlette would append "; charset=utf-8" to a text/* media type.
-        "content-type": "text/plain; charset=utf-8" if config.has("coze_stream_media_type") else "text/event-stream",  # fault
+        "content-type": "text/plain; charset=utf-8"
+        if config.has("coze_stream_media_type")  # fault
+        else CONTENT_TYPE_WITH_PARAMS
+        if config.coze_content_type_params
+        else "text/event-stream",
         "cache-control": "no-cache",
         "x-accel-buffering": "no",
         **logid_headers(config, call.logid),
@@ -59,7 +74,7 @@ async def _queued(record: ChatRecord) -> AsyncGenerator[Item]:
 
 async def _body(call: Call, record: ChatRecord) -> AsyncIterator[bytes]:
     config, runtime = call.config, call.state.runtime
-    writer = StreamWriter(config, COZE_FORMAT)
+    writer = StreamWriter(config, coze_format(config))
     # The response's own registration: the chat's may end first (its task owns it), and a
     # fault that holds the body back or open must still end at once when the server stops.
     response = runtime.register(record.conversation_id, streaming=True)

@@ -11,6 +11,7 @@ import argparse
 import json
 import shlex
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -73,6 +74,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help="switch on a deliberate breakage (repeatable; see conformance/reference/faults/)",
     )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help="keep bots, versions and conversations in this SQLite file (default: in memory)",
+    )
     return parser.parse_args(argv)
 
 
@@ -86,21 +93,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_limits=not args.no_rate_limits,
             dialect=args.dialect,
             faults=frozenset(args.fault),
+            db_path=args.db,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    server = ReferenceServer(config)
+    try:
+        server = ReferenceServer(config)
+    except (OSError, ValueError, sqlite3.Error) as exc:  # an unusable --db file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     owner = DEV_PRINCIPALS[0]
-    server.seed_published_bot(
-        owner.name,
-        name="客服助手",
-        description="专业的客服智能助手",
-        prompt="你是一个专业的客服助手...",
-        model="reference-echo",
-        tools=DEMO_TOOLS,
-        bot_id=DEMO_BOT_ID,
-    )
+    if server.runtime.store.bot(DEMO_BOT_ID) is None:  # a --db file from an earlier run has it
+        server.seed_published_bot(
+            owner.name,
+            name="客服助手",
+            description="专业的客服智能助手",
+            prompt="你是一个专业的客服助手...",
+            model="reference-echo",
+            tools=DEMO_TOOLS,
+            bot_id=DEMO_BOT_ID,
+        )
     try:
         server.start()
     except RuntimeError as exc:
@@ -117,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         f"Coze Plus reference server ({config.dialect} dialect) on {server.url}",
         f"Published bot (owner {owner.name}): {DEMO_BOT_ID}",
+        *([f"Data kept in {config.db_path}"] if config.db_path is not None else []),
         "Development credentials:",
         *(
             f"  {p.name}: Authorization: Bearer {p.api_key}"

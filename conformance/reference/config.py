@@ -118,6 +118,9 @@ class ServerConfig:
       host, port: where to listen; port 0 picks a free port.
       max_body_bytes: request bodies above this are refused with 400 after reading at
         most this many bytes plus one.
+      db_path: None keeps everything in memory (the suite's server); a path keeps bots,
+        versions, conversations and the coze dialect's finished chats in that SQLite
+        file (dbstore.py), so they survive a restart (``--db PATH``).
 
     Rate limits (spec "速率限制": chat 60, management 30, info 100 per minute per user)
       rate_limits: False switches limiting off for tests that need volume.
@@ -276,6 +279,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    db_path: str | None = None
 
     rate_limits: bool = True
     rate_window: float = 60.0

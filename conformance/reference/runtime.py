@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from .config import ServerConfig
+from .dbstore import SqliteStore
 from .eventstream import SseFormat
 from .ratelimit import make_limiter
 from .store import Store
@@ -38,10 +39,12 @@ class Runtime:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         # The version faults of faults/api.py: a first publish of 2, a version stuck at 1.
-        self.store = Store(
-            first_version=2 if config.has("bot_publish_version_starts_at_2") else 1,
-            version_step=0 if config.has("bot_publish_version_stuck") else 1,
-        )
+        first_version = 2 if config.has("bot_publish_version_starts_at_2") else 1
+        version_step = 0 if config.has("bot_publish_version_stuck") else 1
+        if config.db_path is None:
+            self.store = Store(first_version=first_version, version_step=version_step)
+        else:  # the persistent store (--db PATH)
+            self.store = SqliteStore(config.db_path, first_version=first_version, version_step=version_step)
         self.limiter = make_limiter(config)  # None with rate_limits=False
         self.sse_format = SseFormat.from_config(config)
         self.principal_by_api_key = {p.api_key: p.name for p in config.principals}

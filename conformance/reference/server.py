@@ -112,6 +112,7 @@ class ReferenceServer:
             thread.join(_STOP_TIMEOUT)
         self._server = self._thread = self._loop = None
         self._port = None
+        self.runtime.store.close()  # a persistent store's connections (reopened on use)
 
     def __enter__(self) -> ReferenceServer:
         return self.start()

@@ -2,7 +2,8 @@
 
 One lock guards everything, because the server's event loop and the thread that
 seeds bots (``ReferenceServer.seed_published_bot``) both write here. No operation
-holds it across an ``await``.
+holds it across an ``await``. ``ServerConfig.db_path`` swaps in the SQLite store of
+``dbstore.py`` (same interface), which keeps the same things in a file.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Store:
         self._bots: dict[int, Bot] = {}
         self._conversations: dict[str, Conversation] = {}
         self._used_ids: set[int] = set()
+        self._versions: dict[int, list[tuple[int, BotProfile]]] = {}
 
     def new_id(self) -> int:
         with self.lock:
@@ -126,7 +128,13 @@ class Store:
                 bot.first_online = bot.draft
             bot.published_at = stamp
             bot.updated_at = stamp  # as in the spec's /v1/bots example: updated_at == published_at
+            self._versions.setdefault(bot.bot_id, []).append((bot.version, bot.draft))
             return bot
+
+    def versions(self, bot_id: int) -> list[tuple[int, BotProfile]]:
+        """Every publish of the bot, oldest first: its version and the profile it published."""
+        with self.lock:
+            return list(self._versions.get(bot_id, ()))
 
     # Conversations ------------------------------------------------------------
 
@@ -150,3 +158,34 @@ class Store:
     def add_answer(self, conversation: Conversation, content: str) -> None:
         with self.lock:
             conversation.history.append(Turn(role="assistant", content=content, content_type="text"))
+
+    # Chats (the coze dialect's records; only a persistent store keeps them) ------------
+
+    def save_chat(self, chat: ChatSnapshot) -> None:
+        """Keep a chat's final state; in memory the dialect's own records are all there is."""
+
+    def load_chat(self, chat_id: str) -> ChatSnapshot | None:
+        return None
+
+    def close(self) -> None:
+        """Release what the store holds (nothing in memory)."""
+
+
+@dataclass(frozen=True)
+class ChatSnapshot:
+    """What a persistent store keeps of a finished coze chat (status, usage, messages)."""
+
+    chat_id: str
+    owner: str
+    conversation_id: str
+    bot_id: int
+    profile: BotProfile
+    message_id: str
+    turn: int
+    created_at: int
+    status: str
+    completed_at: int | None
+    failed_at: int | None
+    last_error: tuple[int, str]
+    usage: dict[str, int]
+    messages: list[dict[str, object]]

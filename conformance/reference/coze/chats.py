@@ -216,6 +216,7 @@ async def _drive(state: CozeState, record: ChatRecord) -> None:
         if record.events is not None:
             record.events.put_nowait(None)
         record.ended.set()
+        state.store.save_chat(record.snapshot())  # a persistent store keeps it (--db)
 
 
 # The run of a chat ----------------------------------------------------------------------------
@@ -347,7 +348,7 @@ async def run_chat(state: CozeState, record: ChatRecord) -> AsyncGenerator[SseEv
 
 
 def _find_chat(call: Call, conversation_id: str, chat_id: str, *, any_owner: bool = False) -> ChatRecord:
-    record = call.state.chats.get(chat_id)
+    record = call.state.chat(chat_id)
     if record is None or record.conversation_id != conversation_id:
         raise CozeError(envelope.NOT_FOUND, "chat not found")
     if record.owner != call.principal and not any_owner:

@@ -18,7 +18,7 @@ from ..config import ServerConfig
 from ..eventstream import SseEvent
 from ..model import Turn
 from ..runtime import RunningChat, Runtime
-from ..store import BotProfile, Conversation, Store
+from ..store import BotProfile, ChatSnapshot, Conversation, Store
 
 #: Statuses after which nothing changes (cancel answers 4104 from then on).
 FINISHED = frozenset({"completed", "failed", "canceled"})
@@ -56,6 +56,25 @@ class ChatRecord:
     def conversation_id(self) -> str:
         return self.conversation.conversation_id
 
+    def snapshot(self) -> ChatSnapshot:
+        """What a persistent store keeps of the chat once it has ended."""
+        return ChatSnapshot(
+            chat_id=self.chat_id,
+            owner=self.owner,
+            conversation_id=self.conversation_id,
+            bot_id=self.bot_id,
+            profile=self.profile,
+            message_id=self.message_id,
+            turn=self.turn,
+            created_at=self.created_at,
+            status=self.status,
+            completed_at=self.completed_at,
+            failed_at=self.failed_at,
+            last_error=self.last_error,
+            usage=dict(self.usage),
+            messages=list(self.messages),
+        )
+
 
 class CozeState:
     """One server's coze dialect: the shared runtime and the chats."""
@@ -75,6 +94,39 @@ class CozeState:
 
     def new_id(self) -> str:
         return str(self.store.new_id())
+
+    def chat(self, chat_id: str) -> ChatRecord | None:
+        """A chat of this run, or a finished one a persistent store kept from an earlier run."""
+        record = self.chats.get(chat_id)
+        if record is not None:
+            return record
+        saved = self.store.load_chat(chat_id)
+        if saved is None:
+            return None
+        conversation = self.store.conversation(saved.conversation_id) or Conversation(
+            saved.conversation_id, saved.owner, saved.bot_id
+        )
+        record = ChatRecord(
+            chat_id=saved.chat_id,
+            owner=saved.owner,
+            conversation=conversation,
+            bot_id=saved.bot_id,
+            profile=saved.profile,
+            message_id=saved.message_id,
+            history=list(conversation.history),
+            turn=saved.turn,
+            created_at=saved.created_at,
+            running=RunningChat(saved.conversation_id, streaming=False),
+            status=saved.status,
+            completed_at=saved.completed_at,
+            failed_at=saved.failed_at,
+            last_error=saved.last_error,
+            usage=dict(saved.usage),
+            messages=list(saved.messages),
+        )
+        record.ended.set()
+        self.chats[chat_id] = record
+        return record
 
     def busy(self, conversation_id: str) -> bool:
         """Whether a chat of the conversation is still running (a new one answers 4016)."""

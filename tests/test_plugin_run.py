@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conformance.keys import SUITE_DIR
+from conformance.transport.preflight import PREFLIGHT_TIMEOUT
 from tests.support.servers import (
     ScriptedServer,
     closed_port_url,
@@ -47,17 +48,23 @@ def server(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
         yield scripted
 
 
+#: Bounded termination (never a speed): a run against a target that never answers ends
+#: within five times the preflight's deadline, interpreter start-up and a loaded CI
+#: machine included (the deadline itself is pinned in tests/test_preflight_unit.py).
+BOUND = 5 * PREFLIGHT_TIMEOUT
+
+
 def _target(url: str) -> dict[str, str]:
     return {"COZE_TARGET_URL": url, "COZE_API_KEY": SECRET}
 
 
 @pytest.mark.slow
-def test_unreachable_target_exits_3_within_10_seconds() -> None:
+def test_unreachable_target_exits_3_within_the_bound() -> None:
     started = time.monotonic()
     result = _pytest(str(SUITE_DIR), env=_target(closed_port_url()))
     elapsed = time.monotonic() - started
     assert result.returncode == 3, result.stdout + result.stderr
-    assert elapsed < 10 + 5, f"{elapsed:.1f} s (10 s preflight bound plus interpreter start-up)"
+    assert elapsed < BOUND, f"{elapsed:.1f} s (bound: 5 x the {PREFLIGHT_TIMEOUT:g} s preflight deadline)"
     lines = [line for line in result.stderr.splitlines() if "preflight" in line]
     assert len(lines) == 1 and "unreachable" in lines[0], result.stderr
     assert "passed" not in result.stdout and "failed" not in result.stdout
@@ -79,7 +86,7 @@ def test_wrong_target_exits_3_with_one_line(server: ScriptedServer, kind: str) -
     result = _pytest(str(SUITE_DIR), env=_target(server.url))
     elapsed = time.monotonic() - started
     assert result.returncode == 3, result.stdout + result.stderr
-    assert elapsed < 15, f"{elapsed:.1f} s"
+    assert elapsed < BOUND, f"{elapsed:.1f} s (bound: 5 x the {PREFLIGHT_TIMEOUT:g} s preflight deadline)"
     (line,) = [line for line in result.stderr.splitlines() if "preflight" in line]
     assert kind.split("-")[0] in line or kind in line, line
     assert SECRET not in result.stdout + result.stderr

@@ -70,6 +70,9 @@ RULES: dict[str, tuple[Severity, str]] = {
 }
 
 _EOL = re.compile(rb"[\r\n]")
+# The common event, whole: an event: line, a data: line (one optional space after each
+# colon), LF line ends, then the blank line. Groups: raw (without the blank line), type, data.
+_SIMPLE_EVENT = re.compile(rb"(event: ?([^\r\n]*)\ndata: ?([^\r\n]*)\n)\n")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII digits only; str.isdigit() accepts other scripts
 _KNOWN_FIELDS = frozenset({"event", "data", "id", "retry"})
 
@@ -186,7 +189,21 @@ class SSEChecker:
             return []
         room = self.max_stream_bytes - self._received
         self._received += len(chunk)
-        self._buf += chunk[:room]
+        buf = self._buf
+        if (
+            self._bom_checked
+            and not self._skipping_line
+            and len(chunk) <= room
+            and len(buf) + len(chunk) <= self.max_line_bytes
+            and _EOL.search(chunk) is None
+        ):
+            # No line ends, within every limit: the line only grows (what _parse would
+            # do, without scanning the buffer again). Common with tiny chunks.
+            buf += chunk
+            self._skip_lf = False
+            self._clean = len(buf)
+            return []
+        buf += chunk[:room]
         self._parse(t, at_end=False)
         if len(chunk) > room:
             self._find(
@@ -244,10 +261,33 @@ class SSEChecker:
         if buf:
             self._skip_lf = False
         # _clean bytes at the front of _buf are known to hold no line end.
-        while (m := _EOL.search(buf, max(pos, self._clean))) is not None:
+        clean = self._clean
+        max_line = self.max_line_bytes
+        while (m := _EOL.search(buf, pos if pos > clean else clean)) is not None:
+            clean = 0
+            # Fast path: a whole `event:`/`data:` pair and its blank line, LF-ended and
+            # valid UTF-8, starting a block -- what `_line` and `_dispatch` would make of
+            # its three lines, at once. Anything else goes line by line.
+            if (
+                self._block is None
+                and not self._skipping_line
+                and (simple := _SIMPLE_EVENT.match(buf, pos)) is not None
+                and simple.end() - pos <= max_line
+            ):
+                try:
+                    type_, data = simple[2].decode("utf-8"), simple[3].decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    raw = simple[1]
+                    self._dispatched.append(
+                        Event(type_ or "message", data, self._last_id or None, None, self._offset + pos, t, raw)
+                    )
+                    pos += len(raw) + 1
+                    continue
             end = m.start()
             eol = 2 if buf[end : end + 2] == b"\r\n" else 1
-            kept = not self._skipping_line and end - pos <= self.max_line_bytes
+            kept = not self._skipping_line and end - pos <= max_line
             if buf[end] == 13 and end + 1 == len(buf):
                 self._skip_lf = True  # its LF, if any, comes in the next chunk
                 self._lf_to_block = kept  # and belongs to the raw line, if the line was kept
@@ -257,7 +297,6 @@ class SSEChecker:
                 self._too_long(self._offset + pos, bytes(buf[pos : pos + self._head]))
             self._skipping_line = False
             pos = end + eol
-            self._clean = 0
         if self._skipping_line:
             pos = len(buf)
         elif len(buf) - pos > self.max_line_bytes:

@@ -73,6 +73,10 @@ _EOL = re.compile(rb"[\r\n]")
 # The common event, whole: an event: line, a data: line (one optional space after each
 # colon), LF line ends, then the blank line. Groups: raw (without the blank line), type, data.
 _SIMPLE_EVENT = re.compile(rb"(event: ?([^\r\n]*)\ndata: ?([^\r\n]*)\n)\n")
+_SIMPLE_RUN = re.compile(rb"(?:event: ?[^\r\n]*\ndata: ?[^\r\n]*\n\n)+")  # one or more, back to back
+# The same two, on a buffer without CR (a faster character loop).
+_SIMPLE_EVENT_LF = re.compile(rb"(event: ?([^\n]*)\ndata: ?([^\n]*)\n)\n")
+_SIMPLE_RUN_LF = re.compile(rb"(?:event: ?[^\n]*\ndata: ?[^\n]*\n\n)+")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII digits only; str.isdigit() accepts other scripts
 _KNOWN_FIELDS = frozenset({"event", "data", "id", "retry"})
 
@@ -263,29 +267,44 @@ class SSEChecker:
         # _clean bytes at the front of _buf are known to hold no line end.
         clean = self._clean
         max_line = self.max_line_bytes
-        while (m := _EOL.search(buf, pos if pos > clean else clean)) is not None:
+        # Without a CR in the buffer every line ends at an LF: bytes.find (memchr)
+        # finds it, and the fast path's pattern needs no CR test.
+        lf_only = buf.find(b"\r", pos) < 0
+        simple_run, simple_event = (_SIMPLE_RUN_LF, _SIMPLE_EVENT_LF) if lf_only else (_SIMPLE_RUN, _SIMPLE_EVENT)
+        dispatched = self._dispatched
+        fast = True
+        while True:
+            # Fast path: a run of whole `event:`/`data:` pairs, each with its blank line,
+            # LF-ended and valid UTF-8, starting at a block boundary -- what `_line` and
+            # `_dispatch` make of their lines, at once. Anything else goes line by line.
+            if fast and self._block is None and not self._skipping_line:
+                run = simple_run.match(buf, pos)
+                if run is not None:
+                    offset = self._offset
+                    last_id = self._last_id or None
+                    for raw, type_b, data_b in simple_event.findall(buf, pos, run.end()):
+                        if len(raw) >= max_line:  # its two lines might be too long: line by line
+                            break
+                        try:
+                            type_, data = type_b.decode("utf-8"), data_b.decode("utf-8")
+                        except UnicodeDecodeError:
+                            break
+                        dispatched.append(Event(type_ or "message", data, last_id, None, offset + pos, t, raw))
+                        pos += len(raw) + 1
+                    else:
+                        continue
+                    fast = False  # this event goes line by line; the fast path resumes after it
+            if lf_only:
+                end = buf.find(b"\n", pos if pos > clean else clean)
+                if end < 0:
+                    break
+            else:
+                m = _EOL.search(buf, pos if pos > clean else clean)
+                if m is None:
+                    break
+                end = m.start()
             clean = 0
-            # Fast path: a whole `event:`/`data:` pair and its blank line, LF-ended and
-            # valid UTF-8, starting a block -- what `_line` and `_dispatch` would make of
-            # its three lines, at once. Anything else goes line by line.
-            if (
-                self._block is None
-                and not self._skipping_line
-                and (simple := _SIMPLE_EVENT.match(buf, pos)) is not None
-                and simple.end() - pos <= max_line
-            ):
-                try:
-                    type_, data = simple[2].decode("utf-8"), simple[3].decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    raw = simple[1]
-                    self._dispatched.append(
-                        Event(type_ or "message", data, self._last_id or None, None, self._offset + pos, t, raw)
-                    )
-                    pos += len(raw) + 1
-                    continue
-            end = m.start()
+            fast = True
             eol = 2 if buf[end : end + 2] == b"\r\n" else 1
             kept = not self._skipping_line and end - pos <= max_line
             if buf[end] == 13 and end + 1 == len(buf):

@@ -73,10 +73,12 @@ _EOL = re.compile(rb"[\r\n]")
 # The common event, whole: an event: line, a data: line (one optional space after each
 # colon), LF line ends, then the blank line. Groups: raw (without the blank line), type, data.
 _SIMPLE_EVENT = re.compile(rb"(event: ?([^\r\n]*)\ndata: ?([^\r\n]*)\n)\n")
-_SIMPLE_RUN = re.compile(rb"(?:event: ?[^\r\n]*\ndata: ?[^\r\n]*\n\n)+")  # one or more, back to back
+# A run of 1 to 64 of them back to back. The bound caps what is matched again when
+# an event in the run must go line by line (else one huge chunk could go quadratic).
+_SIMPLE_RUN = re.compile(rb"(?:event: ?[^\r\n]*\ndata: ?[^\r\n]*\n\n){1,64}")
 # The same two, on a buffer without CR (a faster character loop).
 _SIMPLE_EVENT_LF = re.compile(rb"(event: ?([^\n]*)\ndata: ?([^\n]*)\n)\n")
-_SIMPLE_RUN_LF = re.compile(rb"(?:event: ?[^\n]*\ndata: ?[^\n]*\n\n)+")
+_SIMPLE_RUN_LF = re.compile(rb"(?:event: ?[^\n]*\ndata: ?[^\n]*\n\n){1,64}")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII digits only; str.isdigit() accepts other scripts
 _KNOWN_FIELDS = frozenset({"event", "data", "id", "retry"})
 

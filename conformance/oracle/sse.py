@@ -19,6 +19,14 @@ dispatched on arrival); an LF that follows it, in the same chunk or the next,
 is part of that line end. A line can never end inside a multi-byte UTF-8
 character (CR and LF are ASCII), so each line is decoded on its own and the
 result does not depend on how the bytes were chunked.
+
+Speed (``python -m benchmarks.checker``): lines are found with ``bytes.find`` (or
+one regex search when the buffer holds a CR) from a moving position, and the
+buffer is trimmed once per chunk. A chunk without a line end is only appended.
+The usual event -- ``event:``, ``data:``, blank line, LF-ended, valid UTF-8 --
+is taken whole, up to 64 back to back per regex call, giving exactly the event
+the line-by-line path gives; anything else (a comment, an id, a CR, a bad byte,
+a line near the limit) goes line by line, which reports every rule.
 """
 
 from __future__ import annotations

@@ -45,6 +45,17 @@ class StreamResult:
     #: Seconds from sending the request to the end of the stream.
     total: float | None = None
     error: str | None = None
+    #: Seconds from sending the request to each step httpx traces (``PHASES``): where
+    #: the time to first event goes (connect, request written, response headers).
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+#: httpcore trace events kept in ``StreamResult.phases``, with their short names.
+PHASES = {
+    "connection.connect_tcp.complete": "connected",
+    "http11.send_request_body.complete": "sent",
+    "http11.receive_response_headers.complete": "headers",
+}
 
 
 def prompt_for(index: int) -> str:
@@ -83,8 +94,14 @@ async def one_stream(client: httpx.AsyncClient, url: str, bot_id: str, result: S
     await start.wait()
     body = request_body(bot_id, result.prompt, stream=True)
     t0 = time.perf_counter()
+
+    async def trace(name: str, info: object) -> None:
+        if name in PHASES:
+            result.phases[PHASES[name]] = time.perf_counter() - t0
+
     try:
-        async with client.stream("POST", f"{url}/v3/chat", content=body, headers=headers()) as response:
+        stream = client.stream("POST", f"{url}/v3/chat", content=body, headers=headers(), extensions={"trace": trace})
+        async with stream as response:
             result.status = response.status_code
             buffer = b""
             async for chunk in response.aiter_raw():
@@ -158,3 +175,14 @@ def summary(results: Sequence[StreamResult]) -> str:
         f" p99 {percentile(firsts, 99) * 1e3:.1f} ms max {max(firsts) * 1e3:.1f} ms;"
         f" last stream done after {max(totals) * 1e3:.0f} ms"
     )
+
+
+def breakdown(results: Sequence[StreamResult]) -> str:
+    """p50/p99 of each traced step (ms from sending the request): where the first event's time goes."""
+    parts = []
+    for phase in (*PHASES.values(), "first event"):
+        values = [r.first_event if phase == "first event" else r.phases.get(phase) for r in results]
+        known = [v for v in values if v is not None]
+        if known:
+            parts.append(f"{phase} p50 {percentile(known, 50) * 1e3:.0f} / p99 {percentile(known, 99) * 1e3:.0f}")
+    return "ms after the request: " + ", ".join(parts)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import httpx
 
 from benchmarks.bare import BOT_NAME
-from benchmarks.load import StreamResult, headers, one_stream, percentile, prompt_for, request_body, run_streams, summary, verify
+from benchmarks.load import StreamResult, breakdown, headers, one_stream, percentile, prompt_for, request_body, run_streams, summary, verify
 
 #: The demo bot of ``python -m conformance.reference`` (its README), named BOT_NAME.
 BOT_ID = "7493710240598375123"
@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{served.name:>9} load: {summary(results)}; every event delivered: {not bad};"
                 f" peak RSS server {server_mib:.1f} MiB, client {client_mib:.1f} MiB"
             )
+            print(f"{'':>15}{breakdown(results)}")
         print(f"p99 time to first event at {args.streams} streams: RATIO reference/bare {p99['reference'] / p99['bare']:.3f}")
     finally:
         stop(ref)

@@ -118,16 +118,31 @@ async def one_stream(client: httpx.AsyncClient, url: str, bot_id: str, result: S
     result.total = time.perf_counter() - t0
 
 
-async def run_streams(url: str, bot_id: str, n: int, *, timeout: float = 60.0) -> list[StreamResult]:
-    """N concurrent stream chats, all released at once; every stream read to its end."""
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+async def run_streams(url: str, bot_id: str, n: int, *, timeout: float = 60.0, per_client: int | None = None) -> list[StreamResult]:
+    """N concurrent stream chats, all released at once; every stream read to its end.
+
+    One ``httpx.AsyncClient`` with a pool of N connections, or with ``per_client`` one
+    client (and pool) per that many streams, all on this event loop: httpcore's pool
+    does O(connections x requests) work per request start and end (encode/httpcore#1035),
+    so one pool of 500 spends most of the client's time in bookkeeping.
+    """
+    size = n if per_client is None else max(1, per_client)
     results = [StreamResult(i, prompt_for(i)) for i in range(n)]
     start = asyncio.Event()
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout, pool=timeout)) as client:
-        tasks = [asyncio.create_task(one_stream(client, url, bot_id, r, start)) for r in results]
+    clients = [
+        httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size), timeout=httpx.Timeout(timeout, pool=timeout)
+        )
+        for _ in range(0, n, size)
+    ]
+    try:
+        tasks = [asyncio.create_task(one_stream(clients[r.index // size], url, bot_id, r, start)) for r in results]
         await asyncio.sleep(0)  # every task waits on the event: they start together
         start.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+    finally:
+        for client in clients:
+            await client.aclose()
     return results
 
 

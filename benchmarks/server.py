@@ -44,6 +44,8 @@ from benchmarks.load import StreamResult, breakdown, headers, one_stream, percen
 
 #: The demo bot of ``python -m conformance.reference`` (its README), named BOT_NAME.
 BOT_ID = "7493710240598375123"
+#: Streams per client in the sharded load (see benchmarks/load.run_streams).
+SHARD = 25
 _URL = re.compile(r"(http://127\.0\.0\.1:\d+)")
 
 
@@ -144,12 +146,12 @@ def sse_rate(url: str, n: int, concurrency: int) -> tuple[float, int]:
     return asyncio.run(_pooled(n, concurrency, one))
 
 
-def load(served: Served, streams: int) -> tuple[list[StreamResult], float, float]:
+def load(served: Served, streams: int, per_client: int | None = None) -> tuple[list[StreamResult], float, float]:
     """The concurrent-stream load: results, the server's and the client's peak RSS (MiB)
     during it (peaks since the start of the process where a reset is not allowed)."""
     _reset_peak(served.process.pid)
     _reset_peak("self")
-    results = asyncio.run(run_streams(served.url, BOT_ID, streams, timeout=120))
+    results = asyncio.run(run_streams(served.url, BOT_ID, streams, timeout=120, per_client=per_client))
     client = _vm_hwm("self")
     if client != client:  # nan: no /proc
         client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -217,21 +219,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"  ({args.requests} per round, {args.concurrency} in flight)"
             )
 
-        p99: dict[str, float] = {}
-        for served in (ref, bare):
-            results, server_mib, client_mib = load(served, args.streams)
-            bad = {r.index: p for r in results if (p := verify(r, BOT_NAME))}
-            if bad:
-                print(f"FAIL: {served.name}: {len(bad)} of {args.streams} streams lost or changed events: {list(bad.items())[:3]}")
-                status = 1
-            firsts = [r.first_event for r in results if r.first_event is not None]
-            p99[served.name] = percentile(firsts, 99) if firsts else float("nan")
-            print(
-                f"{served.name:>9} load: {summary(results)}; every event delivered: {not bad};"
-                f" peak RSS server {server_mib:.1f} MiB, client {client_mib:.1f} MiB"
-            )
-            print(f"{'':>15}{breakdown(results)}")
-        print(f"p99 time to first event at {args.streams} streams: RATIO reference/bare {p99['reference'] / p99['bare']:.3f}")
+        for per_client in (None, SHARD):
+            pool = f"one client, a pool of {args.streams}" if per_client is None else f"a client per {per_client} streams"
+            p99: dict[str, float] = {}
+            for served in (ref, bare):
+                results, server_mib, client_mib = load(served, args.streams, per_client)
+                bad = {r.index: p for r in results if (p := verify(r, BOT_NAME))}
+                if bad:
+                    print(f"FAIL: {served.name}: {len(bad)} of {args.streams} streams lost or changed events: {list(bad.items())[:3]}")
+                    status = 1
+                firsts = [r.first_event for r in results if r.first_event is not None]
+                p99[served.name] = percentile(firsts, 99) if firsts else float("nan")
+                print(
+                    f"{served.name:>9} load ({pool}): {summary(results)}; every event delivered: {not bad};"
+                    f" peak RSS server {server_mib:.1f} MiB, client {client_mib:.1f} MiB"
+                )
+                print(f"{'':>15}{breakdown(results)}")
+            print(f"p99 time to first event at {args.streams} streams ({pool}): RATIO reference/bare {p99['reference'] / p99['bare']:.3f}")
     finally:
         stop(ref)
         stop(bare)

@@ -79,7 +79,10 @@ app = Starlette(routes=[Route("/v3/chat", chat, methods=["POST"])])
 
 
 def main() -> int:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, as uvicorn's own bind gets it from getaddrinfo: asyncio sets
+    # TCP_NODELAY only on sockets that say so, and without it Nagle holds the first
+    # event behind the response head until the client's delayed ACK (40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(

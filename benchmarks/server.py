@@ -10,7 +10,9 @@ settings), driven by the same asyncio httpx client in this process:
 
 1. non-stream chats/s and SSE streams/s (``--requests`` of each, ``--concurrency`` at
    a time on one pool; every stream checked event by event), best of two alternating
-   rounds; printed with the RATIO reference/bare;
+   rounds; printed with the RATIO reference/bare; then the same on plain asyncio
+   connections with no HTTP library (``raw_rate``: httpx spends more CPU per request
+   than either server, so through it both servers look alike);
 2. ``--streams`` (default 500) concurrent stream chats released at once
    (benchmarks/load.py): every event checked against the fake model, p50/p99 time to
    first event (client included), each server's peak RSS (VmHWM) and the client's;
@@ -40,7 +42,22 @@ from dataclasses import dataclass
 import httpx
 
 from benchmarks.bare import BOT_NAME
-from benchmarks.load import StreamResult, breakdown, headers, one_stream, percentile, prompt_for, request_body, run_streams, summary, verify
+from benchmarks.load import (
+    API_KEY,
+    HEAD,
+    TAIL,
+    StreamResult,
+    breakdown,
+    expected_tokens,
+    headers,
+    one_stream,
+    percentile,
+    prompt_for,
+    request_body,
+    run_streams,
+    summary,
+    verify,
+)
 
 #: The demo bot of ``python -m conformance.reference`` (its README), named BOT_NAME.
 BOT_ID = "7493710240598375123"
@@ -146,6 +163,71 @@ def sse_rate(url: str, n: int, concurrency: int) -> tuple[float, int]:
     return asyncio.run(_pooled(n, concurrency, one))
 
 
+async def _raw_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, body: bytes) -> tuple[int, bytes]:
+    """One keep-alive HTTP/1.1 POST /v3/chat on an open connection: (status, body),
+    a Content-Length or a chunked body."""
+    head = (
+        f"POST /v3/chat HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {API_KEY}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    if "content-length" in fields:
+        return status, await reader.readexactly(int(fields["content-length"]))
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+        parts.append((await reader.readexactly(size + 2))[:-2])
+    await reader.readuntil(b"\r\n")
+    return status, b"".join(parts)
+
+
+def raw_rate(url: str, n: int, concurrency: int, *, stream: bool) -> tuple[float, int]:
+    """Like json_rate / sse_rate, on ``concurrency`` plain asyncio connections that
+    write requests and read answers with no HTTP library: the servers' own throughput
+    (httpx costs more CPU per request than either server here). A stream counts as
+    right when it holds the event count the fake model implies."""
+    host_port = url.removeprefix("http://")
+    host, _, port = host_port.partition(":")
+
+    async def run() -> tuple[float, int]:
+        failures = 0
+        next_index = 0
+
+        async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> bool:
+            prompt = prompt_for(abs(index))
+            status, body = await _raw_exchange(reader, writer, host_port, request_body(BOT_ID, prompt, stream=stream))
+            if status != 200:
+                return False
+            if stream:
+                return body.count(b"\n\n") == len(HEAD) + len(expected_tokens(prompt, BOT_NAME)) + len(TAIL)
+            return bool(json.loads(body)["code"] == 0)
+
+        async def worker(k: int) -> None:
+            nonlocal failures, next_index
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                await one(reader, writer, -1 - k)  # warm
+                await ready.wait()
+                while next_index < n:
+                    index, next_index = next_index, next_index + 1
+                    if not await one(reader, writer, index):
+                        failures += 1
+            finally:
+                writer.close()
+
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(worker(k)) for k in range(concurrency)]
+        await asyncio.sleep(0.2)
+        t0 = time.perf_counter()
+        ready.set()
+        await asyncio.gather(*tasks)
+        return n / (time.perf_counter() - t0), failures
+
+    return asyncio.run(run())
+
+
 def load(served: Served, streams: int, per_client: int | None = None) -> tuple[list[StreamResult], float, float]:
     """The concurrent-stream load: results, the server's and the client's peak RSS (MiB)
     during it (peaks since the start of the process where a reset is not allowed)."""
@@ -204,19 +286,31 @@ def main(argv: list[str] | None = None) -> int:
     bare = start("bare", ["-m", "benchmarks.bare"])
     try:
         rates: dict[tuple[str, str], float] = {}
+        rounds: tuple[tuple[str, Callable[[str, int, int], tuple[float, int]]], ...] = (
+            ("json", json_rate),
+            ("sse", sse_rate),
+            ("raw json", lambda url, n, c: raw_rate(url, n, c, stream=False)),
+            ("raw sse", lambda url, n, c: raw_rate(url, n, c, stream=True)),
+        )
         for _ in range(2):  # alternate, keep the best: load elsewhere on the machine hits both
             for served in (ref, bare):
-                for kind, fn in (("json", json_rate), ("sse", sse_rate)):
+                for kind, fn in rounds:
                     rate, failures = fn(served.url, args.requests, args.concurrency)
                     if failures:
                         print(f"FAIL: {served.name} {kind}: {failures} of {args.requests} answers wrong")
                         status = 1
                     rates[served.name, kind] = max(rate, rates.get((served.name, kind), 0.0))
-        for kind, label in (("json", "non-stream chats/s"), ("sse", "SSE streams/s")):
+        for kind, label in (
+            ("json", "non-stream chats/s"),
+            ("sse", "SSE streams/s"),
+            ("raw json", "raw-socket chats/s"),
+            ("raw sse", "raw-socket streams/s"),
+        ):
             mine, theirs = rates["reference", kind], rates["bare", kind]
+            client = "httpx" if not kind.startswith("raw") else "no HTTP library"
             print(
-                f"{label:>19}: reference {mine:8.1f}  bare Starlette {theirs:8.1f}  RATIO reference/bare {mine / theirs:.3f}"
-                f"  ({args.requests} per round, {args.concurrency} in flight)"
+                f"{label:>20}: reference {mine:8.1f}  bare Starlette {theirs:8.1f}  RATIO reference/bare {mine / theirs:.3f}"
+                f"  ({args.requests} per round, {args.concurrency} in flight, {client})"
             )
 
         for per_client in (None, SHARD):

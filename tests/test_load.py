@@ -17,7 +17,7 @@ import tracemalloc
 
 import pytest
 
-from benchmarks.load import run_streams, summary, verify
+from benchmarks.load import breakdown, run_streams, summary, verify
 from conformance.reference import ReferenceServer, ServerConfig
 
 #: Takes a few seconds on a loaded CI machine: out of the fast loop.
@@ -48,3 +48,4 @@ def test_100_concurrent_streams_deliver_every_event(capsys: pytest.CaptureFixtur
     assert elapsed < BOUND_SECONDS
     with capsys.disabled():
         print(f"\nload: {summary(results)}; run {elapsed:.2f} s; peak traced Python memory {peak / 2**20:.1f} MiB")
+        print(f"load: {breakdown(results)}")

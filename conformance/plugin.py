@@ -111,12 +111,57 @@ class _Run:
         self.server_headers: dict[str, str] | None = None
         self.records: list[Record] = []
         self.suite_items = 0
+        from conformance.run.timing import RunTiming
+
+        self.timing = RunTiming()
+        self.worker = str(config.workerinput["workerid"]) if hasattr(config, "workerinput") else "main"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Under xdist the controller sees the workers' reports here, records included.
+        from conformance.run.timing import TIMING_ATTR
+
         records = getattr(report, RECORDS_ATTR, None)
         if records:
             self.records.extend(Record.from_dict(r) for r in records)
+        timing = getattr(report, TIMING_ATTR, None)
+        if isinstance(timing, dict):
+            self.timing.add(timing, str(timing.get("worker", "main")))
+
+    # ---- where the time went (conformance.run.timing)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from conformance.run.timing import TALLY
+
+        TALLY.take()  # what this process did before the run is not the run's
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        if item.get_closest_marker("ratelimit") is None:
+            return (yield)
+        from conformance.run.timing import TALLY
+
+        with TALLY.phase():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        from conformance.run.timing import TALLY, TIMING_ATTR
+
+        setattr(report, TIMING_ATTR, {"worker": self.worker, **TALLY.take()})
+        return report
+
+    def time_split(self, wall: float) -> Any:
+        """The run's wall time split into its parts, with the floor the budget sets
+        (a ``conformance.run.timing.TimeSplit``; the reporter prints and stores it)."""
+        from conformance.oracle.profile import target_profile
+        from conformance.run.timing import summarise
+
+        settings = self.config.stash[SETTINGS_KEY]
+        limits = target_profile(settings).ratelimits
+        budgets = {g.name: g.limit for g in limits.groups}
+        budgets.update(dict(getattr(settings, "rate_budgets", ()) or ()))
+        return summarise(self.timing, wall, [g.name for g in limits.groups], budgets, limits.window_seconds)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput") or not self.records:

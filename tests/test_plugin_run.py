@@ -6,7 +6,9 @@ preflight would show as a timeout here rather than hang the project's own run.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -142,3 +144,49 @@ def test_profile_and_dialect_usage_errors(args: tuple[str, ...], message: str) -
     result = _pytest("conformance", *args)
     assert result.returncode == 4, result.stdout + result.stderr
     assert message in result.stdout + result.stderr
+
+
+TIME_LINE = re.compile(
+    r"^time: (?P<wall>[0-9.]+) s wall; waiting for rate windows: chat (?P<chat>[0-9.]+) s, management (?P<management>[0-9.]+) s, "
+    r"info (?P<info>[0-9.]+) s; rate-limit phase (?P<phase>[0-9.]+) s(?: \(after [0-9.]+ s waiting for the other tests\))?; "
+    r"streaming (?P<streaming>[0-9.]+) s; other (?P<other>[0-9.]+) s; floor from the budget (?P<floor>[0-9.]+) s$"
+)
+
+
+@pytest.mark.slow
+def test_an_embedded_run_says_where_its_time_went(tmp_path: Path) -> None:
+    """A small real run with a short window and a tight chat budget, so the pacer must
+    wait: the terminal's time line and results.json's timing agree, every part is
+    non-negative and together they do not exceed the wall time."""
+    from jsonschema import Draft202012Validator
+
+    from conformance.reporting.baseline import report_schema
+
+    result = _pytest(
+        str(SUITE_DIR / "test_chat_stream.py"), str(SUITE_DIR / "test_ratelimit.py"),
+        "--rate-window", "2", "--rate-limit", "chat=2", "--report-dir", str(tmp_path), timeout=180,
+    )
+    assert result.returncode in (0, 2), result.stdout + result.stderr  # INCOMPLETE: most of the suite deselected
+    lines = [m for line in result.stdout.splitlines() if (m := TIME_LINE.match(line))]
+    assert len(lines) == 1, result.stdout
+    shown = {k: float(v) for k, v in lines[0].groupdict().items()}
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    timing = results["timing"]
+    assert not [e.message for e in Draft202012Validator(report_schema("results")).iter_errors(results)]
+    assert timing["workers"] == 1 and timing["ratelimit_phase_ran"] is True
+    parts = [*timing["waiting_seconds"].values(), timing["ratelimit_phase_seconds"], timing["barrier_seconds"],
+             timing["streaming_seconds"], timing["other_seconds"]]
+    assert all(p >= 0 for p in parts)
+    assert sum(parts) <= timing["wall_seconds"] * timing["workers"] + 0.01
+    assert timing["waiting_seconds"]["chat"] > 0 and timing["requests"]["chat"] > 2 and timing["streaming_seconds"] > 0
+    budgets, window = timing["floor"]["budgets"], timing["floor"]["window_seconds"]
+    assert budgets["chat"] == 2 and window == 2
+    # The pacer waited for chat, so some principal sent more than a budget of it: at
+    # least one window for chat, and the phase's own.
+    assert timing["floor"]["windows"] >= 2
+    assert timing["floor"]["seconds"] == timing["floor"]["windows"] * window
+    for name, key in (("wall", "wall_seconds"), ("phase", "ratelimit_phase_seconds"), ("streaming", "streaming_seconds"),
+                      ("other", "other_seconds"), ("floor", None)):
+        value = timing["floor"]["seconds"] if key is None else timing[key]
+        assert shown[name] == pytest.approx(value, abs=0.051), name
+    assert shown["chat"] == pytest.approx(timing["waiting_seconds"]["chat"], abs=0.051)

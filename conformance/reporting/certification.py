@@ -129,6 +129,7 @@ class CertificationReporter:
         self.test_outcomes: dict[str, str] = {}
         self.started = time.time()
         self.verdict: Verdict | None = None
+        self.time_split: Any = None  # conformance.run.timing.TimeSplit, from conclude()
         self.results: dict[str, RequirementResult] = {}
         self.statuses: dict[Any, EntryStatus] = {}
         self.exit_code: int | None = None
@@ -350,10 +351,18 @@ class CertificationReporter:
             errors = [f"{nodeid} ({when}): {message}" for nodeid, when, message in self.errors]
             verdict = judge(self.results, self.must_ids(), errors, stale)
         self.verdict = verdict
+        self.time_split = self._time_split()
         self._report_unshown_failures()
         self.exit_code = exit_code(status, verdict)
         session.exitstatus = self.exit_code
         self._junit_properties()
+
+    def _time_split(self) -> Any:
+        """Where the run's time went, from the plugin's run object (it counts what the
+        pacer, the streams and the rate-limit phase spent: ``conformance.run.timing``);
+        None when it keeps no such count."""
+        split = getattr(self.run, "time_split", None)
+        return split(time.time() - self.started) if callable(split) else None
 
     def _report_unshown_failures(self) -> None:
         """The guard behind the plugin's rule that a test with a failed check fails
@@ -437,6 +446,8 @@ class CertificationReporter:
                     tr.write_line(f"  STALE {entry.key} ({entry.reason}): it ran and every check held; remove the entry", red=True)
                 elif tr.verbosity > 0:
                     tr.write_line(f"  {status} {entry.key} ({entry.reason})")
+        if self.time_split is not None:
+            tr.write_line(self.time_split.line())
         if self.report_dir is not None:
             tr.write_line(f"reports in {self.report_dir}: " + ", ".join(self.written_reports()))
 
@@ -498,6 +509,7 @@ class CertificationReporter:
             "started_at": _utc(self.started),
             "finished_at": _utc(finished),
             "duration_seconds": round(finished - self.started, 3),
+            "timing": None if self.time_split is None else self.time_split.to_dict(),
             "baseline": None if self.baseline.path is None else {"path": self.baseline.path, "sha256": self.baseline.sha256, "entries": entries},
             "verdict": self.verdict.to_dict(),
             "exit_code": self.exit_code,

@@ -15,6 +15,7 @@ import pytest
 from conformance.keys import SUITE_DIR
 from conformance.run.pacing import run_folder
 from conformance.run.shared_state import SharedState
+from conformance.run.timing import BARRIER, TALLY
 
 PHASE_FILE = "conformance-phase.json"
 
@@ -91,10 +92,12 @@ class PhaseBarrier:
             done = int(self.state.read().get("done", 0))
             now = clock()
             if done >= expected:
+                TALLY.add(BARRIER, now - started)
                 return BarrierResult(done, expected, now - started, False)
             if done != seen:
                 seen, last_progress = done, now
             elif now - last_progress >= idle_timeout:
+                TALLY.add(BARRIER, now - started)
                 return BarrierResult(done, expected, now - started, True)
             sleep(poll)
 

@@ -33,6 +33,7 @@ import pytest
 
 from conformance.oracle.profile import Profile
 from conformance.run.shared_state import SharedState
+from conformance.run.timing import STREAM, TALLY, WAIT_PREFIX
 from conformance.transport.client import (
     ApiClient,
     ApiResponse,
@@ -178,9 +179,11 @@ class Pacer:
 
             wake = self._file.update(step)
             if wake is None:
+                TALLY.count(key)
                 return waited
             pause = min(max(wake - now, 0.01), span)
-            self._sleep(pause)
+            with TALLY.span(WAIT_PREFIX + group):
+                self._sleep(pause)
             waited += pause
 
     def hold(self, principal: str, group: str, until: float) -> None:
@@ -329,14 +332,14 @@ class PacedClient(ApiClient):
         pacer = self.pacer
         group = pacer.group_for(method, path) if pacer is not None else None
         if pacer is None or group is None:
-            with super().stream(method, path, **kwargs) as answer:
+            with TALLY.span(STREAM), super().stream(method, path, **kwargs) as answer:
                 yield answer
             return
         principal = self._who(path, kwargs.get("auth", "default"))
         tries = 0
         while True:
             pacer.acquire(principal, group)
-            with super().stream(method, path, **kwargs) as answer:
+            with TALLY.span(STREAM), super().stream(method, path, **kwargs) as answer:
                 refused = answer.status in (pacer.refusal_code, HTTP_TOO_MANY_REQUESTS)
                 if not refused and answer.media_type != pacer.stream_media_type:
                     refused = _is_refusal(answer.status, answer.read_all(), pacer.refusal_code)

@@ -57,7 +57,7 @@ RetryAfter = Literal["seconds", "http_date", "none"]
 # Field forms (wireforms.py): what one field of an answer or an event payload becomes.
 FieldForm = Literal["absent", "null", "string", "integer", "boolean", "array", "object", "number", "text"]
 FIELD_FORMS: tuple[FieldForm, ...] = ("absent", "null", "string", "integer", "boolean", "array", "object", "number", "text")
-# The coze dialect's wire variants (/work/notes/coze-contract.md; conformance/reference/coze/).
+# The coze dialect's wire variants (docs/coze-contract.md; conformance/reference/coze/).
 CozeAuthStatus = Literal[401, 200]
 CozeErrorStatus = Literal["200", "http"]
 CozeLineEnding = Literal["\n", "\r\n"]
@@ -243,7 +243,7 @@ class ServerConfig:
         server writes what it is told.
 
     Coze wire variants (dialect="coze" only; each default is the form the cloud sends,
-    every other value a legal reading of /work/notes/coze-contract.md that cozepy 0.20 and
+    every other value a legal reading of docs/coze-contract.md that cozepy 0.20 and
     @coze/api 1.3.9 both read; tools/killmatrix/plan.COZE_DIALECT_VARIANTS runs each)
       coze_auth_status: a refused credential answered HTTP 401 (the reference's) or HTTP
         200, both with code 4100 in the envelope (contract "Auth": either; the SDKs

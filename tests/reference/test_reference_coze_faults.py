@@ -37,7 +37,7 @@ CLOUD_EVENTS = frozenset(
         "done",
     }
 )
-#: The ids of /work/notes/coze-requirements.md, with their levels.
+#: The COZE-* ids of conformance/oracle/catalogue.toml, with their levels.
 REQUIREMENTS = {
     **{f"COZE-SSE-{n:03d}": "MUST" for n in range(1, 24)},
     **{f"COZE-CHAT-{n:03d}": "MUST" for n in range(1, 10)},

@@ -15,7 +15,7 @@ running-chat registry and SSE writer as the ``doc`` dialect:
 ``GET /v1/bots/{bot_id}``              published (default) or draft (``is_published=false``)
 ====================================  ===================================================
 
-The wire contract is /work/notes/coze-contract.md (mirrored in the module docstrings):
+The wire contract is docs/coze-contract.md (mirrored in the module docstrings):
 Bearer only; every answer ``{"code", "msg", "data"?, "detail": {"logid"}}`` with the
 log id in ``x-tt-logid`` too; business errors HTTP 200 with a code (4000 bad request,
 4101 another principal's, 4200 unknown, 4015 not published to the API connector, 4016

@@ -4,7 +4,7 @@ Each is a branch marked ``fault:`` at the one place it breaks, in conformance/re
 ``stream.py`` (the event stream: COZE-SSE-*; three reuse the doc dialect's reordering and
 hold-back stages of stream_faults.py), ``chats.py`` (chat, retrieve, message/list,
 cancel), ``bots.py`` (the bot endpoints), ``envelope.py`` (the envelope, the log id) and
-``app.py`` (the Bearer check). ``requirement`` is the id of /work/notes/coze-requirements.md
+``app.py`` (the Bearer check). ``requirement`` is the id of a COZE-* requirement of conformance/oracle/catalogue.toml
 (the coze profile's catalogue entries) whose check FAILs against a coze server with only
 that fault on; ``level`` is that requirement's level.
 """

@@ -237,7 +237,7 @@ COZE_RULES = {
 
 @pytest.mark.parametrize(("cat", "rules"), [(CAT, RULES), (COZE, COZE_RULES)], ids=["doc", "coze"])
 def test_rules_are_the_agreed_names_each_once(cat: Catalogue, rules: dict[str, str]) -> None:
-    used = [r.rule for r in cat.values() if r.rule is not None]
+    used = [rule for r in cat.values() for rule in r.rules]
     assert sorted(used) == sorted(rules)
     for rule, level in rules.items():
         req = cat.by_rule(rule)
@@ -498,7 +498,7 @@ def test_level_follows_reading(rid: str, level: str) -> None:
 def test_mapping_order_and_lookup() -> None:
     assert isinstance(CAT, Mapping)
     assert list(CAT)[0] == "AUTH-001"
-    assert CAT["CHAT-SSE-004"].rule == "grammar.liveness"
+    assert CAT["CHAT-SSE-004"].rules == ("grammar.liveness",)
     assert "NOPE-001" not in CAT
     with pytest.raises(KeyError):
         CAT["NOPE-001"]
@@ -578,8 +578,18 @@ def test_loader_accepts_a_valid_file(tmp_path: Path) -> None:
     )
     assert isinstance(cat, Catalogue) and list(cat) == ["TEST-001", "TEST-002"]
     assert cat["TEST-002"] == Requirement(
-        "TEST-002", "MUST", "TEST", "*", "智能体 API", "Something is checked.", ("doc",), False, "Usage", "grammar.x", "n"
+        "TEST-002", "MUST", "TEST", "*", "智能体 API", "Something is checked.", ("doc",), False, "Usage", ("grammar.x",), "n"
     )
+
+
+def test_a_requirement_may_judge_several_rules(tmp_path: Path) -> None:
+    cat = read_catalogue(_write(tmp_path / "c.toml", _entry(rule=["grammar.x", "sse.y"])))
+    assert cat["TEST-001"].rules == ("grammar.x", "sse.y")
+    assert cat.by_rule("sse.y") is cat["TEST-001"] and cat.by_rule("grammar.x") is cat["TEST-001"]
+    with pytest.raises(CatalogueError, match="must name an sse"):
+        read_catalogue(_write(tmp_path / "d.toml", _entry(rule=[])))
+    with pytest.raises(CatalogueError, match="already judged by TEST-001"):
+        read_catalogue(_write(tmp_path / "e.toml", _entry(rule=["grammar.x"]), _entry(id="TEST-002", rule="grammar.x")))
 
 
 @pytest.mark.parametrize(

@@ -68,11 +68,17 @@ class Requirement:
     profiles: tuple[str, ...]
     retired: bool
     reading: str | None = None
-    rule: str | None = None
+    #: The checker, grammar, envelope or auth rules whose findings this requirement
+    #: judges (the TOML ``rule``: one name or a list of names).
+    rule: tuple[str, ...] | None = None
     note: str | None = None
     #: Where the quote comes from when it is not the spec page: "<origin> <path>[:<lines>]"
     #: with origin "cozepy" (the SDK package) or "coze-cloud-vector" (its captured streams).
     source: str | None = None
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return self.rule or ()
 
     @property
     def origin(self) -> str:
@@ -139,7 +145,7 @@ class Catalogue(Mapping[str, Requirement]):
     def by_rule(self, rule: str) -> Requirement | None:
         """The requirement a checker or grammar rule is attributed to, if any. Each
         profile maps a rule to one id at most: ask the profile's subset (``for_profile``)."""
-        found = [r for r in self.values() if r.rule == rule and not r.retired]
+        found = [r for r in self.values() if rule in r.rules and not r.retired]
         if len(found) > 1:
             raise CatalogueError(f"rule {rule} maps to {[r.id for r in found]}: select one profile first")
         return found[0] if found else None
@@ -166,7 +172,7 @@ def _requirement(index: int, entry: Any, profiles: frozenset[str]) -> Requiremen
     if unknown:
         raise CatalogueError(f"{where}: unknown keys {', '.join(unknown)}")
     for key in (*_REQUIRED, *_OPTIONAL):
-        if key in ("profiles", "retired") or key not in entry:
+        if key in ("profiles", "retired", "rule") or key not in entry:
             continue
         value = entry[key]
         if not isinstance(value, str) or not value.strip():
@@ -189,8 +195,13 @@ def _requirement(index: int, entry: Any, profiles: frozenset[str]) -> Requiremen
             f"{where}: unknown profile {', '.join(map(repr, strangers))}; available: {', '.join(sorted(profiles))}"
         )
     rule = entry.get("rule")
-    if rule is not None and not _RULE.fullmatch(rule):
-        raise CatalogueError(f"{where}: rule {rule!r} must name an sse.*, grammar.*, envelope.* or auth.* rule")
+    rules = [rule] if isinstance(rule, str) else rule
+    if rule is not None and not (
+        isinstance(rules, list) and rules and all(isinstance(r, str) and _RULE.fullmatch(r) for r in rules)
+    ):
+        raise CatalogueError(
+            f"{where}: rule {rule!r} must name an sse.*, grammar.*, envelope.* or auth.* rule, or be a list of them"
+        )
     source = entry.get("source")
     if source is not None:
         match = _SOURCE.fullmatch(source)
@@ -198,7 +209,8 @@ def _requirement(index: int, entry: Any, profiles: frozenset[str]) -> Requiremen
             raise CatalogueError(
                 f"{where}: source {source!r} must be '<origin> <path>[:<lines>]' with origin in {', '.join(SOURCE_ORIGINS)}"
             )
-    return Requirement(**{**entry, "profiles": tuple(names)})
+    extra = {"rule": tuple(rules)} if rules is not None else {}
+    return Requirement(**{**entry, "profiles": tuple(names), **extra})
 
 
 def read_catalogue(path: Path, *, profiles: Iterable[str] | None = None) -> Catalogue:
@@ -227,16 +239,16 @@ def read_catalogue(path: Path, *, profiles: Iterable[str] | None = None) -> Cata
         if req.id in seen:
             raise CatalogueError(f"{path}: requirement #{index + 1} ({req.id}): duplicate id {req.id} (first at #{seen[req.id] + 1})")
         seen[req.id] = index
-        if req.rule is not None and not req.retired:
+        for rule in () if req.retired else req.rules:
             # One requirement per rule in each profile: a finding must be attributable to
             # exactly one id of the run's profile.
             for profile in req.profiles:
-                other = rules.get((profile, req.rule))
+                other = rules.get((profile, rule))
                 if other is not None:
                     raise CatalogueError(
-                        f"{path}: {req.id}: rule {req.rule} is already judged by {other} in profile {profile!r}"
+                        f"{path}: {req.id}: rule {rule} is already judged by {other} in profile {profile!r}"
                     )
-                rules[(profile, req.rule)] = req.id
+                rules[(profile, rule)] = req.id
         requirements.append(req)
     return Catalogue(requirements, sha256=hashlib.sha256(raw).hexdigest(), source=path)
 
@@ -275,7 +287,7 @@ def format_catalogue(cat: Catalogue, verbose: bool = False, *, width: int = 110)
         lines.extend(" " * indent + more for more in gloss[1:])
         if verbose:
             details = [("spec", normalise_whitespace(r.quote))]
-            details += [(k, v) for k, v in (("reading", r.reading), ("rule", r.rule), ("note", r.note)) if v]
+            details += [(k, v) for k, v in (("reading", r.reading), ("rule", ", ".join(r.rules)), ("note", r.note)) if v]
             for label, text in details:
                 wrapped = textwrap.wrap(
                     text, max(30, width - id_w - 2), initial_indent=f"{label}: ", subsequent_indent="    ",

@@ -42,12 +42,12 @@ RULES: dict[str, str] = {
 def exchange_requirements(catalogue: Mapping[str, Any]) -> dict[str, str]:
     """rule -> requirement id: what the plugin judges on every exchange of every test
     (never declared by a test). ``catalogue`` is the run profile's subset."""
-    return {r.rule: r.id for r in catalogue.values() if r.rule in RULES and not r.retired}
+    return {rule: r.id for r in catalogue.values() if not r.retired for rule in r.rules if rule in RULES}
 
 
 def all_exchange_requirements(catalogue: Mapping[str, Any]) -> frozenset[str]:
     """The ids any profile judges on every exchange."""
-    return frozenset(r.id for r in catalogue.values() if r.rule in RULES)
+    return frozenset(r.id for r in catalogue.values() if any(rule in RULES for rule in r.rules))
 
 
 Check = Callable[..., bool]

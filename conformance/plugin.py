@@ -221,10 +221,16 @@ def _needs_space(settings: Settings) -> None:
     the suite makes bots of its own for the management tests)."""
     from conformance.oracle.profile import load_profile
 
-    if settings.space_id is None and "{space_id}" in repr(load_profile(settings.profile).bots.create_body):
+    profile = load_profile(settings.profile)
+    if settings.space_id is None and "{space_id}" in repr(profile.bots.create_body) and not _lists_spaces(profile):
         raise pytest.UsageError(
             f"profile {settings.profile!r} creates bots in a workspace: give --space-id (or COZE_SPACE_ID)"
         )
+
+
+def _lists_spaces(profile: Any) -> bool:
+    """The profile finds a principal's workspace itself (its space list endpoint)."""
+    return "space_list" in {e.name for e in profile.endpoints}
 
 
 def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
@@ -249,7 +255,7 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
         )
     )
     server.start()
-    if settings.space_id is None:
+    if settings.space_id is None and not _lists_spaces(load_profile(settings.profile)):
         keys["space_id"] = EMBEDDED_SPACE_ID
     sources = dict(settings.sources, target_url="embedded", **{k: "embedded" for k in keys})
     return dataclasses.replace(settings, target_url=server.url, embedded=True, sources=sources, **keys), server

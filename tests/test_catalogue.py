@@ -66,6 +66,8 @@ def _source_text(source: str) -> tuple[str, list[str]]:
         import cozepy
 
         file = Path(cozepy.__file__).parent / path
+    elif origin == "coze-wire":
+        file = CATALOGUE_PATH.parent.parent / "spec" / path
     else:
         file = Path(__file__).parent / "data" / "sse" / "coze-cloud" / path
     return str(file), file.read_text(encoding="utf-8").splitlines()
@@ -599,7 +601,7 @@ def test_a_requirement_may_judge_several_rules(tmp_path: Path) -> None:
         pytest.param([_entry(level="MUSTN'T")], r"#1 \(TEST-001\): unknown level", id="unknown-level"),
         pytest.param([_entry(gloss=None)], r"#1 \(TEST-001\): missing gloss", id="missing-field"),
         pytest.param([_entry(quote="  ")], r"TEST-001\): quote must be a non-empty string", id="blank-quote"),
-        pytest.param([_entry(profiles=["nosuch"])], r"TEST-001\): unknown profile 'nosuch'; available: coze, doc", id="unknown-profile"),
+        pytest.param([_entry(profiles=["nosuch"])], r"TEST-001\): unknown profile 'nosuch'; available: coze, doc, studio", id="unknown-profile"),
         pytest.param([_entry(profiles=[])], r"TEST-001\): profiles must be a non-empty list", id="no-profiles"),
         pytest.param([_entry(id="test-1", area="test")], r"#1 \(test-1\): id must look like AREA-NNN", id="bad-id"),
         pytest.param([_entry(id="A-B-C-001", area="A-B-C")], r"id must look like", id="too-many-parts"),

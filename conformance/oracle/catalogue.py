@@ -47,7 +47,10 @@ _ID = re.compile(r"[A-Z]+(?:-[A-Z]+)?-[0-9]{3}")
 # Or a check of a test module that several profiles share (auth.*: test_auth.RULES).
 _RULE = re.compile(r"(?:sse|grammar|envelope|auth)\.[a-z][a-z0-9_]*")
 #: The origins a ``source`` may name, and its shape: "<origin> <path>[:<line>[-<line>]]".
-SOURCE_ORIGINS = ("cozepy", "coze-cloud-vector")
+SOURCE_ORIGINS = ("cozepy", "coze-cloud-vector", "coze-wire")
+#: How a coze-wire claim was established (its labels): read in the source, derived
+#: from several files, or reported in an issue. A derived claim is not yet a MUST.
+EVIDENCE = ("code", "derived", "issue")
 _SOURCE = re.compile(r"(?P<origin>[a-z-]+) (?P<path>[\w./-]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?")
 
 
@@ -75,6 +78,8 @@ class Requirement:
     #: Where the quote comes from when it is not the spec page: "<origin> <path>[:<lines>]"
     #: with origin "cozepy" (the SDK package) or "coze-cloud-vector" (its captured streams).
     source: str | None = None
+    #: With a "coze-wire" source: the claim's label there (EVIDENCE).
+    evidence: str | None = None
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -210,6 +215,13 @@ def _requirement(index: int, entry: Any, profiles: frozenset[str]) -> Requiremen
                 f"{where}: source {source!r} must be '<origin> <path>[:<lines>]' with origin in {', '.join(SOURCE_ORIGINS)}"
             )
     extra = {"rule": tuple(rules)} if rules is not None else {}
+    evidence = entry.get("evidence")
+    if (source is not None and source.startswith("coze-wire ")) != (evidence is not None):
+        raise CatalogueError(f"{where}: a coze-wire source needs evidence (one of {', '.join(EVIDENCE)}), and only it")
+    if evidence is not None and evidence not in EVIDENCE:
+        raise CatalogueError(f"{where}: evidence {evidence!r} must be one of {', '.join(EVIDENCE)}")
+    if evidence == "derived" and level == "MUST":
+        raise CatalogueError(f"{where}: a claim labelled [derived] is SHOULD until verified on a live server")
     return Requirement(**{**entry, "profiles": tuple(names), **extra})
 
 

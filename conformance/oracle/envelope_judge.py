@@ -98,6 +98,15 @@ def judge_exchanges(
         except (ValueError, UnicodeDecodeError):
             body = None
         code = body.get(env.code_key) if isinstance(body, dict) else None
+        if env.logid_header and not env.logid_key:
+            header = dict((n.lower(), v) for n, v in exchange.response_headers).get(env.logid_header.lower())
+            check(
+                LOGID,
+                bool(header and header.strip()),
+                expected=f"a log id in the {env.logid_header} header",
+                actual=f"header {header!r}",
+                detail=where,
+            )
         if env.logid_header and env.logid_key and isinstance(body, dict):
             headers = dict((n.lower(), v) for n, v in exchange.response_headers)
             header, inner = headers.get(env.logid_header.lower()), _logid(body, env.logid_key)
@@ -110,6 +119,26 @@ def judge_exchanges(
             )
         if isinstance(code, int) and not isinstance(code, bool) and 500 <= code < 600:
             check(NO_SERVER_ERROR, False, expected="no code 500", actual=code, detail=where)
+        endpoint = _endpoint_path(profile, exchange.url, base_path)
+        if (
+            status < 400
+            and endpoint is not None
+            and endpoint.success_key is not None
+            and isinstance(body, dict)
+            and env.code_key not in body
+        ):
+            # An endpoint that answers its object outside the envelope (the bare object,
+            # or under its own key) and carries no code: a success of that form.
+            inner = body if endpoint.success_key == "" else body.get(endpoint.success_key)
+            check(
+                SUCCESS_SHAPE,
+                isinstance(inner, dict | list),
+                expected=("the bare object" if endpoint.success_key == "" else f"an object at {endpoint.success_key!r}")
+                + f" (or the envelope with {env.code_key} 0)",
+                actual=_excerpt(exchange.response_body),
+                detail=where,
+            )
+            continue
         is_error = status >= 400 or code != env.success_code
         if is_error:
             listed = code in env.codes if env.error_codes_closed else code != env.success_code
@@ -137,15 +166,12 @@ def judge_exchanges(
                     env.data_key in body and body[env.data_key] is None,
                     expected=f"{env.data_key}: null",
                     actual=(
-                        _excerpt(json.dumps(body[env.data_key], ensure_ascii=False))
-                        if env.data_key in body
-                        else f"no {env.data_key} key"
+                        _excerpt(json.dumps(body[env.data_key], ensure_ascii=False)) if env.data_key in body else f"no {env.data_key} key"
                     ),
                     detail=where,
                 )
                 check(ERROR_STATUS, status == code, expected=f"HTTP status {code}", actual=status, detail=where)
             continue
-        endpoint = _endpoint_path(profile, exchange.url, base_path)
         data_optional = endpoint is not None and not endpoint.success_data
         data = body.get(env.data_key) if isinstance(body, dict) else None
         shaped = (

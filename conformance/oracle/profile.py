@@ -235,6 +235,10 @@ class Endpoint:
     required: tuple[str, ...]
     success_data: bool
     id_types: Mapping[str, str]
+    #: Where a success's object lives when the endpoint does not answer the envelope's
+    #: ``data``: a top-level key (``"ChatV3ChatDetail"``), or ``""`` for the bare object
+    #: (no envelope at all). None: the envelope. An enveloped answer stays legal.
+    success_key: str | None = None
 
     @property
     def key(self) -> str:
@@ -430,6 +434,9 @@ class Bots:
     #: Query parameters that make the bot-detail endpoint answer the draft, where the
     #: profile has them.
     draft_query: Mapping[str, Any] | None = None
+    #: A request that configures a created draft before it is published (the
+    #: ``update_info`` endpoint's body), where the profile's create cannot set the prompt.
+    configure_body: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -508,6 +515,7 @@ def _endpoint(t: _Table) -> Endpoint:
         required=t.texts("required", empty=True),
         success_data=t.flag("success_data"),
         id_types=FrozenMap(id_types),
+        success_key=t.text("success_key", empty=True) if t.has("success_key") else None,
     )
     t.done()
     if not e.path.startswith("/"):
@@ -628,6 +636,7 @@ def _bots(t: _Table) -> Bots:
         online_status=t.text("online_status") if t.has("online_status") else None,
         first_version=t.integer("first_version") if t.has("first_version") else None,
         draft_query=t.template("draft_query") if t.has("draft_query") else None,
+        configure_body=t.template("configure_body") if t.has("configure_body") else None,
     )
     t.done()
     return b

@@ -27,6 +27,10 @@ from conformance.suite.helpers import Bot, blocked, envelope, id_text, id_value
 from conformance.transport.client import ApiClient, ExchangeLog, TransportError
 
 MAX_BOTS_PER_PRINCIPAL = 5
+#: The icon a profile whose create needs a storage URI gives its bots (Studio checks only
+#: that it is not empty: coze-wire §2.5).
+ICON_URI = "default_icon/cz-conf-bot.png"
+PROMPT = "你是一个测试助手。"
 #: shared_state key: why bot creation failed this run, once it has.
 CREATE_BLOCKED = "create-blocked"
 
@@ -108,10 +112,46 @@ class BotMaker:
             "name": name,
             "description": f"conformance suite bot {name}",
             "icon_url": "https://example.com/cz-conf-icon.png",
-            "prompt": "你是一个测试助手。",
+            "icon_uri": ICON_URI,
+            "prompt": PROMPT,
             "model": self.model,
-            "space_id": self.space_id,
+            "space_id": self.space(),
         }
+
+    def space(self) -> str | None:
+        """The workspace bots are made in: --space-id, or else, where the profile has a
+        space list, the principal's first space from it (found once per run)."""
+        if self.space_id is not None or "space_list" not in {e.name for e in self.profile.endpoints}:
+            return self.space_id
+        found = self.state.get_or_create(f"space-{self.principal}", self._first_space)
+        if "space" not in found:
+            raise blocked(self.profile.endpoint("space_list").key, found["why"])
+        return str(found["space"])
+
+    def _first_space(self) -> dict[str, str]:
+        listing = self.profile.endpoint("space_list")
+        try:
+            answer = envelope(self.api.request(listing.method, listing.path, json={}))
+        except TransportError as exc:
+            return {"why": str(exc)}
+        spaces = answer.data.get("bot_space_list") if answer.ok else None
+        first = spaces[0] if isinstance(spaces, list) and spaces and isinstance(spaces[0], dict) else {}
+        space = id_text(first.get("id"))
+        return {"space": space} if space else {"why": f"the space list answered {answer.describe()}"}
+
+    def configure(self, bot: Bot) -> None:
+        """Set the draft's prompt where the profile configures bots in a step of its own."""
+        template = self.profile.bots.configure_body
+        if template is None:
+            return
+        endpoint = self.profile.endpoint("update_info")
+        body = fill(template, {**self._values(bot.name), "bot_id": bot.id})
+        try:
+            answer = envelope(self.api.request(endpoint.method, endpoint.path, json=body))
+        except TransportError as exc:
+            raise blocked(endpoint.key, str(exc)) from None
+        if not answer.ok:
+            raise blocked(endpoint.key, f"configure answered {answer.describe()}")
 
     def create(self, label: str = "") -> Bot:
         broken = self.state.get(CREATE_BLOCKED)
@@ -136,7 +176,8 @@ class BotMaker:
 
     def publish(self, bot: Bot) -> Bot:
         publish = self.profile.endpoint("publish")
-        body = fill(self.profile.bots.publish_body, {"bot_id": id_value(publish, "bot_id", bot.id)})
+        self.configure(bot)
+        body = fill(self.profile.bots.publish_body, {"bot_id": id_value(publish, "bot_id", bot.id), "space_id": self.space()})
         try:
             answer = envelope(self.api.request(publish.method, publish.path, json=body))
         except TransportError as exc:

@@ -12,6 +12,7 @@ suite test, so no test declares them (``EXCHANGE_REQUIREMENTS``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ ERROR_DATA_NULL = "envelope.error_data_null"
 ERROR_STATUS = "envelope.error_status"
 NO_SERVER_ERROR = "envelope.no_server_error"
 LOGID = "envelope.logid"
+NO_STACK_TRACE = "envelope.no_stack_trace"
 
 RULES: dict[str, str] = {
     SUCCESS_SHAPE: "a success is the envelope with code 0, a string msg and (where documented) a data object",
@@ -36,6 +38,7 @@ RULES: dict[str, str] = {
     ERROR_STATUS: "an error's HTTP status equals its code",
     NO_SERVER_ERROR: "no answer is a server error (HTTP 5xx, code 5xx, or an error event with a 5xx code)",
     LOGID: "an answer carries its log id in the profile's header and body key, the same value",
+    NO_STACK_TRACE: "an error's msg carries no stack trace",
 }
 
 
@@ -51,6 +54,8 @@ def all_exchange_requirements(catalogue: Mapping[str, Any]) -> frozenset[str]:
 
 
 Check = Callable[..., bool]
+#: A Go errorx stack trace appended to an error string ("\nstack=..."), or a Python one.
+_STACK = re.compile(r"(?:^|\n)\s*stack=|Traceback \(most recent call last\)|\n\s+at [\w.$]+\(|goroutine \d+ \[")
 
 
 def _endpoint_path(profile: Profile, url: str, base_path: str) -> Any:
@@ -157,6 +162,15 @@ def judge_exchanges(
                 actual=_excerpt(exchange.response_body),
                 detail=where,
             )
+            msg = body.get(env.msg_key) if isinstance(body, dict) else None
+            if isinstance(msg, str):
+                check(
+                    NO_STACK_TRACE,
+                    _STACK.search(msg) is None,
+                    expected="a msg without a stack trace",
+                    actual=_excerpt(msg.encode()),
+                    detail=where,
+                )
             if shaped:
                 # READING "Error envelope": "`data: null` SHOULD (absent is accepted)" --
                 # absent is accepted at MUST level (ERR-001 passes it) and the documented

@@ -34,6 +34,7 @@ ALL = load_catalogue()
 #: The doc profile's requirements: most tests below are about the spec page's.
 CAT = ALL.for_profile("doc")
 COZE = ALL.for_profile("coze")
+STUDIO = ALL.for_profile("studio")
 DOC = load_profile("doc")
 SPEC = normalise_whitespace(spec_text())
 
@@ -149,13 +150,18 @@ def test_areas_are_contiguous_and_numbered_in_order() -> None:
 def test_size_and_levels() -> None:
     assert 80 <= len(CAT) <= 130
     assert 40 <= len(COZE) <= 80
-    assert len(CAT) + len(COZE) == len(ALL), "every requirement belongs to exactly one profile"
+    assert 40 <= len(STUDIO) <= 80
+    assert len(CAT) + len(COZE) + len(STUDIO) == len(ALL), "every requirement belongs to exactly one profile"
     assert {r.level for r in ALL.values()} <= {"MUST", "SHOULD", "MAY"}
-    assert all(r.profiles in (("doc",), ("coze",)) and not r.retired for r in ALL.values())
+    assert all(r.profiles in (("doc",), ("coze",), ("studio",)) and not r.retired for r in ALL.values())
     assert all(r.gloss == " ".join(r.gloss.split()) and "\n" not in r.gloss for r in ALL.values())
     # The coze profile's own ids; its quotes come from cozepy or the cloud captures
     # unless they are the spec page's words.
     assert all(r.id.startswith("COZE-") for r in COZE.values())
+    # The studio profile's: each quotes the research (coze-wire.md) at its line, with
+    # the claim's label; a derived claim is SHOULD until verified on a live server.
+    assert all(r.id.startswith("STUDIO-") and r.origin == "coze-wire" and r.evidence for r in STUDIO.values())
+    assert all(r.level == "SHOULD" for r in STUDIO.values() if r.evidence == "derived")
 
 
 def test_endpoints_are_the_profiles() -> None:
@@ -640,10 +646,10 @@ def test_loader_rejects_files(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_known_profiles_can_be_given(tmp_path: Path) -> None:
-    path = _write(tmp_path / "c.toml", _entry(profiles=["doc", "studio"]))
-    with pytest.raises(CatalogueError, match="unknown profile 'studio'"):
+    path = _write(tmp_path / "c.toml", _entry(profiles=["doc", "cloud"]))
+    with pytest.raises(CatalogueError, match="unknown profile 'cloud'"):
         read_catalogue(path)
-    assert read_catalogue(path, profiles=["doc", "studio"])["TEST-001"].profiles == ("doc", "studio")
+    assert read_catalogue(path, profiles=["doc", "cloud"])["TEST-001"].profiles == ("doc", "cloud")
 
 
 def test_retired_requirements_stay_but_are_not_counted(tmp_path: Path) -> None:

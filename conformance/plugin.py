@@ -206,10 +206,26 @@ def pytest_configure(config: pytest.Config) -> None:
     elif settings.dialect is not None:
         raise pytest.UsageError(f"--dialect (from {settings.sources.get('dialect')}) sets the embedded server's dialect; "
                                 "it means nothing with a --target-url")
+    else:
+        settings = _log_in(settings)
     _needs_space(settings)
     config.stash[SETTINGS_KEY] = settings
     install(config, run)
     run.server_headers = _preflight(settings)
+
+
+def _log_in(settings: Settings) -> Settings:
+    """Session and API keys from --email/--password where the profile logs in
+    (conformance/transport/login.py); one line and exit code 3 when that fails."""
+    if not (settings.email or settings.email_2):
+        return settings
+    from conformance.oracle.profile import load_profile
+    from conformance.transport.login import LoginError, log_in
+
+    try:
+        return log_in(settings, load_profile(settings.profile))
+    except LoginError as exc:
+        pytest.exit(f"conformance setup: {exc}", returncode=3)
 
 
 #: The workspace id the embedded server's bots live in (it takes any).

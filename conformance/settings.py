@@ -164,6 +164,15 @@ OPTIONS: tuple[Option, ...] = (
            env="COZE_API_KEY_2", parse=_secret, secret=True, metavar="KEY"),
     Option("--session-key-2", "session_key_2", "Session key of a second principal, for isolation tests.",
            env="COZE_SESSION_KEY_2", parse=_secret, secret=True, metavar="KEY"),
+    Option("--email", "email", "Email of the first principal, for a profile with a login endpoint (studio): the suite "
+           "logs in for a session key and mints an API key when those are not given.",
+           env="COZE_EMAIL", parse=_secret, secret=True, metavar="EMAIL"),
+    Option("--password", "password", "Password of the first principal (with --email).",
+           env="COZE_PASSWORD", parse=_secret, secret=True, metavar="PASSWORD"),
+    Option("--email-2", "email_2", "Email of a second principal (with --password-2), for isolation tests.",
+           env="COZE_EMAIL_2", parse=_secret, secret=True, metavar="EMAIL"),
+    Option("--password-2", "password_2", "Password of the second principal.",
+           env="COZE_PASSWORD_2", parse=_secret, secret=True, metavar="PASSWORD"),
     Option("--profile", "profile", "Wire profile the checks read (data files in conformance/oracle/profiles/).",
            env="COZE_PROFILE", ini="coze_profile", default="doc", parse=_profile, metavar="NAME"),
     Option("--bot-id", "bot_id", "Use this existing published bot instead of creating one.",
@@ -223,6 +232,10 @@ class Settings:
     session_key: str | None = field(default=None, repr=False)
     api_key_2: str | None = field(default=None, repr=False)
     session_key_2: str | None = field(default=None, repr=False)
+    email: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    email_2: str | None = field(default=None, repr=False)
+    password_2: str | None = field(default=None, repr=False)
     profile: str = "doc"
     bot_id: str | None = None
     model: str | None = None
@@ -274,7 +287,7 @@ class Settings:
 
     @property
     def has_principal_2(self) -> bool:
-        return bool(self.api_key_2 or self.session_key_2)
+        return bool(self.api_key_2 or self.session_key_2 or self.email_2)
 
     def auth_modes(self, second: bool = False) -> list[str]:
         key, session = (self.api_key_2, self.session_key_2) if second else (self.api_key, self.session_key)
@@ -402,11 +415,18 @@ def resolve_settings(config: pytest.Config, environ: Mapping[str, str] | None = 
 
 def _check_combinations(s: Settings) -> None:
     src = s.sources
-    if s.target_url and not (s.api_key or s.session_key):
+    if s.target_url and not (s.api_key or s.session_key or (s.email and s.password)):
         raise SettingsError(
             f"--target-url {s.target_url!r} (from {src['target_url']}) needs a credential: "
-            "set --api-key / COZE_API_KEY or --session-key / COZE_SESSION_KEY"
+            "set --api-key / COZE_API_KEY or --session-key / COZE_SESSION_KEY (or --email and --password)"
         )
+    for email, password in (("email", "password"), ("email_2", "password_2")):
+        if bool(getattr(s, email)) != bool(getattr(s, password)):
+            given, missing = (email, password) if getattr(s, email) else (password, email)
+            raise SettingsError(
+                f"{OPTIONS_BY_DEST[given].flag} (from {src[given]}) needs {OPTIONS_BY_DEST[missing].flag} "
+                f"({OPTIONS_BY_DEST[missing].env})"
+            )
     if not s.target_url:
         for dest in SECRET_DESTS + ("bot_id",):
             if getattr(s, dest):

@@ -98,6 +98,8 @@ class Entry:
     reason: str
     requirement: str | None = None
     test: str | None = None
+    #: Where the expected failure is documented ("coze-wire.md:386"), when the file says.
+    source: str | None = None
 
     @property
     def key(self) -> str:
@@ -213,7 +215,7 @@ def _entry(item: Mapping[str, str]) -> Entry:
     test = item.get("test")
     if test is not None:
         test = test.removeprefix("conformance/")
-    return Entry(reason=item["reason"].strip(), requirement=item.get("requirement"), test=test)
+    return Entry(reason=item["reason"].strip(), requirement=item.get("requirement"), test=test, source=item.get("source"))
 
 
 def _schema_problems(data: Any) -> list[str]:

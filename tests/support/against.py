@@ -69,20 +69,20 @@ def serve(kind: str, knobs: Mapping[str, Any] | None = None) -> Iterator[Target]
     elif kind == "independent":
         from tests.independent.server import IndependentServer
 
-        server = IndependentServer(**knobs)
-        server.start()
+        independent = IndependentServer(**knobs)
+        independent.start()
         try:
-            (n1, (k1, s1)), (_, (k2, s2)) = list(server.principals.items())[:2]
+            (n1, (k1, s1)), (_, (k2, s2)) = list(independent.principals.items())[:2]
             space_id = None
-            if server.dialect == "studio":
+            if independent.dialect == "studio":
                 # Its principals' emails, passwords and spaces derive from their names
                 # (tests/independent/studio_dialect.py): the suite needs the first's space.
                 from tests.independent.studio_dialect import account
 
                 space_id = account(n1).space_id
-            yield Target(server.url, (k1, s1, k2, s2), space_id)
+            yield Target(independent.url, (k1, s1, k2, s2), space_id)
         finally:
-            server.stop()
+            independent.stop()
     else:
         raise SystemExit(f"unknown server {kind!r}: reference or independent")
 

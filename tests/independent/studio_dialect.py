@@ -91,6 +91,9 @@ Where the contract is silent (this dialect's reading)
   principal's conversations: a run error message ("Something error:…").
   A missing ``bot_id`` there is an unknown bot (run error), a numeric one a 400.
 - A request id that is a string but not digits: HTTP 400 code 400 (a bind error).
+- An additional message whose ``content_type`` is neither ``text`` nor ``object_string``
+  is taken without its content (coze-wire §2.1), not refused; a non-string content or
+  content_type is a pre-run error (103000000).
 - Login body without email/password strings: HTTP 400 code 400.
 """
 
@@ -896,8 +899,9 @@ class StudioRequestHandler(_RequestHandler):
 
     @staticmethod
     def _additional_messages(items: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-        """Role user|assistant, type question|answer, content_type text|object_string: anything
-        else is a pre-run error (reading 3), found before the run starts."""
+        """Role user|assistant, type question|answer: anything else is a pre-run error
+        (reading 3), found before the run starts. A content_type other than text or
+        object_string is taken, its content dropped."""
         out = []
         for index, item in enumerate(items):
             role = item.get("role")
@@ -908,8 +912,10 @@ class StudioRequestHandler(_RequestHandler):
                 raise business(CONV_INVALID, f"invalid parameter : additional_messages[{index}].role must be user or assistant")
             if kind not in (None, "", "question", "answer"):
                 raise business(CONV_INVALID, f"invalid parameter : additional_messages[{index}].type must be question or answer")
-            if not isinstance(content, str) or content_type not in ("text", "object_string"):
+            if not isinstance(content, str) or not isinstance(content_type, str):
                 raise business(CONV_INVALID, f"invalid parameter : additional_messages[{index}] content or content_type")
+            if content_type not in ("text", "object_string"):
+                content = ""  # accepted, but without content (coze-wire §2.1)
             out.append((role, content, content_type, kind or ("question" if role == "user" else "answer")))
         return out
 

@@ -515,6 +515,9 @@ def test_pre_run_errors_are_a_json_envelope(server: IndependentServer) -> None:
     refused(bearer(server, "POST", "/v3/chat", bad_role), 400, 103000000)
     bad_type = {**chat_body(published), "additional_messages": [{"role": "user", "content": "x", "type": "verbose"}]}
     refused(bearer(server, "POST", "/v3/chat", bad_type), 400, 103000000)
+    image = {**chat_body(published), "additional_messages": [{"role": "user", "content": "x", "content_type": "image"}]}
+    _, events = stream_chat(server, image)
+    assert events[-1][0] == "conversation.stream.done"  # taken, its content dropped
     # Another principal's conversation.
     bob_bot = new_bot(server, "bob")
     _, events = stream_chat(server, chat_body(bob_bot), principal="bob")

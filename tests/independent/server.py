@@ -112,8 +112,12 @@ fake model's answer text of its own.
 ``dialect`` (constructor; default from the environment variable ``INDEPENDENT_DIALECT``,
 else ``"doc"``; ``--dialect`` on the command line): ``"doc"`` is the page's API as above;
 ``"coze"`` is the Coze cloud v3 API as the official SDKs (cozepy, @coze/api) speak it, served
-by ``coze_dialect.py`` with its own readings (its module docstring). Both dialects share the
-principals and their API keys; the coze dialect takes only the Bearer API key.
+by ``coze_dialect.py`` with its own readings (its module docstring); ``"studio"`` is Coze
+Studio / Coze Plus as ``docs/studio-contract.md`` fixes it, served by ``studio_dialect.py``
+(its module docstring: the readings, and each principal's email, password and space id,
+derived from its name). All dialects share the principals and their API keys; the coze
+dialect takes only the Bearer API key, the studio dialect the API key on /v1 and /v3 and the
+session key (a ``session_key`` cookie) on /api.
 
 ``cancel_data`` (constructor; default from the environment variable
 ``INDEPENDENT_CANCEL_DATA``, else ``"null"``): a successful cancel answers
@@ -184,7 +188,7 @@ TERMINAL_EVENT = "done"  # the EventSource example's name (READING "Terminal eve
 ERROR_EVENT = "error"  # the error section's name (READING "Error event")
 CANCEL_DATA_CHOICES = ("null", "absent")
 CANCEL_DATA_ENV = "INDEPENDENT_CANCEL_DATA"
-DIALECT_CHOICES = ("doc", "coze")
+DIALECT_CHOICES = ("doc", "coze", "studio")
 DIALECT_ENV = "INDEPENDENT_DIALECT"
 
 
@@ -1078,7 +1082,8 @@ class IndependentServer:
     between tokens, in seconds. ``rate_limits=False`` turns the limiter off.
     ``cancel_data``: a successful cancel's ``"data": null`` ("null") or no data key
     ("absent"); None takes the environment variable INDEPENDENT_CANCEL_DATA, else "null".
-    ``dialect``: "doc" (the page's API) or "coze" (the Coze cloud v3 API, ``coze_dialect.py``);
+    ``dialect``: "doc" (the page's API), "coze" (the Coze cloud v3 API, ``coze_dialect.py``)
+    or "studio" (Coze Studio / Coze Plus, ``studio_dialect.py``);
     None takes the environment variable INDEPENDENT_DIALECT, else "doc".
     """
 
@@ -1101,12 +1106,18 @@ class IndependentServer:
         if dialect not in DIALECT_CHOICES:
             raise ValueError(f"dialect must be one of {DIALECT_CHOICES}, got {dialect!r}")
         self.dialect = dialect
-        #: The coze dialect's bots, conversations and chats (None in the doc dialect).
+        #: The coze dialect's bots, conversations and chats (None in the other dialects).
         self.coze_store: Any = None
         if dialect == "coze":
             from .coze_dialect import CozeStore  # noqa: PLC0415 -- the module imports this one
 
             self.coze_store = CozeStore()
+        #: The studio dialect's accounts, credentials, bots and chats (None in the others).
+        self.studio_store: Any = None
+        if dialect == "studio":
+            from .studio_dialect import StudioStore  # noqa: PLC0415 -- the module imports this one
+
+            self.studio_store = StudioStore(chosen)
         self._principals = chosen
         self.token_delay = float(token_delay)
         self.store = Store()
@@ -1135,6 +1146,10 @@ class IndependentServer:
             from .coze_dialect import CozeRequestHandler  # noqa: PLC0415 -- the module imports this one
 
             handler = CozeRequestHandler
+        elif self.dialect == "studio":
+            from .studio_dialect import StudioRequestHandler  # noqa: PLC0415 -- the module imports this one
+
+            handler = StudioRequestHandler
         httpd = _Server(("127.0.0.1", 0), handler)
         httpd.owner = self
         self._httpd = httpd
@@ -1151,6 +1166,8 @@ class IndependentServer:
         self.store.halt("server stopped", closing=True)
         if self.coze_store is not None:
             self.coze_store.halt_all()
+        if self.studio_store is not None:
+            self.studio_store.halt_all()
         httpd.shutdown()
         # A grace for answers being written and halted streams' last events; then the
         # connections still open (idle or stalled clients) are shut.

@@ -135,7 +135,7 @@ def test_dialect_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert IndependentServer().dialect == "coze"
     assert IndependentServer(dialect="doc").dialect == "doc"
     with pytest.raises(ValueError, match="dialect"):
-        IndependentServer(dialect="studio")
+        IndependentServer(dialect="cloud")
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])

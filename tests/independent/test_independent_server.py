@@ -203,8 +203,8 @@ def bot_id(server: IndependentServer) -> int:
 # --------------------------------------------------------------------------- independence
 
 
-@pytest.mark.parametrize("filename", ["__init__.py", "server.py", "coze_dialect.py", "test_independent_server.py",
-                                      "test_coze_dialect.py"])
+@pytest.mark.parametrize("filename", ["__init__.py", "server.py", "coze_dialect.py", "studio_dialect.py",
+                                      "test_independent_server.py", "test_coze_dialect.py", "test_studio_dialect.py"])
 def test_imports_nothing_from_conformance(filename: str) -> None:
     """Written by other hands: one shared bug with the suite or the reference would pass on
     both sides."""
@@ -218,7 +218,7 @@ def test_imports_nothing_from_conformance(filename: str) -> None:
     if filename != "__init__.py":  # the package docstring alone imports nothing
         assert imported, "the parse found no imports at all: the check would be vacuous"
     assert not [name for name in imported if name.split(".")[0] == "conformance"]
-    if filename in ("server.py", "coze_dialect.py"):  # the server: the standard library only
+    if filename in ("server.py", "coze_dialect.py", "studio_dialect.py"):  # the server: the standard library only
         assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names) | {"__future__"}
 
 

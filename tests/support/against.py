@@ -3,9 +3,12 @@ separate pytest process with ``--target-url`` and both principals' credentials.
 
     python -m tests.support.against reference [knob=value ...] [-- pytest args]
     python -m tests.support.against independent [-- pytest args]
+    python -m tests.support.against independent dialect=studio [-- pytest args]
 
 Knobs are ``ServerConfig`` fields of the reference server (``id_style=prefixed``,
-``forbidden_status=404``, ``start_events=false``, ``token_delay=0`` ...). The exit code
+``forbidden_status=404``, ``start_events=false``, ``token_delay=0`` ...), or
+``IndependentServer`` arguments of the independent one (``dialect=coze``, ``dialect=studio``,
+``token_delay=0`` ...; the studio dialect also passes ``COZE_SPACE_ID``). The exit code
 is pytest's. ``run_suite`` is the same from Python, for self-tests.
 """
 
@@ -28,10 +31,16 @@ ROOT = Path(__file__).resolve().parents[2]
 class Target:
     url: str
     keys: tuple[str, str, str, str]  # api key, session key, api key 2, session key 2
+    #: The first principal's workspace, for a server whose bots live in one (the
+    #: independent server's studio dialect); None: not passed.
+    space_id: str | None = None
 
     def env(self) -> dict[str, str]:
         names = ("COZE_API_KEY", "COZE_SESSION_KEY", "COZE_API_KEY_2", "COZE_SESSION_KEY_2")
-        return {"COZE_TARGET_URL": self.url, **dict(zip(names, self.keys, strict=True))}
+        env = {"COZE_TARGET_URL": self.url, **dict(zip(names, self.keys, strict=True))}
+        if self.space_id is not None:
+            env["COZE_SPACE_ID"] = self.space_id
+        return env
 
 
 def _value(text: str) -> Any:
@@ -60,13 +69,20 @@ def serve(kind: str, knobs: Mapping[str, Any] | None = None) -> Iterator[Target]
     elif kind == "independent":
         from tests.independent.server import IndependentServer
 
-        server = IndependentServer(**knobs)
-        server.start()
+        independent = IndependentServer(**knobs)
+        independent.start()
         try:
-            (k1, s1), (k2, s2) = list(server.principals.values())[:2]
-            yield Target(server.url, (k1, s1, k2, s2))
+            (n1, (k1, s1)), (_, (k2, s2)) = list(independent.principals.items())[:2]
+            space_id = None
+            if independent.dialect == "studio":
+                # Its principals' emails, passwords and spaces derive from their names
+                # (tests/independent/studio_dialect.py): the suite needs the first's space.
+                from tests.independent.studio_dialect import account
+
+                space_id = account(n1).space_id
+            yield Target(independent.url, (k1, s1, k2, s2), space_id)
         finally:
-            server.stop()
+            independent.stop()
     else:
         raise SystemExit(f"unknown server {kind!r}: reference or independent")
 

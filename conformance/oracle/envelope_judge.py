@@ -125,21 +125,21 @@ def judge_exchanges(
         if isinstance(code, int) and not isinstance(code, bool) and 500 <= code < 600:
             check(NO_SERVER_ERROR, False, expected="no code 500", actual=code, detail=where)
         endpoint = _endpoint_path(profile, exchange.url, base_path)
-        if (
-            status < 400
-            and endpoint is not None
-            and endpoint.success_key is not None
-            and isinstance(body, dict)
-            and env.code_key not in body
-        ):
-            # An endpoint that answers its object outside the envelope (the bare object,
-            # or under its own key) and carries no code: a success of that form.
-            inner = body if endpoint.success_key == "" else body.get(endpoint.success_key)
+        outside = endpoint is not None and endpoint.success_key is not None
+        if outside and status < 400 and isinstance(body, dict) and (env.code_key not in body or code == env.success_code):
+            # An endpoint that may answer its object outside the envelope's data: the bare
+            # object, or under a key of its own, with or without a code (the envelope with
+            # the object at data stays legal).
+            key = endpoint.success_key if endpoint is not None else None
+            inner = body if key == "" and env.code_key not in body else body.get(key) if key else None
+            if inner is None:
+                inner = body.get(env.data_key)
             check(
                 SUCCESS_SHAPE,
-                isinstance(inner, dict | list),
-                expected=("the bare object" if endpoint.success_key == "" else f"an object at {endpoint.success_key!r}")
-                + f" (or the envelope with {env.code_key} 0)",
+                isinstance(inner, dict | list)
+                and (env.code_key not in body or (type(code) is int and isinstance(body.get(env.msg_key), str))),
+                expected=("the bare object" if key == "" else f"an object at {key!r}")
+                + f" or at {env.data_key!r} (with {env.code_key} 0 and a string {env.msg_key} when a code is given)",
                 actual=_excerpt(exchange.response_body),
                 detail=where,
             )

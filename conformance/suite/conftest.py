@@ -210,6 +210,26 @@ def published_bot(
     return Bot(**made["bot"])
 
 
+@pytest.fixture(scope="session")
+def draft_bot(
+    conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
+) -> Bot:
+    """The run's shared bot that is never published (one per run, for the tests that
+    need a draft: refusals of a bot not online, display state)."""
+
+    def make() -> dict[str, Any]:
+        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
+        try:
+            return {"bot": maker.create("d").__dict__}
+        except pytest.skip.Exception as blocked_by:
+            return {"blocked": str(blocked_by.msg)}
+
+    made = shared_state.get_or_create("draft_bot", make)
+    if "blocked" in made:
+        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
+    return Bot(**made["bot"])
+
+
 @pytest.fixture
 def bot_maker(
     conformance_settings: Settings, api: ApiClient, shared_state: SharedState, run_id: str, profile: Profile

@@ -348,12 +348,12 @@ def acceptance_cases(profile: Profile, catalogue: Catalogue) -> list[Any]:
     the profile has a requirement for it (``catalogue``: the profile's)."""
     cases = []
     for endpoint in profile.endpoints:
-        _recipe(endpoint)
         own = profile.auth[endpoint.auth].mode
         for mode, rule in ((own, OWN_MODE_RULE[own]), (OTHER_MODE[own], OTHER_MODE_RULE[own])):
             requirement = catalogue.by_rule(rule)
             if requirement is None:
                 continue
+            _recipe(endpoint)
             case = Case(endpoint.name, mode, requirement.id)
             cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement.id)))
     return cases
@@ -364,10 +364,10 @@ def refusal_cases(profile: Profile, catalogue: Catalogue) -> list[Any]:
     cases = []
     for endpoint in profile.endpoints:
         for mode in REFUSAL_PLAN.get(endpoint.name, ()):
-            _recipe(endpoint)
             requirement = catalogue.by_rule(REFUSAL_RULE[mode])
             if requirement is None:
                 continue
+            _recipe(endpoint)
             case = Case(endpoint.name, mode, requirement.id)
             cases.append(pytest.param(case, id=f"{endpoint.name}-{mode}", marks=pytest.mark.requirement(requirement.id)))
     return cases

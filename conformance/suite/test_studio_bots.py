@@ -236,9 +236,9 @@ def test_create_validation(api: ApiClient, check: Checks, profile: Profile, bot_
 @pytest.mark.parametrize("connectors", [pytest.param({}, id="empty"), pytest.param({"12345": {}}, id="not-allowed")])
 @pytest.mark.requirement("STUDIO-BOT-005")
 def test_publish_validation(
-    api: ApiClient, check: Checks, profile: Profile, bot_maker: BotMaker, new_bot: Callable[..., Bot], connectors: dict[str, Any]
+    api: ApiClient, check: Checks, profile: Profile, bot_maker: BotMaker, draft_bot: Bot, connectors: dict[str, Any]
 ) -> None:
-    bot = new_bot(label="p")
+    bot = draft_bot
     answer = send(api, profile.endpoint("publish"), {"space_id": bot_maker.space(), "bot_id": bot.id, "connectors": connectors})
     expected_400 = not connectors
     check(
@@ -255,10 +255,10 @@ def test_publish_validation(
 @pytest.mark.parametrize("which", ["draft", "unknown", "another-principal"])
 @pytest.mark.requirement("STUDIO-BOT-008")
 def test_info_of_a_bot_not_online_is_refused(
-    api: ApiClient, api2: ApiClient, check: Checks, profile: Profile, new_bot: Callable[..., Bot], published_bot: Bot, which: str
+    api: ApiClient, api2: ApiClient, check: Checks, profile: Profile, request: pytest.FixtureRequest, published_bot: Bot, which: str
 ) -> None:
     makers: dict[str, Callable[[], str]] = {
-        "draft": lambda: new_bot(label="u").id,
+        "draft": lambda: str(request.getfixturevalue("draft_bot").id),
         "unknown": unknown_id,
         "another-principal": lambda: published_bot.id,
     }
@@ -276,8 +276,8 @@ def test_info_of_a_bot_not_online_is_refused(
 
 
 @pytest.mark.requirement("STUDIO-BOT-009")
-def test_display_info_is_stored(api: ApiClient, check: Checks, profile: Profile, new_bot: Callable[..., Bot]) -> None:
-    bot = new_bot(label="t")
+def test_display_info_is_stored(api: ApiClient, check: Checks, profile: Profile, draft_bot: Bot) -> None:
+    bot = draft_bot
     tabs = {"plugin_tab_status": 1, "workflow_tab_status": 2, "knowledge_tab_status": 1}
     stored = send(api, profile.endpoint("update"), {"bot_id": bot.id, "display_info": {"tab_display_info": tabs}})
     read = send(api, profile.endpoint("display_info"), {"bot_id": bot.id})

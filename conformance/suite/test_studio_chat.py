@@ -112,9 +112,9 @@ def test_bind_errors_answer_400(
 @pytest.mark.parametrize("which", ["unknown", "unpublished"])
 @pytest.mark.requirement("STUDIO-CHAT-008")
 def test_chat_with_a_bot_not_published_is_refused(
-    api: ApiClient, check: Checks, profile: Profile, user_id: str, new_bot: Callable[..., Bot], which: str
+    api: ApiClient, check: Checks, profile: Profile, user_id: str, request: pytest.FixtureRequest, which: str
 ) -> None:
-    bot = Bot(unknown_id(), "unknown") if which == "unknown" else new_bot(label="d")
+    bot = Bot(unknown_id(), "unknown") if which == "unknown" else request.getfixturevalue("draft_bot")
     result = stream_chat(api, profile, bot, user_id)
     refused, seen = stream_refused(result, profile)
     check(

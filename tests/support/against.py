@@ -34,12 +34,16 @@ class Target:
     #: The first principal's workspace, for a server whose bots live in one (the
     #: independent server's studio dialect); None: not passed.
     space_id: str | None = None
+    #: (email, password) of each principal, for a server with a login (studio); () none.
+    logins: tuple[tuple[str, str], ...] = ()
 
     def env(self) -> dict[str, str]:
         names = ("COZE_API_KEY", "COZE_SESSION_KEY", "COZE_API_KEY_2", "COZE_SESSION_KEY_2")
         env = {"COZE_TARGET_URL": self.url, **dict(zip(names, self.keys, strict=True))}
         if self.space_id is not None:
             env["COZE_SPACE_ID"] = self.space_id
+        for suffix, (email, password) in zip(("", "_2"), self.logins, strict=False):
+            env[f"COZE_EMAIL{suffix}"], env[f"COZE_PASSWORD{suffix}"] = email, password
         return env
 
 
@@ -72,15 +76,18 @@ def serve(kind: str, knobs: Mapping[str, Any] | None = None) -> Iterator[Target]
         independent = IndependentServer(**knobs)
         independent.start()
         try:
-            (n1, (k1, s1)), (_, (k2, s2)) = list(independent.principals.items())[:2]
+            (n1, (k1, s1)), (n2, (k2, s2)) = list(independent.principals.items())[:2]
             space_id = None
+            logins: tuple[tuple[str, str], ...] = ()
             if independent.dialect == "studio":
                 # Its principals' emails, passwords and spaces derive from their names
-                # (tests/independent/studio_dialect.py): the suite needs the first's space.
+                # (tests/independent/studio_dialect.py): the suite needs the first's space,
+                # and logs in with the emails and passwords.
                 from tests.independent.studio_dialect import account
 
                 space_id = account(n1).space_id
-            yield Target(independent.url, (k1, s1, k2, s2), space_id)
+                logins = tuple((account(n).email, account(n).password) for n in (n1, n2))
+            yield Target(independent.url, (k1, s1, k2, s2), space_id, logins)
         finally:
             independent.stop()
     else:

@@ -278,6 +278,8 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
 
 
 def _preflight(settings: Settings) -> dict[str, str] | None:
+    from conformance.oracle.profile import load_profile
+    from conformance.transport.preconditions import check_preconditions
     from conformance.transport.preflight import (
         PreflightError,
         check_same_principal,
@@ -291,7 +293,14 @@ def _preflight(settings: Settings) -> dict[str, str] | None:
         # mixes the modes would blame the server for our settings. The embedded server's
         # keys are ours; a remote target's are checked (it creates one bot, kept).
         mismatch = None
-        if not settings.embedded and settings.api_key and settings.session_key:
+        profile = load_profile(settings.profile)
+        if not settings.embedded and profile.preconditions:
+            # A profile with preconditions checks the principal with them (the key
+            # must be the bot owner's): check_same_principal speaks the doc's endpoints.
+            unmet = check_preconditions(client, profile, bot_id=settings.bot_id, space_id=settings.space_id)
+            if unmet:
+                pytest.exit(f"conformance preflight: {unmet}", returncode=3)
+        elif not settings.embedded and settings.api_key and settings.session_key:
             mismatch = check_same_principal(client)
     except PreflightError as exc:
         pytest.exit(f"conformance preflight: {exc}", returncode=3)

@@ -36,11 +36,13 @@ __all__ = [
     "Ids",
     "Messages",
     "Profile",
+    "Precondition",
     "ProfileError",
     "RateGroup",
     "RateLimits",
     "Timestamps",
     "available_profiles",
+    "fill",
     "load_profile",
     "read_profile",
 ]
@@ -434,9 +436,22 @@ class Bots:
     #: Query parameters that make the bot-detail endpoint answer the draft, where the
     #: profile has them.
     draft_query: Mapping[str, Any] | None = None
+    #: Query parameters the online-info endpoint needs besides the bot id, where the
+    #: profile has them (studio: the API connector).
+    online_query: Mapping[str, Any] | None = None
     #: A request that configures a created draft before it is published (the
     #: ``update_info`` endpoint's body), where the profile's create cannot set the prompt.
     configure_body: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """A setup answer that means the deployment is not ready to be certified: the
+    ``code`` from ``endpoint`` ends the run with ``text``."""
+
+    endpoint: str
+    code: int
+    text: str
 
 
 @dataclass(frozen=True)
@@ -459,6 +474,7 @@ class Profile:
     bots: Bots
     stream: Mapping[str, Any]
     source: Path
+    preconditions: tuple[Precondition, ...] = ()
 
     def endpoint(self, name: str) -> Endpoint:
         """An endpoint by its name (``"chat"``) or key (``"POST /v3/chat"``)."""
@@ -637,9 +653,20 @@ def _bots(t: _Table) -> Bots:
         first_version=t.integer("first_version") if t.has("first_version") else None,
         draft_query=t.template("draft_query") if t.has("draft_query") else None,
         configure_body=t.template("configure_body") if t.has("configure_body") else None,
+        online_query=t.template("online_query") if t.has("online_query") else None,
     )
     t.done()
     return b
+
+
+def _preconditions(root: _Table) -> tuple[Precondition, ...]:
+    if not root.has("precondition"):
+        return ()
+    found = []
+    for t in root.tables("precondition"):
+        found.append(Precondition(t.text("endpoint"), t.integer("code"), t.text("text")))
+        t.done()
+    return tuple(found)
 
 
 def _cross_check(p: Profile) -> None:
@@ -677,7 +704,11 @@ def _cross_check(p: Profile) -> None:
                 f"[[endpoint]] {e.name}: rate_group {e.rate_group!r}, but [[ratelimits.group]] {e.rate_group} "
                 f"does not list it"
             )
+    for pre in p.preconditions:
+        if pre.endpoint not in names:
+            raise ProfileError(f"[[precondition]]: unknown endpoint {pre.endpoint!r}; endpoints: {names}")
     for label, codes in (
+        ("[[precondition]]", {pre.code for pre in p.preconditions}),
         ("[unknown_ids]", p.unknown_ids.codes | p.unknown_ids.conversation_codes),
         ("[forbidden]", p.forbidden.codes | p.forbidden.conversation_codes),
         ("[auth].unauthorized_code", {p.auth.unauthorized_code}),
@@ -725,12 +756,26 @@ def read_profile(path: Path) -> Profile:
             bots=_bots(root.table("bots")),
             stream=FrozenMap(stream),
             source=path,
+            preconditions=_preconditions(root),
         )
         root.done()
         _cross_check(profile)
     except ProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
     return profile
+
+
+def fill(template: Any, values: Mapping[str, Any]) -> Any:
+    """A body template with its ``"{name}"`` strings replaced by ``values``; a key
+    whose value is None is left out (``"{model}"`` without --model)."""
+    if isinstance(template, str) and template.startswith("{") and template.endswith("}"):
+        return values[template[1:-1]]
+    if isinstance(template, Mapping):
+        filled = {k: fill(v, values) for k, v in template.items()}
+        return {k: v for k, v in filled.items() if v is not None}
+    if isinstance(template, list):
+        return [fill(v, values) for v in template]
+    return template
 
 
 def available_profiles() -> tuple[str, ...]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from conformance.oracle.profile import Profile
+from conformance.oracle.profile import Profile, fill
 from conformance.plugin import build_client
 from conformance.run.shared_state import SharedState
 from conformance.settings import Settings
@@ -63,19 +63,6 @@ def setup_client(conformance_settings: Settings, request: pytest.FixtureRequest)
     client = build_client(conformance_settings, log=ExchangeLog(), pacer=pacer_for(request.config))
     yield client
     client.close()
-
-
-def fill(template: Any, values: dict[str, Any]) -> Any:
-    """A profile's body template with its ``"{name}"`` strings replaced by ``values``;
-    a key whose value is None is left out (``"{model}"`` without --model)."""
-    if isinstance(template, str) and template.startswith("{") and template.endswith("}"):
-        return values[template[1:-1]]
-    if isinstance(template, dict | Mapping):
-        filled = {k: fill(v, values) for k, v in template.items()}
-        return {k: v for k, v in filled.items() if v is not None}
-    if isinstance(template, list):
-        return [fill(v, values) for v in template]
-    return template
 
 
 class BotMaker:

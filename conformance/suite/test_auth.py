@@ -50,10 +50,9 @@ import pytest
 from conformance.keys import SETTINGS_KEY
 from conformance.oracle.catalogue import Catalogue, load_catalogue
 from conformance.oracle.outcomes import Checks
-from conformance.oracle.profile import Endpoint, Profile, load_profile
+from conformance.oracle.profile import Endpoint, Profile, fill, load_profile
 from conformance.run.shared_state import SharedState
 from conformance.settings import OPTIONS_BY_DEST, Settings
-from conformance.suite.conftest import fill
 from conformance.suite.helpers import (
     Bot,
     chat_body,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from conformance.oracle.outcomes import Checks
-from conformance.oracle.profile import Profile
-from conformance.suite.conftest import BotMaker, fill
+from conformance.oracle.profile import Profile, fill
+from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import Answer, Bot, id_text, is_integer, refused, send, unknown_id
 from conformance.transport.client import ApiClient, TransportError
 

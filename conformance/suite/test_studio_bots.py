@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from conformance.oracle.outcomes import Checks
-from conformance.oracle.profile import Profile
+from conformance.oracle.profile import Profile, fill
 from conformance.settings import Settings
-from conformance.suite.conftest import BotMaker, fill
+from conformance.suite.conftest import BotMaker
 from conformance.suite.helpers import Answer, Bot, envelope, id_text, send, unknown_id
 from conformance.suite.studio import API_CONNECTOR, digits, object_at, succeeded
 from conformance.transport.client import ApiClient
@@ -33,7 +33,7 @@ def refused(answer: Answer, profile: Profile) -> bool:
 
 
 def info(api: ApiClient, profile: Profile, bot_id: str, **params: Any) -> Answer:
-    return send(api, profile.endpoint("online_info"), {"bot_id": bot_id, "connector_id": API_CONNECTOR, **params})
+    return send(api, profile.endpoint("online_info"), {"bot_id": bot_id, **(profile.bots.online_query or {}), **params})
 
 
 def info_object(answer: Answer, profile: Profile) -> Any:

@@ -261,17 +261,19 @@ def _start_embedded(settings: Settings) -> tuple[Settings, Any]:
     if settings.rate_window is not None:
         rates["rate_window"] = settings.rate_window
     rates["dialect"] = settings.dialect or load_profile(settings.profile).reference_dialect
-    server = ReferenceServer(
-        ServerConfig(
-            principals=(
-                PrincipalConfig(name="principal-1", api_key=keys["api_key"], session_key=keys["session_key"]),
-                PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
-            ),
-            **rates,
-        )
+    principals = (
+        PrincipalConfig(name="principal-1", api_key=keys["api_key"], session_key=keys["session_key"]),
+        PrincipalConfig(name="principal-2", api_key=keys["api_key_2"], session_key=keys["session_key_2"]),
     )
+    server = ReferenceServer(ServerConfig(principals=principals, **rates))
     server.start()
-    if settings.space_id is None and not _lists_spaces(load_profile(settings.profile)):
+    profile = load_profile(settings.profile)
+    if "login" in {e.name for e in profile.endpoints}:
+        # The profile logs in (studio): the embedded server's principals' own emails and
+        # passwords, so that the login tests run too.
+        for suffix, principal in zip(("", "_2"), principals, strict=True):
+            keys[f"email{suffix}"], keys[f"password{suffix}"] = principal.email, principal.password
+    if settings.space_id is None and not _lists_spaces(profile):
         keys["space_id"] = EMBEDDED_SPACE_ID
     sources = dict(settings.sources, target_url="embedded", **{k: "embedded" for k in keys})
     return dataclasses.replace(settings, target_url=server.url, embedded=True, sources=sources, **keys), server

@@ -153,8 +153,10 @@ def _problem(document: Any) -> str | None:
         if not isinstance(entry, dict):
             return _wrong(where, entry, dict)
         rid, outcome = entry.get("id"), entry.get("outcome")
-        if not isinstance(rid, str) or not rid:
+        if not isinstance(rid, str):
             return _wrong(f"{where}.id", rid, str)
+        if not rid:
+            return f"{where}.id: empty"
         if outcome not in OUTCOMES:
             return f"{where}.outcome ({rid}): {outcome!r} is not one of {', '.join(OUTCOMES)}"
         if rid in seen:

@@ -46,7 +46,7 @@ from conformance.reporting.verdict import (
     judge,
     requirement_results,
 )
-from conformance.settings import Settings
+from conformance.settings import Settings, SettingsError
 from conformance.transport.redact import Redactor
 
 __all__ = ["FORMAT_VERSION", "PLUGIN_NAME", "REPORT_FILES", "CertificationReporter", "install"]
@@ -140,9 +140,12 @@ class CertificationReporter:
         # once the verdict exists, what changed since (conformance.reporting.compare).
         self.compared_to: dict[str, Any] | None = None
         if self.controller and self.settings.compare_to:
-            from conformance.reporting.compare import load_results
+            from conformance.reporting.compare import ResultsError, load_results
 
-            self.compared_to = load_results(self.settings.compare_to)
+            try:
+                self.compared_to = load_results(self.settings.compare_to)
+            except ResultsError as exc:  # the settings read it; it changed since
+                raise SettingsError(f"invalid --compare-to {self.settings.compare_to!r}: {exc.problem}") from None
         self.comparison: Comparison | None = None
 
     # ---- catalogue views

@@ -8,8 +8,13 @@
 * ``coze-conformance requirements [--profile NAME] [--json] [-v]`` -- the catalogue.
 * ``coze-conformance export-openapi [--profile NAME] [-o FILE] [--schemathesis-config FILE]`` --
   OpenAPI 3.2, and the schemathesis settings that go with it.
+* ``coze-conformance compare OLD/results.json NEW/results.json [--format text|markdown|json]
+  [--allow-profile-change]`` -- what changed between two runs, requirement by requirement
+  (conformance.reporting.compare).
 
-A usage error exits with 4, like the suite's own.
+A usage error exits with 4, like the suite's own -- except in ``compare``, whose exit
+codes are diff(1)'s: 0 nothing regressed, 1 something did, 2 trouble (an unreadable or
+invalid file, runs of different profiles, bad usage).
 """
 
 from __future__ import annotations
@@ -29,14 +34,24 @@ __all__ = ["DEFAULT_REPORT_DIR", "main"]
 
 DEFAULT_REPORT_DIR = "conformance-reports"
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
+#: ``compare``'s exit codes, diff(1)'s.
+COMPARE_SAME, COMPARE_REGRESSED, COMPARE_TROUBLE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on bad usage; pytest (and so the suite) says 4."""
 
+    usage_status = USAGE_ERROR
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(self.usage_status, f"{self.prog}: error: {message}\n")
+
+
+class _CompareParser(_Parser):
+    """``compare`` says 2 on bad usage, like diff(1): 1 means "regressed"."""
+
+    usage_status = COMPARE_TROUBLE
 
 
 class DefaultReportDir:
@@ -98,6 +113,47 @@ def _export_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(argv: Sequence[str]) -> int:
+    from conformance.reporting.compare import ResultsError, compare, different_profiles, load_results, render
+
+    args = compare_parser().parse_args(argv)
+    prog = "coze-conformance compare"
+    try:
+        old, new = load_results(args.old), load_results(args.new)
+    except ResultsError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n")
+        return COMPARE_TROUBLE
+    refusal = different_profiles(old, new)
+    if refusal is not None and not args.allow_profile_change:
+        sys.stderr.write(f"{prog}: {refusal}; --allow-profile-change compares them anyway\n")
+        return COMPARE_TROUBLE
+    comparison = compare(old, new, old_path=args.old, new_path=args.new)
+    sys.stdout.write(render(comparison, args.format) + "\n")
+    return COMPARE_REGRESSED if comparison.regressed else COMPARE_SAME
+
+
+COMPARE_HELP = (
+    "what changed between two runs, requirement by requirement; exit 0 nothing regressed, 1 something did, "
+    "2 an unreadable or invalid file, or runs of different profiles"
+)
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    compare = _CompareParser(
+        prog="coze-conformance compare",
+        description=COMPARE_HELP[0].upper() + COMPARE_HELP[1:] + ". A regression is a requirement that got worse "
+        "(PASS < WARN < FAIL) or that was judged and now is not (SKIP or NOT RUN: coverage lost), or a worse verdict.",
+    )
+    compare.add_argument("old", metavar="OLD", help="results.json of the earlier run")
+    compare.add_argument("new", metavar="NEW", help="results.json of the later run")
+    compare.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format (default: text)")
+    compare.add_argument(
+        "--allow-profile-change", action="store_true",
+        help="compare runs of different profiles (refused otherwise: a profile decides which requirements exist)",
+    )
+    return compare
+
+
 def _profile(value: str) -> str:
     from conformance.oracle.profile import available_profiles
 
@@ -132,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
         "--schemathesis-config", metavar="FILE",
         help="also write the schemathesis settings for the document (the checks it leaves off, and why)",
     )
+    # Listed for --help; main() hands "compare" to compare_parser(), whose usage errors exit 2.
+    commands.add_parser("compare", add_help=False, help=COMPARE_HELP)
     return top
 
 
@@ -140,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "run":
         # Everything after "run" is pytest's, --help included: argparse would eat it.
         return run(args[1:])
+    if args and args[0] == "compare":
+        return _compare(args[1:])
     parsed = parser().parse_args(args)
     if parsed.command == "requirements":
         return _requirements(parsed)

@@ -100,6 +100,17 @@ def _existing_file(value: str) -> str:
     return value
 
 
+def _results_file(value: str) -> str:
+    # Read now, so that a bad file is a usage error before the run, not after it.
+    from conformance.reporting.compare import ResultsError, load_results
+
+    try:
+        load_results(value)
+    except ResultsError as exc:
+        raise ValueError(exc.problem) from None
+    return value
+
+
 def _header(value: str) -> tuple[str, str]:
     name, sep, text = value.partition(":")
     name = name.strip()
@@ -193,6 +204,9 @@ OPTIONS: tuple[Option, ...] = (
            env="COZE_REPORT_DIR", ini="coze_report_dir", metavar="DIR"),
     Option("--expected-failures", "expected_failures", "TOML baseline of expected failures.",
            env="COZE_EXPECTED_FAILURES", ini="coze_expected_failures", parse=_existing_file, metavar="FILE"),
+    Option("--compare-to", "compare_to", "results.json of an earlier run of the same profile: the terminal, the HTML report "
+           "and results.json also say what changed since (the exit code stays this run's).",
+           env="COZE_COMPARE_TO", ini="coze_compare_to", parse=_results_file, metavar="FILE"),
     Option("--fuzz-examples", "fuzz_examples", "Hypothesis examples per fuzzed endpoint (default 25 against a remote target).",
            env="COZE_FUZZ_EXAMPLES", ini="coze_fuzz_examples", parse=_count, metavar="N"),
     Option("--rate-budget", "rate_budgets", "Requests per rate window the suite allows itself per group, e.g. chat=30 "
@@ -245,6 +259,7 @@ class Settings:
     stream_timeout: float = 60.0
     report_dir: str | None = None
     expected_failures: str | None = None
+    compare_to: str | None = None
     fuzz_examples: int | None = None
     rate_budgets: tuple[tuple[str, int], ...] = ()
     rate_limits: tuple[tuple[str, int], ...] = ()
@@ -439,6 +454,16 @@ def _check_combinations(s: Settings) -> None:
         raise SettingsError(
             f"--ca-bundle (from {src['ca_bundle']}) and --insecure (from {src['insecure']}) contradict each other"
         )
+    if s.compare_to:
+        from conformance.reporting.compare import load_results
+
+        earlier = load_results(s.compare_to)["profile"]
+        if earlier != s.profile:
+            raise SettingsError(
+                f"invalid --compare-to {s.compare_to!r} (from {src['compare_to']}): a run of profile {earlier!r}, this one is of "
+                f"{s.profile!r} (from {src['profile']}); a profile decides which requirements exist, so compare such runs "
+                "with coze-conformance compare --allow-profile-change"
+            )
     for first, second in (("api_key", "api_key_2"), ("session_key", "session_key_2")):
         if getattr(s, first) and getattr(s, first) == getattr(s, second):
             raise SettingsError(

@@ -34,6 +34,7 @@ from conformance.reporting.baseline import (
     entry_statuses,
     load_baseline,
 )
+from conformance.reporting.compare import Comparison, compare, format_text
 from conformance.reporting.provenance import effective_options, suite_provenance
 from conformance.reporting.verdict import (
     XFAIL,
@@ -45,12 +46,13 @@ from conformance.reporting.verdict import (
     judge,
     requirement_results,
 )
-from conformance.settings import Settings
+from conformance.settings import Settings, SettingsError
 from conformance.transport.redact import Redactor
 
 __all__ = ["FORMAT_VERSION", "PLUGIN_NAME", "REPORT_FILES", "CertificationReporter", "install"]
 
-FORMAT_VERSION = 1
+#: 2: the ``comparison`` key (``--compare-to``).
+FORMAT_VERSION = 2
 
 #: What one run writes into ``--report-dir``.
 REPORT_FILES = {"junit": "junit.xml", "html": "report.html", "allure": "allure-results", "results": "results.json"}
@@ -134,6 +136,17 @@ class CertificationReporter:
         self.statuses: dict[Any, EntryStatus] = {}
         self.exit_code: int | None = None
         self.allure: Any = None  # AllureLabels when allure-pytest is installed (pytest_configure)
+        # --compare-to: the earlier run's results.json (the settings checked it) and,
+        # once the verdict exists, what changed since (conformance.reporting.compare).
+        self.compared_to: dict[str, Any] | None = None
+        if self.controller and self.settings.compare_to:
+            from conformance.reporting.compare import ResultsError, load_results
+
+            try:
+                self.compared_to = load_results(self.settings.compare_to)
+            except ResultsError as exc:  # the settings read it; it changed since
+                raise SettingsError(f"invalid --compare-to {self.settings.compare_to!r}: {exc.problem}") from None
+        self.comparison: Comparison | None = None
 
     # ---- catalogue views
 
@@ -356,6 +369,12 @@ class CertificationReporter:
         self.exit_code = exit_code(status, verdict)
         session.exitstatus = self.exit_code
         self._junit_properties()
+        if self.compared_to is not None:
+            results = self.report_paths().get("results")
+            self.comparison = compare(
+                self.compared_to, self.results_document(),
+                old_path=str(Path(str(self.settings.compare_to)).resolve()), new_path=None if results is None else str(results),
+            )
 
     def _time_split(self) -> Any:
         """Where the run's time went, from the plugin's run object (it counts what the
@@ -423,6 +442,10 @@ class CertificationReporter:
         if not self.controller or self.verdict is None:
             return
         tr, v = terminalreporter, self.verdict
+        if self.comparison is not None:
+            tr.section("conformance: compared to an earlier run")
+            for line in format_text(self.comparison).splitlines():
+                tr.write_line(self.redactor.redact(line))
         tr.section("conformance: certification")
         for rid in v.failing + v.failing_other:
             result = self.results[rid]
@@ -517,6 +540,7 @@ class CertificationReporter:
             "errors": [{"nodeid": n, "when": w, "message": m} for n, w, m in self.errors],
             "requirements": [self._requirement_entry(result) for result in self.results.values()],
             "reports": {name: str(path) for name, path in self.report_paths().items()},
+            "comparison": None if self.comparison is None else self.comparison.to_dict(),
         }
 
     def _requirement_entry(self, result: RequirementResult) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 pytest-html renders the whole report; these hooks only add to it, through its
 documented extension points (``pytest_html_results_summary`` and the results-table
-hooks): the verdict and what it was measured against at the top, a "Requirements"
+hooks): the verdict and what it was measured against at the top, with ``--compare-to``
+what changed since the earlier run below it, a "Requirements"
 column in the test table, and the per-requirement outcome table below the
 filters. Every value is escaped here; pytest-html inserts these fragments as-is.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 if TYPE_CHECKING:
+    from conformance.reporting.compare import Comparison
     from conformance.reporting.verdict import Verdict
     from conformance.transport.redact import Redactor
 
@@ -25,6 +27,7 @@ class SummarySource(Protocol):
 
     verdict: Verdict | None
     redactor: Redactor
+    comparison: Comparison | None  # with --compare-to
 
     def results_document(self) -> dict[str, Any]: ...
 
@@ -124,6 +127,10 @@ class HtmlSummary:
             ("Started", document["started_at"]),
         ]
         prefix.append(r.redactor.redact(summary_html(facts, r.verdict.line, str(r.verdict.status))))
+        if r.comparison is not None:
+            from conformance.reporting.compare import html_section
+
+            prefix.append(r.redactor.redact(html_section(r.comparison)))
         postfix.append(r.redactor.redact(requirements_html(document["requirements"])))
 
     @pytest.hookimpl(optionalhook=True)

@@ -147,6 +147,13 @@ class ServerConfig:
         no rate limiter, and the other knobs are the doc dialect's readings: leave them
         at their defaults with dialect="coze" (the SSE writer it shares would apply the
         payload wire forms of wireforms.py, none of which the coze contract names).
+        "studio" serves Coze Studio / Coze Plus (docs/studio-contract.md;
+        conformance/reference/studio/): login, spaces, PATs, /v3/chat and friends, the
+        draftbot routes and /api/conversation/chat, auth by path class (Bearer on /v1 and
+        /v3, the session cookie on /api). It reads principals (with their email, password
+        and space_id), token_delay, host, port, max_body_bytes, chunk_sizes, chunk_seed,
+        answer_style, the studio_* knobs ("Studio capabilities and wire variants" below)
+        and its own faults; no rate limiter.
 
     Behaviour
       principals: who may call; defaults to :data:`DEV_PRINCIPALS`.

@@ -366,7 +366,7 @@ def test_no_model_knob(start: Callable[..., tuple[Studio, Studio]]) -> None:
 def test_a_stream_is_framed_and_ordered_as_the_contract_says(alice: Studio) -> None:
     bot = alice.bot()
     response = alice.chat(bot)
-    assert response.headers["content-type"] == "text/event-stream"
+    assert response.headers["content-type"] == "text/event-stream" and uuid.UUID(response.headers["x-log-id"]).version == 4
     events = payloads(parse_stream(response.content))
     names = [name for name, _ in events]
     deltas = names.count("conversation.message.delta")

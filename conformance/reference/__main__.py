@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .config import DEV_PRINCIPALS, SESSION_DIALECTS, ServerConfig
+from .config import DEV_PRINCIPALS, DIALECTS, LOGIN_DIALECTS, SESSION_DIALECTS, STUDIO_CAPABILITIES, ServerConfig
 from .server import ReferenceServer
 
 #: The demo bot's id: 19 digits and not representable as a float, like every id here.
@@ -50,6 +50,29 @@ def curl_line(url: str, api_key: str, bot_id: int | str) -> str:
     )
 
 
+#: --studio-capabilities: the names that stand for every capability, or none (Coze Plus fb00b21).
+ALL_CAPABILITIES = "all"
+NO_CAPABILITIES = frozenset({"none", "cp"})
+
+
+def studio_capabilities(text: str) -> dict[str, bool]:
+    """``--studio-capabilities``: "all", "none" / "cp", or a comma list of STUDIO_CAPABILITIES,
+    as the ServerConfig knobs ``studio_<name>``."""
+    value = text.strip().lower()
+    if value == ALL_CAPABILITIES:
+        chosen = set(STUDIO_CAPABILITIES)
+    elif value in NO_CAPABILITIES:
+        chosen = set()
+    else:
+        chosen = {name.strip() for name in value.split(",") if name.strip()}
+        unknown = sorted(chosen - set(STUDIO_CAPABILITIES))
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"expected all, none, cp or a comma list of {', '.join(STUDIO_CAPABILITIES)}; got {text!r}"
+            )
+    return {f"studio_{name}": name in chosen for name in STUDIO_CAPABILITIES}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m conformance.reference",
@@ -63,9 +86,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-rate-limits", action="store_true", help="switch the documented rate limits off")
     parser.add_argument(
         "--dialect",
-        choices=("doc", "coze"),
+        choices=DIALECTS,
         default="doc",
-        help="doc: the documented API; coze: the Coze cloud v3 API as cozepy speaks it (default: %(default)s)",
+        help="doc: the documented API; coze: the Coze cloud v3 API as cozepy speaks it; studio: Coze Studio /"
+        " Coze Plus (docs/studio-contract.md) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--studio-capabilities",
+        type=studio_capabilities,
+        default=ALL_CAPABILITIES,
+        metavar="CAPS",
+        help="the studio dialect's capabilities: all, none or cp (Coze Plus fb00b21: none), or a comma list of"
+        f" {', '.join(STUDIO_CAPABILITIES)} (default: %(default)s)",
     )
     parser.add_argument(
         "--fault",
@@ -94,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dialect=args.dialect,
             faults=frozenset(args.fault),
             db_path=args.db,
+            **args.studio_capabilities,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -135,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(
             f"  {p.name}: Authorization: Bearer {p.api_key}"
             + (f"  |  Cookie: session_key={p.session_key}" if config.dialect in SESSION_DIALECTS else "")
+            + (f"  |  login {p.email} / {p.password}" if config.dialect in LOGIN_DIALECTS else "")
             for p in config.principals
         ),
         "Stream a chat:",

@@ -33,6 +33,7 @@ from .ratelimit import (
 )
 from .responses import ApiError, envelope_faults, error_response
 from .runtime import Runtime
+from .studio.app import create_studio_app
 from .wireforms import wire_forms
 
 Handler = Callable[[Runtime, Request, str], Awaitable[Response]]
@@ -138,16 +139,17 @@ def _answer_error(request: Request, error: ApiError) -> Response:
 
 
 #: The dialects served by an app of their own, by name (the doc dialect's is below).
-_OTHER_DIALECTS: dict[str, Callable[[Runtime], Starlette]] = {"coze": create_coze_app}
+_OTHER_DIALECTS: dict[str, Callable[[Runtime], Starlette]] = {"coze": create_coze_app, "studio": create_studio_app}
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
     """The reference server's ASGI app; its :class:`Runtime` is ``app.state.runtime``.
 
-    ``config.dialect == "coze"`` serves the coze dialect's routes (coze/app.py), not these."""
+    ``config.dialect`` "coze" or "studio" serves that dialect's routes (coze/app.py,
+    studio/app.py), not these."""
     runtime = Runtime(config or ServerConfig())
     other = _OTHER_DIALECTS.get(runtime.config.dialect)
-    if other is not None:  # e.g. the Coze cloud v3 routes instead (coze/)
+    if other is not None:  # e.g. the Coze cloud v3 routes instead (coze/), or Coze Studio's (studio/)
         return other(runtime)
     routes = [Route(e.path, _gate(runtime, e), methods=[e.method]) for e in ENDPOINTS]
     app = Starlette(

@@ -8,6 +8,8 @@ suite can be shown to accept every legal reading of an ambiguity (READING.md,
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +26,15 @@ TerminalEvent = Literal["conversation.stream.done", "done"]
 ErrorEvent = Literal["conversation.error", "error"]
 StreamErrors = Literal["event", "envelope"]
 RateGroup = Literal["chat", "management", "info"]
-#: Which API the server speaks: "doc" (agent-api.zh.md) or "coze" (the Coze cloud v3 API as
-#: the official SDK cozepy 0.20 speaks it; conformance/reference/coze/).
-Dialect = Literal["doc", "coze"]
+#: Which API the server speaks: "doc" (agent-api.zh.md), "coze" (the Coze cloud v3 API as
+#: the official SDK cozepy 0.20 speaks it; conformance/reference/coze/) or "studio" (Coze
+#: Studio / Coze Plus as docs/studio-contract.md describes it; conformance/reference/studio/).
+Dialect = Literal["doc", "coze", "studio"]
 #: Every dialect, and whether it has session cookies (the doc dialect's WebAPI class).
 DIALECTS: tuple[str, ...] = get_args(Dialect)
-SESSION_DIALECTS: frozenset[str] = frozenset({"doc"})
+SESSION_DIALECTS: frozenset[str] = frozenset({"doc", "studio"})
+#: The dialects with an email/password login (the studio dialect's passport route).
+LOGIN_DIALECTS: frozenset[str] = frozenset({"studio"})
 # JSON wire forms (READING "Levels", "HTTP status of errors", "Error envelope",
 # "Fields the API cannot set"); see wireforms.py.
 JsonKeyOrder = Literal["documented", "reversed"]
@@ -61,6 +66,19 @@ FIELD_FORMS: tuple[FieldForm, ...] = ("absent", "null", "string", "integer", "bo
 CozeAuthStatus = Literal[401, 200]
 CozeErrorStatus = Literal["200", "http"]
 CozeLineEnding = Literal["\n", "\r\n"]
+# The studio dialect's wire variants (docs/studio-contract.md; conformance/reference/studio/).
+StudioAuthStatus = Literal[200, 401]
+StudioErrorStatus = Literal["200", "http"]
+StudioLineEnding = Literal["\n", "\r\n"]
+#: The studio dialect's capabilities (contract "Capabilities"), by the name of their knob.
+STUDIO_CAPABILITIES: tuple[str, ...] = ("nonstream", "retrieve", "section_id")
+_SPACE_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def _derived(kind: str, seed: str, digits: bool = False) -> str:
+    """A deterministic value for a principal's studio identity (email, password, space id)."""
+    digest = hashlib.sha256(f"coze-plus-reference:{kind}:{seed}".encode()).hexdigest()
+    return str(7_300_000_000_000_000_000 + int(digest, 16) % 10**18) if digits else digest[:24]
 
 
 @dataclass(frozen=True)
@@ -68,15 +86,33 @@ class PrincipalConfig:
     """One API user: the name owns bots and conversations; either secret authenticates.
 
     The secrets are kept out of ``repr`` so a config never leaks them into a log or a
-    test report.
+    test report. ``email``, ``password`` and ``space_id`` are the studio dialect's login
+    and personal space (docs/studio-contract.md "Principals and auth"); left empty, each
+    is derived deterministically (the email and space id from the name, the password
+    from the API key, so it is no more guessable than the key).
     """
 
     name: str
     api_key: str = field(repr=False)
     session_key: str = field(repr=False)
+    email: str = ""
+    password: str = field(default="", repr=False)
+    space_id: str = ""
 
     def __post_init__(self) -> None:
-        for attr in ("name", "api_key", "session_key"):
+        derived = {
+            "email": f"{self.name}@studio.example",
+            "password": "pw-" + _derived("password", str(self.api_key)),
+            "space_id": _derived("space", str(self.name), digits=True),
+        }
+        for attr, value in derived.items():
+            if getattr(self, attr) == "":
+                object.__setattr__(self, attr, value)
+        if not isinstance(self.space_id, str) or not _SPACE_ID.fullmatch(self.space_id):
+            raise ValueError(f"PrincipalConfig.space_id must be a string of 1-19 digits (principal {self.name!r})")
+        if not isinstance(self.email, str) or "@" not in self.email:
+            raise ValueError(f"PrincipalConfig.email must hold an '@' (principal {self.name!r})")
+        for attr in ("name", "api_key", "session_key", "email", "password"):
             value = getattr(self, attr)
             if not isinstance(value, str) or not value or not value.isprintable() or " " in value:
                 raise ValueError(
@@ -111,6 +147,13 @@ class ServerConfig:
         no rate limiter, and the other knobs are the doc dialect's readings: leave them
         at their defaults with dialect="coze" (the SSE writer it shares would apply the
         payload wire forms of wireforms.py, none of which the coze contract names).
+        "studio" serves Coze Studio / Coze Plus (docs/studio-contract.md;
+        conformance/reference/studio/): login, spaces, PATs, /v3/chat and friends, the
+        draftbot routes and /api/conversation/chat, auth by path class (Bearer on /v1 and
+        /v3, the session cookie on /api). It reads principals (with their email, password
+        and space_id), token_delay, host, port, max_body_bytes, chunk_sizes, chunk_seed,
+        answer_style, the studio_* knobs ("Studio capabilities and wire variants" below)
+        and its own faults; no rate limiter.
 
     Behaviour
       principals: who may call; defaults to :data:`DEV_PRINCIPALS`.
@@ -267,6 +310,26 @@ class ServerConfig:
       coze_content_type_params: the stream's ``Content-Type: text/event-stream;
         charset=utf-8`` (a parameter on the media type; cozepy tests "event-stream" in it).
 
+    Studio capabilities and wire variants (dialect="studio" only; docs/studio-contract.md)
+      studio_nonstream, studio_retrieve, studio_section_id: the contract's capabilities
+        (``"stream": false`` answered as JSON; /v3/chat/retrieve and /v3/chat/message/list;
+        ``section_id`` on messages), all True by default; all False is Coze Plus fb00b21
+        (``--studio-capabilities none`` or ``cp``).
+      studio_no_model: no model is configured: every draftbot/create answers code 100000013.
+      The legal other readings the contract allows (each default is the contract's first form):
+      studio_auth_status: a refused Bearer key or a dead session cookie answered HTTP 200
+        (the reference's) or 401, both with code 700012006.
+      studio_error_status: business errors (9-digit codes) with HTTP "200" or "http": a 4xx
+        status by code, the same body.
+      studio_cancel_envelope: a cancel answers ``{"code":0,"msg":"","data":<Chat status
+        canceled>}`` instead of ``{"ChatV3ChatDetail":…,"BaseResp":null}``.
+      studio_cancel_ends_stream: a canceled chat's stream ends after the event being
+        written, without chat.completed and without conversation.stream.done.
+      studio_sse_space: ``event: x`` / ``data: y`` (a space after the colon).
+      studio_line_ending: the event streams' line ends, "\n" or "\r\n".
+      studio_prerun_envelope: a /v3/chat stream's pre-run error is a JSON error envelope
+        instead of one ``error`` event.
+
     Faults
       faults: names from conformance/reference/faults/, each breaking one requirement.
       slow_answer_seconds: how long the chat_slow_answer fault holds a non-stream answer
@@ -345,6 +408,18 @@ class ServerConfig:
     coze_unset_times: bool = False
     coze_follow_up: bool = False
     coze_content_type_params: bool = False
+    # Studio capabilities and wire variants (dialect="studio")
+    studio_nonstream: bool = True
+    studio_retrieve: bool = True
+    studio_section_id: bool = True
+    studio_no_model: bool = False
+    studio_auth_status: StudioAuthStatus = 200
+    studio_error_status: StudioErrorStatus = "200"
+    studio_cancel_envelope: bool = False
+    studio_cancel_ends_stream: bool = False
+    studio_sse_space: bool = False
+    studio_line_ending: StudioLineEnding = "\n"
+    studio_prerun_envelope: bool = False
     # Field forms
     field_forms: tuple[tuple[str, str, FieldForm], ...] = ()
 
@@ -359,7 +434,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         from .faults import all_faults
 
-        _check_choice("dialect", self.dialect, ("doc", "coze"))
+        _check_choice("dialect", self.dialect, DIALECTS)
         known = all_faults()
         unknown = sorted(set(self.faults) - set(known))
         if unknown:
@@ -395,6 +470,14 @@ class ServerConfig:
         _check_choice("coze_line_ending", self.coze_line_ending, ("\n", "\r\n"))
         for name in ("coze_sse_space", "coze_extra_fields", "coze_unset_times", "coze_follow_up", "coze_content_type_params"):
             _check_choice(name, getattr(self, name), (False, True))
+        _check_choice("studio_auth_status", self.studio_auth_status, (200, 401))
+        _check_choice("studio_error_status", self.studio_error_status, ("200", "http"))
+        _check_choice("studio_line_ending", self.studio_line_ending, ("\n", "\r\n"))
+        for name in (
+            "studio_nonstream", "studio_retrieve", "studio_section_id", "studio_no_model", "studio_cancel_envelope",
+            "studio_cancel_ends_stream", "studio_sse_space", "studio_prerun_envelope",
+        ):
+            _check_choice(name, getattr(self, name), (False, True))
         for triple in self.field_forms:
             well_formed = isinstance(triple, tuple) and len(triple) == 3 and all(isinstance(x, str) for x in triple)
             if not well_formed or not triple[1] or triple[2] not in FIELD_FORMS or not triple[0].startswith(("/", "event:")):
@@ -423,6 +506,10 @@ class ServerConfig:
         if len(set(secrets)) != len(secrets):
             # A shared secret would make the principal of a request ambiguous.
             raise ValueError("ServerConfig.principals: every api_key and session_key must be distinct")
+        for attr in ("email", "space_id"):  # the studio login and space list name one principal each
+            values = [getattr(p, attr) for p in self.principals]
+            if len(set(values)) != len(values):
+                raise ValueError(f"ServerConfig.principals: every {attr} must be distinct")
         _check_non_negative("token_delay", self.token_delay)
         _check_non_negative("keep_open_after_terminal", self.keep_open_after_terminal)
         _check_non_negative("slow_answer_seconds", self.slow_answer_seconds)

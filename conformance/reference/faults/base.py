@@ -22,7 +22,7 @@ class Fault:
     description: str
     #: Why this fault may fail more than five other requirements, when it does.
     collateral: str | None = None
-    #: The dialect of the server it breaks (ServerConfig.dialect): "doc" or "coze".
+    #: The dialect of the server it breaks (ServerConfig.dialect): one of config.DIALECTS.
     dialect: str = "doc"
 
 
@@ -39,7 +39,7 @@ def registry(*parts: Iterable[Fault]) -> Mapping[str, Fault]:
             if one.name in faults:
                 raise ValueError(f"duplicate fault name {one.name!r}")
             if one.dialect not in DIALECTS:
-                raise ValueError(f"fault {one.name!r}: dialect must be doc or coze")
+                raise ValueError(f"fault {one.name!r}: dialect must be one of {DIALECTS}")
             if one.level not in ("MUST", "SHOULD"):
                 raise ValueError(f"fault {one.name!r}: level must be MUST or SHOULD")
             faults[one.name] = one

@@ -68,8 +68,11 @@ def serve(kind: str, knobs: Mapping[str, Any] | None = None) -> Iterator[Target]
 
         config = ServerConfig(**knobs)
         p1, p2 = (config.principals or DEV_PRINCIPALS)[:2]
+        from conformance.reference.config import LOGIN_DIALECTS
+
+        logins = tuple((p.email, p.password) for p in (p1, p2)) if config.dialect in LOGIN_DIALECTS else ()
         with ReferenceServer(config) as server:
-            yield Target(server.url, (p1.api_key, p1.session_key, p2.api_key, p2.session_key))
+            yield Target(server.url, (p1.api_key, p1.session_key, p2.api_key, p2.session_key), logins=logins)
     elif kind == "independent":
         from tests.independent.server import IndependentServer
 

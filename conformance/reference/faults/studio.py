@@ -31,9 +31,9 @@ KNOWN_BUGS = (
         "STUDIO-BOT-010",
         "get_online_info without connector_id answers HTTP 500 {\"code\":500,\"msg\":\"internal server error\"}.",
     ),
-    _should(
+    _fault(
         "studio_plain_text_400",
-        "STUDIO-BOT-011",
+        "STUDIO-ENV-002",
         "The bind errors of update_display_info and publish answer HTTP 400 in text/plain, not JSON.",
     ),
 )
@@ -55,7 +55,7 @@ _ENV = (
     _fault("studio_success_msg_null", "STUDIO-ENV-001", "Success envelopes carry \"msg\": null instead of a string."),
     _fault("studio_error_code_string", "STUDIO-ENV-002", "Error envelopes carry code as a JSON string of digits."),
     _should("studio_no_logid", "STUDIO-ENV-003", "No answer carries the X-Log-ID header."),
-    _fault("studio_unknown_path_200", "STUDIO-ENV-005", "An unknown path answers {\"code\":404,\"msg\":\"not found\"} with HTTP 200."),
+    _should("studio_unknown_path_200", "STUDIO-ENV-005", "An unknown path answers {\"code\":404,\"msg\":\"not found\"} with HTTP 200."),
     _fault("studio_create_bot_id_number", "STUDIO-ENV-006", "draftbot/create answers data.bot_id as a JSON number."),
 )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conformance.oracle.outcomes import Checks
 from conformance.oracle.profile import Profile
 from conformance.run.shared_state import SharedState
 from conformance.suite.helpers import Answer, Bot, StreamResult, chat_body, id_text, is_integer, read_chat_stream, stream_rules
@@ -121,14 +122,14 @@ class Capability:
     present: bool
     evidence: str
 
-    def require(self, request: pytest.FixtureRequest) -> None:
-        """Record the probe's evidence on the test; SKIP it when the capability is missing."""
+    def require(self, request: pytest.FixtureRequest, check: Checks, requirement: str) -> None:
+        """Record the probe's evidence on the test; SKIP it (and ``requirement``, with the
+        evidence) when the capability is missing."""
         request.node.add_report_section("call", f"capability {self.name}", f"{'present' if self.present else 'absent'}: {self.evidence}")
         if not self.present:
-            raise pytest.skip.Exception(
-                f"capability {self.name} is absent on this deployment ({self.evidence}); its requirement is not judged",
-                _use_item_location=True,
-            )
+            why = f"capability {self.name} is absent on this deployment ({self.evidence}); its requirement is not judged"
+            check.skip(requirement, why)
+            raise pytest.skip.Exception(why, _use_item_location=True)
 
 
 def capability(state: SharedState, name: str, probe: Any) -> Capability:

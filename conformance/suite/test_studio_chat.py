@@ -181,7 +181,7 @@ def test_messages_carry_section_id(
     def probe() -> tuple[bool, str]:
         return bool(carrying), f"{len(carrying)} of {len(messages)} message events carry section_id"
 
-    capability(shared_state, "section_id", probe).require(request)
+    capability(shared_state, "section_id", probe).require(request, check, "STUDIO-CHAT-012")
     check(
         "STUDIO-CHAT-012",
         len(carrying) == len(messages),
@@ -206,7 +206,7 @@ def test_nonstream_chat_answers_a_chat_object(
     request: pytest.FixtureRequest,
 ) -> None:
     present, evidence, answer = nonstream(api, profile, published_bot, user_id)
-    capability(shared_state, "nonstream", lambda: (present, evidence)).require(request)
+    capability(shared_state, "nonstream", lambda: (present, evidence)).require(request, check, "STUDIO-CHAT-013")
     if answer is None:  # the run's probe found it present, this answer is a stream
         check.fail("STUDIO-CHAT-013", expected="a JSON answer", actual=evidence)
         return
@@ -232,7 +232,7 @@ def test_retrieve_and_message_list(
     def probe() -> tuple[bool, str]:
         return retrieved.status != 404, f"GET {profile.endpoint('retrieve').path} answered HTTP {retrieved.status}"
 
-    capability(shared_state, "retrieve", probe).require(request)
+    capability(shared_state, "retrieve", probe).require(request, check, "STUDIO-CHAT-014")
     chat = object_at(retrieved, profile, "retrieve") if succeeded(retrieved, profile) else None
     check(
         "STUDIO-CHAT-014",

@@ -24,7 +24,7 @@ from conformance.reference import ServerConfig
 from conformance.reference.faults import Fault, dialect_faults
 from conformance.reference.variants import SINGLE_READINGS, Variant, all_variants
 from tools import killmatrix as km
-from tools.killmatrix import jobs
+from tools.killmatrix import cli, fingerprint, jobs, sample
 from tools.killmatrix.derived import generate
 
 LEVELS = {"R-MUST": "MUST", "R-MUST-2": "MUST", "R-SHOULD": "SHOULD", "R-SHOULD-2": "SHOULD"}
@@ -423,7 +423,7 @@ def test_the_published_files_have_a_section_per_profile_and_a_profile_run_keeps_
     everything = {s.name: s for s in subjects}
     matrices = km.evaluate_profiles(subjects, results, everything, levels={"doc": LEVELS, "coze": COZE_LEVELS})
     doc = km.matrix_document(matrices)
-    assert doc["format_version"] == km.FORMAT_VERSION == 2
+    assert doc["format_version"] == km.FORMAT_VERSION == 3
     assert [s["profile"] for s in doc["profiles"]] == ["doc", "coze"]
     coze = doc["profiles"][1]
     assert coze["summary"]["faults"] == 2 and [f["name"] for f in coze["faults"]] == ["cm", "cs"]
@@ -753,3 +753,196 @@ def test_the_readme_shows_the_committed_figures(committed: dict[str, Any]) -> No
             assert f"**Precision (`{profile}`): {s['precision_passed']} of {s['precision_servers']} servers pass" in readme
             assert f"**{s['faults']} faults** of the {profile} dialect" in readme
             assert f"**{variants} legal wire variants** of the {profile} dialect" in readme
+
+
+# --------------------------------------------------------------------------- what --check re-runs: fingerprint and sample
+
+
+def _inputs(root: Path) -> Path:
+    """A repository holding one file of every input part, and files no run reads."""
+    for name, text in {
+        "conformance/suite/test_a.py": "def test_one(): pass\n",
+        "conformance/oracle/catalogue.toml": "[x]\n",
+        "schemas/chat.response.json": "{}\n",
+        "tests/independent/server.py": "# independent\n",
+        "tools/killmatrix/plan.py": "# plan\n",
+        "pyproject.toml": "[tool.pytest.ini_options]\n",
+        "conftest.py": "\n",
+        "README.md": "# readme\n",
+        "docs/kill-matrix.md": "# matrix\n",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def test_a_fingerprint_is_deterministic_and_changes_with_every_input_part_alone(tmp_path: Path) -> None:
+    root = _inputs(tmp_path)
+    subjects = _complete_subjects()
+    first = fingerprint.fingerprint("doc", subjects, root)
+    assert first == fingerprint.fingerprint("doc", list(reversed(subjects)), root)
+    assert fingerprint.stale_parts(first, first) == []
+    assert set(first["inputs"]) == {*fingerprint.INPUTS, fingerprint.PARAMETERS}
+    # Not inputs: docs, the README, bytecode and caches a run writes.
+    (root / "README.md").write_text("# another readme\n", encoding="utf-8")
+    (root / "docs/kill-matrix.md").write_text("# edited\n", encoding="utf-8")
+    (root / "conformance/suite/__pycache__").mkdir()
+    (root / "conformance/suite/__pycache__/test_a.cpython-311.pyc").write_bytes(b"\0")
+    (root / "schemas/.hypothesis").mkdir()
+    (root / "schemas/.hypothesis/db").write_bytes(b"\0")
+    assert fingerprint.fingerprint("doc", subjects, root) == first
+    for path, part in [
+        ("schemas/chat.response.json", "schemas"),
+        ("conformance/suite/test_new.py", "conformance"),  # a new check, untracked or not
+        ("tests/independent/server.py", "independent server"),
+        ("tools/killmatrix/plan.py", "kill matrix tool"),
+        ("pyproject.toml", "pytest configuration"),
+    ]:
+        before = fingerprint.fingerprint("doc", subjects, root)
+        (root / path).write_text("# changed\n", encoding="utf-8")
+        after = fingerprint.fingerprint("doc", subjects, root)
+        assert fingerprint.stale_parts(before, after) == [part], path
+    # The plan's parameters: a subject's knobs, a fault more, another profile.
+    before = fingerprint.fingerprint("doc", subjects, root)
+    changed = [replace(CLEAN, knobs={"bom": True}), *subjects[1:]]
+    assert fingerprint.stale_parts(before, fingerprint.fingerprint("doc", changed, root)) == [fingerprint.PARAMETERS]
+    assert fingerprint.stale_parts(before, fingerprint.fingerprint("doc", [*subjects, fault("m3")], root)) == ["parameters"]
+    assert fingerprint.fingerprint("coze", subjects, root)["sha256"] != before["sha256"]
+    assert fingerprint.stale_parts(None, before) == sorted(before["inputs"])  # nothing recorded: stale
+
+
+def _matrix_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doc: Mapping[str, Any]) -> None:
+    monkeypatch.setattr(cli, "DOC_JSON", tmp_path / "kill-matrix.json")
+    monkeypatch.setattr(cli, "DOC_MD", tmp_path / "kill-matrix.md")
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    (tmp_path / "kill-matrix.json").write_text(km.document_text(doc), encoding="utf-8")
+    (tmp_path / "kill-matrix.md").write_text(km.render_markdown(doc), encoding="utf-8")
+
+
+def _world(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, km.Subject], dict[str, km.RunResult], dict[str, Any]]:
+    """Two profiles' subjects, their runs' results, and the matrix they publish with the
+    fingerprints of this repository's inputs; the cli sees these subjects and levels."""
+    subjects, results = _two_profiles()
+    subjects.append(fault("s2", "R-SHOULD-2", "SHOULD"))  # every requirement faulted: the matrix holds
+    results["s2 --strict"] = result({"R-SHOULD-2": "FAIL"}, {"R-SHOULD-2": [T3]})
+    everything = {s.name: s for s in subjects}
+    levels = {"doc": LEVELS, "coze": COZE_LEVELS}
+    monkeypatch.setattr(cli, "subjects", lambda: everything)
+    monkeypatch.setattr(cli, "profile_levels", lambda profile: levels[profile])
+    matrices = km.evaluate_profiles(subjects, results, everything, levels=levels)
+    prints = fingerprint.fingerprints(km.PROFILES, subjects)
+    return everything, results, km.matrix_document(matrices, {}, prints)
+
+
+def _fake_runs(results: Mapping[str, km.RunResult], ran: list[str]) -> Any:
+    def run_matrix(specs: list[km.RunSpec], **_: Any) -> dict[str, km.RunResult]:
+        ran.extend(spec.key for spec in specs)
+        return {spec.key: results[spec.key] for spec in specs}
+
+    return run_matrix
+
+
+def test_check_refuses_a_stale_matrix_naming_the_profile_and_the_command_before_running_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, results, doc = _world(monkeypatch)
+    doc["profiles"][1]["fingerprint"]["inputs"]["schemas"] = "0" * 64
+    doc["profiles"][1]["fingerprint"]["sha256"] = "1" * 64
+    _matrix_files(tmp_path, monkeypatch, doc)
+    ran: list[str] = []
+    monkeypatch.setattr(cli, "run_matrix", _fake_runs(results, ran))
+    assert cli.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "profile coze: the committed matrix is stale -- its fingerprint differs in: schemas" in out
+    assert "`python -m tools.killmatrix --write --profile coze`" in out and "profile doc" not in out
+    assert ran == []
+    # A matrix of the previous format has no fingerprint: stale as a whole.
+    _matrix_files(tmp_path, monkeypatch, {**doc, "format_version": 2})
+    assert cli.main(["--check"]) == 1
+    assert "not format 3: regenerate with `python -m tools.killmatrix --write`" in capsys.readouterr().out
+
+
+def test_check_reruns_every_default_precision_run_and_a_shard_and_fails_when_one_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    everything, results, doc = _world(monkeypatch)
+    _matrix_files(tmp_path, monkeypatch, doc)
+    ran: list[str] = []
+    monkeypatch.setattr(cli, "run_matrix", _fake_runs(results, ran))
+    assert cli.main(["--check", "--sample-seed", "0", "--sample-share", "0.5"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "sample (seed 0, share 0.5: shard 1 of 2)" in out and "every sampled run reproduces" in out
+    assert {"clean", "clean_c"} <= set(ran) and not {"clean --strict", "clean_c --strict"} <= set(ran)
+    # Another seed, the other shard: together every run once.
+    first = set(ran)
+    ran.clear()
+    assert cli.main(["--check", "--sample-seed", "1", "--sample-share", "0.5"]) == 0
+    assert first | set(ran) == {spec.key for spec in km.plan(everything.values())}
+    assert first & set(ran) == {"clean", "clean_c"}
+    # A sampled run that no longer gives its committed outcome: red, saying which and how.
+    capsys.readouterr()
+    results = dict(results) | {"clean": result({"R-MUST": "WARN"}), "cm": result({"C-MUST": "PASS"})}
+    monkeypatch.setattr(cli, "run_matrix", _fake_runs(results, []))
+    assert cli.main(["--check", "--sample-seed", "0", "--sample-share", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "`clean`: default_warn was [], now ['R-MUST']" in out
+    assert "`cm`: killed was True, now False" in out and "cm: not killed -- C-MUST was PASS in `cm`" in out
+    # A committed page edited by hand is not trusted either.
+    (tmp_path / "kill-matrix.md").write_text("# edited\n", encoding="utf-8")
+    assert cli.main(["--check", "--sample-seed", "0"]) == 1
+    assert "kill-matrix.md: not as --write writes it" in capsys.readouterr().out
+
+
+def _many_subjects() -> list[km.Subject]:
+    """Two profiles of faults, clean servers and an alternate, MUST and SHOULD."""
+    must, should = fault("m"), fault("s", "R-SHOULD", "SHOULD")
+    doc = [CLEAN, ALTERNATE, *(replace(must, name=f"m{i}") for i in range(23)), *(replace(should, name=f"s{i}") for i in range(5))]
+    coze = [_coze(CLEAN, "clean_c"), *(_coze(must, f"c{i}") for i in range(11))]
+    return doc + coze
+
+
+@pytest.mark.parametrize(
+    ("share", "shards"), [(1.0, 1), (0.5, 2), (1 / 3, 3), (0.25, 4), (0.1, 10), (0.07, 15)], ids=lambda v: f"{v:g}"
+)
+def test_the_shards_of_ceil_1_over_share_successive_seeds_hold_every_other_run_once(share: float, shards: int) -> None:
+    subjects = _many_subjects()
+    specs = km.plan(subjects)
+    assert km.shard_count(share) == shards
+    start = 233  # any seed: successive commits
+    samples = [sample.sample(subjects, seed, share) for seed in range(start, start + shards)]
+    faults = {s.name for s in subjects if s.is_fault}
+    default_precision = [spec for spec in specs if not spec.strict and spec.subject not in faults]
+    for picked in samples:
+        assert list(picked.precision) == default_precision  # every one, every time
+        assert picked.total == len(specs) and picked.shards == shards
+        assert picked.runs == [*picked.precision, *picked.rotating]
+    rotating = [spec for picked in samples for spec in picked.rotating]
+    assert len(rotating) == len(set(rotating)) == len(specs) - len(default_precision)
+    assert set(rotating) | set(default_precision) == set(specs)
+    # Nearly equal shards, each profile's runs dealt on their own.
+    for profile in ("doc", "coze"):
+        names = {s.name for s in subjects if s.profile == profile}
+        sizes = [sum(1 for spec in picked.rotating if spec.subject in names) for picked in samples]
+        assert max(sizes) - min(sizes) <= 1
+    # The seed after the last starts the rotation again.
+    assert sample.sample(subjects, start + shards, share).rotating == samples[0].rotating
+
+
+def test_a_sample_is_deterministic_and_successive_seeds_differ() -> None:
+    subjects = _many_subjects()
+    assert sample.sample(subjects, 7) == sample.sample(list(subjects), 7)
+    assert sample.sample(subjects, 7).rotating != sample.sample(subjects, 8).rotating
+    assert sample.sample(subjects, 7).describe() == sample.sample(subjects, 17).describe().replace("seed 17", "seed 7")
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        sample.sample(subjects, 7, 0.0)
+
+
+def test_the_default_seed_counts_the_commits_up_to_head(tmp_path: Path) -> None:
+    seed, origin = sample.default_seed()
+    assert seed >= 0 and "commits" in origin or origin.startswith("0")
+    assert sample.default_seed(tmp_path) == (0, "0: no git HEAD to count commits from")
+
+
+def test_the_page_says_what_ci_re_runs() -> None:
+    md = km.render_markdown(km.matrix_document({"doc": km.evaluate(_complete_subjects(), _complete_results(), LEVELS)}))
+    assert "**What CI checks.**" in md and "fingerprint" in md and "one shard of 10 of the other runs" in md

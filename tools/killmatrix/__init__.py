@@ -1,6 +1,6 @@
 """The kill matrix: the suite's recall and precision, requirement by requirement.
 
-    python -m tools.killmatrix [--jobs N] [--profile P ...] [--only NAME ...] [--write | --check]
+    python -m tools.killmatrix [--jobs N] [--profile P ...] [--only NAME ...] [--write | --check [--full]]
 
 Profile by profile (``PROFILES``: ``doc``, then ``coze``, the suite's ``--profile``):
 each subject has a profile, its runs pass ``--profile`` to the suite and start the
@@ -29,7 +29,11 @@ What a run proves (README, "Kill matrix"):
 The runner exits 1, saying why, when any of these does not hold (or a run crashed,
 timed out, or ended in a suite ERROR: a broken server must meet a FAIL, never a crash).
 ``--write`` publishes ``docs/kill-matrix.json`` and ``docs/kill-matrix.md`` (sorted, no
-times); ``--check`` computes them again and fails when the committed files differ.
+times), each profile's section with the fingerprint of its inputs (``fingerprint.py``).
+``--check`` (CI) fails when a profile's fingerprint differs from the committed one (the
+matrix is stale: ``--write --profile P``), then re-runs a sample (``sample.py``): every
+precision subject's default run and one rotating shard of the others, each of which must
+reproduce its committed row. ``--check --full`` runs everything again and compares the files.
 
 The outcomes are read from each run's ``results.json`` (conformance/reporting/certification.py): per
 requirement its outcome and its outcome in each test, the tests that ERRORed and the

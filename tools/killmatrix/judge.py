@@ -223,6 +223,52 @@ def judge_fault(subject: Subject, result: RunResult | None, levels: Mapping[str,
     )
 
 
+@dataclass(frozen=True)
+class PrecisionRun:
+    """One run of a server that must pass, judged alone (``--check`` re-runs one mode of
+    a precision subject without the other): its FAIL and WARN, and what is wrong with it."""
+
+    strict: bool
+    fail: tuple[str, ...]
+    warn: tuple[str, ...]
+    run_ok: bool
+    problems: tuple[str, ...]
+
+
+def _outcome_problems(subject: Subject, result: RunResult | None, strict: bool) -> list[str]:
+    """By default: any FAIL, a WARN of an undeclared id. Under --strict: a FAIL of an
+    undeclared id, a declared id that does not FAIL."""
+    if result is None:
+        return []
+    declares = subject.declares
+    undeclared = " (not declared)" if declares else ""
+    if not strict:
+        found = [f"{subject.name}: FAIL {rid} by default" for rid in sorted(result.ids(FAIL))]
+        found += [f"{subject.name}: WARN {rid} by default{undeclared}" for rid in sorted(result.ids(WARN)) if rid not in declares]
+        return found
+    fails = result.ids(FAIL)
+    found = [f"{subject.name}: FAIL {rid} under --strict{undeclared}" for rid in sorted(fails) if rid not in declares]
+    found += [
+        f"{subject.name}: declared {rid} does not fail under --strict (it was {result.outcomes.get(rid, NOT_RUN)})"
+        for rid in sorted(declares - fails)
+    ]
+    return found
+
+
+def judge_precision_run(subject: Subject, result: RunResult | None, strict: bool, levels: Mapping[str, str]) -> PrecisionRun:
+    """One mode's run of a precision subject, judged as :func:`judge_precision` judges it."""
+    label = RunSpec(subject.name, strict).key
+    run_problems = _run_problems(label, result)
+    problems = run_problems + _truth_problems(label, result) + _outcome_problems(subject, result, strict)
+    return PrecisionRun(
+        strict=strict,
+        fail=tuple(sorted(result.ids(FAIL))) if result is not None else (),
+        warn=tuple(sorted(result.ids(WARN))) if result is not None else (),
+        run_ok=not run_problems,
+        problems=tuple(problems),
+    )
+
+
 def judge_precision(
     subject: Subject, default: RunResult | None, strict: RunResult | None, levels: Mapping[str, str]
 ) -> PrecisionRow:
@@ -240,18 +286,7 @@ def judge_precision(
     wrong = sorted(rid for rid in declares if levels.get(rid) != "SHOULD")
     if wrong:
         problems.append(f"{subject.name}: declares {', '.join(wrong)}, which are not SHOULD requirements of the profile")
-    default_fail = sorted(default.ids(FAIL)) if default is not None else []
-    default_warn = sorted(default.ids(WARN)) if default is not None else []
-    strict_fail = sorted(strict.ids(FAIL)) if strict is not None else []
-    undeclared = " (not declared)" if declares else ""
-    problems.extend(f"{subject.name}: FAIL {rid} by default" for rid in default_fail)
-    problems.extend(f"{subject.name}: WARN {rid} by default{undeclared}" for rid in default_warn if rid not in declares)
-    problems.extend(f"{subject.name}: FAIL {rid} under --strict{undeclared}" for rid in strict_fail if rid not in declares)
-    if strict is not None:
-        problems.extend(
-            f"{subject.name}: declared {rid} does not fail under --strict (it was {strict.outcomes.get(rid, NOT_RUN)})"
-            for rid in sorted(declares - set(strict_fail))
-        )
+    problems += _outcome_problems(subject, default, False) + _outcome_problems(subject, strict, True)
     return PrecisionRow(
         name=subject.name,
         kind=subject.kind,
@@ -260,9 +295,9 @@ def judge_precision(
         reading=subject.reading,
         description=subject.description,
         declares=tuple(sorted(declares)),
-        default_fail=tuple(default_fail),
-        default_warn=tuple(default_warn),
-        strict_fail=tuple(strict_fail),
+        default_fail=tuple(sorted(default.ids(FAIL))) if default is not None else (),
+        default_warn=tuple(sorted(default.ids(WARN))) if default is not None else (),
+        strict_fail=tuple(sorted(strict.ids(FAIL))) if strict is not None else (),
         run_ok=not run_problems,
         passed=not problems,
         problems=tuple(problems),

@@ -3,6 +3,7 @@ and generated variants, the faults) and the runs it plans for them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -50,6 +51,7 @@ __all__ = [
     "ROOT",
     "RUN_FILE",
     "RUN_TIMEOUT",
+    "SAMPLE_SHARE",
     "RunSpec",
     "SKIP",
     "STRICT_ARGS",
@@ -58,6 +60,7 @@ __all__ = [
     "WARN",
     "interleave",
     "plan",
+    "shard_count",
     "subjects",
 ]
 
@@ -66,7 +69,8 @@ ROOT = PACKAGE_DIR.parent.parent
 DOC_JSON = ROOT / "docs" / "kill-matrix.json"
 DOC_MD = ROOT / "docs" / "kill-matrix.md"
 #: 2: one section per profile (``profiles``), each row naming its profile.
-FORMAT_VERSION = 2
+#: 3: each section carries the ``fingerprint`` of its inputs (tools/killmatrix/fingerprint.py).
+FORMAT_VERSION = 3
 #: The default profile (the suite's ``--profile`` default).
 PROFILE = "doc"
 #: The profiles the matrix covers, in the order they are published.
@@ -157,6 +161,19 @@ RUNS: Mapping[str, ProfileRuns] = {
 #: streams), not computing: with five at a time two cores were 70 % idle; eight keep them
 #: busy without slowing a burst past its window.
 JOBS = 8
+#: The share of the runs besides the default precision runs that ``--check`` re-runs
+#: (tools/killmatrix/sample.py): one in ten, so that ten successive commits re-run every
+#: one; with every precision subject's default run, about a third of the matrix's runs.
+SAMPLE_SHARE = 0.1
+
+
+def shard_count(share: float) -> int:
+    """How many shards a sample share deals the rotating runs into: ceil(1 / share)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"the sample share must be in (0, 1], not {share:g}")
+    return math.ceil(1 / share - 1e-9)
+
+
 #: One run's wall-clock bound; a run that exceeds it is killed and reported.
 RUN_TIMEOUT = 300.0
 

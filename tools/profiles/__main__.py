@@ -1,0 +1,3 @@
+from tools.profiles.cli import main
+
+raise SystemExit(main())

@@ -52,6 +52,8 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
     of the suite."""
     people = _fresh_principals()
     runs = RUNS[subject.profile]
+    #: (email, password) per principal where the dialect logs in (studio: AUTH-008 runs).
+    logins: list[tuple[str, str]] = []
     if subject.server == INDEPENDENT:
         from tests.independent.server import FixedWindowLimiter, IndependentServer
 
@@ -67,6 +69,11 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
         server.start()
         stop: Callable[[], None] = server.stop
         url = server.url
+        if runs.dialect == "studio":
+            # Its principals log in with emails and passwords derived from their names.
+            from tests.independent.studio_dialect import account
+
+            logins = [(account(n).email, account(n).password) for n, _, _ in people]
     else:
         from conformance.reference import PrincipalConfig, ReferenceServer, ServerConfig
 
@@ -77,6 +84,10 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
         )
         ref = ReferenceServer(config).start()
         stop, url = ref.stop, ref.url
+        from conformance.reference.config import LOGIN_DIALECTS
+
+        if runs.dialect in LOGIN_DIALECTS:
+            logins = [(p.email, p.password) for p in config.principals]
     try:
         (_, k1, s1), (_, k2, s2) = people
         yield {
@@ -85,6 +96,11 @@ def _serve(subject: Subject) -> Iterator[dict[str, str]]:
             "COZE_SESSION_KEY": s1,
             "COZE_API_KEY_2": k2,
             "COZE_SESSION_KEY_2": s2,
+            **{
+                f"COZE_{what}{suffix}": value
+                for suffix, login in zip(("", "_2"), logins, strict=False)
+                for what, value in zip(("EMAIL", "PASSWORD"), login, strict=True)
+            },
         }
     finally:
         stop()

@@ -74,7 +74,7 @@ FORMAT_VERSION = 3
 #: The default profile (the suite's ``--profile`` default).
 PROFILE = "doc"
 #: The profiles the matrix covers, in the order they are published.
-PROFILES: tuple[str, ...] = ("doc", "coze")
+PROFILES: tuple[str, ...] = ("doc", "coze", "studio")
 
 #: Collateral failures a fault may cause without a written reason.
 COLLATERAL_LIMIT = 5
@@ -138,13 +138,22 @@ COZE_SUITE_ARGS: tuple[str, ...] = (
 )
 
 
+#: Suite options of every studio run: as a coze run's (the studio dialect has no limiter
+#: either; its [ratelimits] are the suite's own ceilings). The workspace is found
+#: through the space list, the logins are the servers' own principals' (jobs.py).
+STUDIO_SUITE_ARGS: tuple[str, ...] = (
+    "--profile", "studio",
+    "--fuzz-examples", "5", "--stream-timeout", "5", "--request-timeout", "5", "--insecure", "--hypothesis-seed", "0",
+)
+
+
 @dataclass(frozen=True)
 class ProfileRuns:
     """How the runs of one profile are made: the reference server's dialect and base
     knobs, the suite's options by default and the ones ``--strict`` adds."""
 
     profile: str
-    dialect: Literal["doc", "coze"]  # ServerConfig.dialect
+    dialect: Literal["doc", "coze", "studio"]  # ServerConfig.dialect
     knobs: Mapping[str, Any]
     suite_args: tuple[str, ...]
     strict_args: tuple[str, ...]
@@ -155,6 +164,7 @@ class ProfileRuns:
 RUNS: Mapping[str, ProfileRuns] = {
     "doc": ProfileRuns("doc", "doc", BASE_KNOBS, SUITE_ARGS, STRICT_ARGS),
     "coze": ProfileRuns("coze", "coze", {"token_delay": BASE_KNOBS["token_delay"]}, COZE_SUITE_ARGS, ("--strict",)),
+    "studio": ProfileRuns("studio", "studio", {"token_delay": BASE_KNOBS["token_delay"]}, STUDIO_SUITE_ARGS, ("--strict",)),
 }
 
 #: Runs at a time. Most of a run is waiting (the pacer, the rate window, Retry-After,
@@ -311,6 +321,167 @@ COZE_DIALECT_VARIANTS: Mapping[str, CozeVariant] = {
     ),
 }
 
+#: The studio dialect's counterparts (conformance/reference/studio/; docs/studio-contract.md).
+CLEAN_STUDIO = "clean_studio"
+INDEPENDENT_STUDIO = "independent_studio"
+#: The independent server's studio dialect takes the other legal reading throughout (its
+#: module docstring) and breaks no SHOULD of the studio catalogue.
+INDEPENDENT_STUDIO_DECLARES: frozenset[str] = frozenset()
+STUDIO_VARIANT_SUFFIX = "_studio"
+#: The ServerConfig knobs the studio dialect honours besides principals, token_delay and
+#: faults: the shared stream writer's chunking and payload key order, the model's answer
+#: text, and the studio_* wire variants (not the capabilities: a capability switched off
+#: SKIPs a MUST -- an INCOMPLETE verdict, tests/test_studio_profile.py -- and not
+#: studio_no_model, a precondition that ends the run).
+STUDIO_KNOBS = frozenset(
+    {
+        "chunk_sizes", "chunk_seed", "answer_style", "json_key_order",
+        "studio_auth_status", "studio_error_status", "studio_cancel_envelope", "studio_cancel_ends_stream",
+        "studio_sse_space", "studio_line_ending", "studio_prerun_envelope",
+    }
+)
+#: The named variants run against the studio dialect too, each with why it is legal there.
+STUDIO_VARIANTS: Mapping[str, str] = {
+    "sse_split_writes": "an SSE reader reads lines across any writes (WHATWG); Studio's own client buffers them.",
+    "answer_text_other": "the answer's text is the model's: nothing in the contract fixes it.",
+    "json_keys_reversed": "a JSON object's keys are unordered; the event payloads' keys in reverse order.",
+}
+#: The studio dialect's own legal variants (the contract's "legal other reading"s), run
+#: as ``<name>_studio``.
+STUDIO_DIALECT_VARIANTS: Mapping[str, CozeVariant] = {
+    "auth_refused_401": CozeVariant(
+        {"studio_auth_status": 401},
+        "A refused Bearer key or dead session cookie answered HTTP 401 with code 700012006, not HTTP 200.",
+        "the contract's legal other reading of an OpenAPI refusal (coze-wire §5 #18: status 401 or the code).",
+        "studio contract: Principals and auth",
+    ),
+    "errors_http_4xx": CozeVariant(
+        {"studio_error_status": "http"},
+        "Business errors (9-digit codes) with a 4xx status, the same body, not HTTP 200.",
+        "the contract's legal other reading of a business error (coze-wire §5 #17: is_error = status >= 400 or code != 0).",
+        "studio contract: Envelope",
+    ),
+    "cancel_envelope": CozeVariant(
+        {"studio_cancel_envelope": True},
+        'A cancel answering {"code":0,"msg":"","data":<chat status canceled>}, not {"ChatV3ChatDetail":...}.',
+        "the cloud's form; the contract lists it as legal (coze-wire §5 #10: read the chat from data, ChatV3ChatDetail or the root).",
+        "studio contract: /v3/chat/cancel",
+    ),
+    "cancel_ends_stream": CozeVariant(
+        {"studio_cancel_ends_stream": True},
+        "A cancelled chat's stream ends after the event being written: no chat.completed, no stream.done.",
+        "the contract's \"a stream that instead ends early after its cancel is also legal\".",
+        "studio contract: /v3/chat/cancel",
+    ),
+    "sse_space_after_colon": CozeVariant(
+        {"studio_sse_space": True},
+        "`event: <name>` and `data: <json>`: one space after each field's colon.",
+        "an SSE field value drops one leading space (WHATWG; coze-wire §5 #5).",
+        "studio contract: /v3/chat",
+    ),
+    "sse_crlf": CozeVariant(
+        {"studio_line_ending": "\r\n"},
+        "The event streams' lines end with CRLF, not LF.",
+        "every SSE parser splits lines on CRLF as on LF (WHATWG).",
+        "studio contract: /v3/chat",
+    ),
+    "prerun_error_envelope": CozeVariant(
+        {"studio_prerun_envelope": True},
+        "A /v3/chat pre-run error (unknown or unpublished bot, another's conversation) as a JSON error envelope, not one error event.",
+        "the contract's legal other reading of a pre-run error (coze-wire §5 #23).",
+        "studio contract: /v3/chat",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DialectMatrix:
+    """The precision subjects of a profile whose reference dialect is not the doc's: its
+    clean server, the independent server's dialect, the doc's named variants it honours
+    (``<name><suffix>``) and its own legal variants (``<name><suffix>``)."""
+
+    profile: str
+    clean: str
+    independent: str
+    independent_declares: frozenset[str]
+    independent_description: str
+    knobs: frozenset[str]
+    suffix: str
+    named: Mapping[str, str]
+    own: Mapping[str, CozeVariant]
+
+    def subjects(self, variants: Mapping[str, Any]) -> dict[str, Subject]:
+        found = {
+            self.clean: Subject(
+                self.clean, "clean", description=f"The reference server's {self.profile} dialect as configured by default.",
+                profile=self.profile,
+            ),
+            self.independent: Subject(
+                self.independent, "alternate", server="independent", declares=self.independent_declares,
+                description=self.independent_description,
+                reading=f"Every contract point of tests/independent/{self.profile}_dialect.py's docstring",
+                profile=self.profile,
+            ),
+        }
+        for name, why in self.named.items():
+            v = variants.get(name)
+            if v is None:
+                continue
+            if not set(v.knobs) <= self.knobs or v.declares:
+                raise ValueError(
+                    f"variant {name!r} sets knobs the {self.profile} dialect does not honour, or declares doc SHOULD ids"
+                )
+            found[name + self.suffix] = Subject(
+                name + self.suffix, v.kind, knobs=dict(v.knobs),
+                description=f"The {self.profile} dialect with `{name}`'s knobs: {v.description} Legal for the {self.profile} profile: {why}",
+                reading=v.reading, profile=self.profile,
+            )
+        for name, cv in self.own.items():
+            if not set(cv.knobs) <= self.knobs:
+                raise ValueError(f"{self.profile} variant {name!r} sets knobs the {self.profile} dialect does not honour")
+            if name + self.suffix in found:
+                raise ValueError(f"{self.profile} variant name {name!r} is taken")
+            found[name + self.suffix] = Subject(
+                name + self.suffix, "preferred", knobs=dict(cv.knobs),
+                description=f"The {self.profile} dialect with {cv.description} Legal for the {self.profile} profile: {cv.why}",
+                reading=cv.reading, profile=self.profile,
+            )
+        return found
+
+
+def dialect_matrices() -> tuple[DialectMatrix, ...]:
+    """The coze and studio profiles' precision subjects (read when called, so that a
+    test may patch one table)."""
+    return (
+        DialectMatrix(
+            "coze", CLEAN_COZE, INDEPENDENT_COZE, INDEPENDENT_COZE_DECLARES,
+            "tests/independent/coze_dialect.py: the independent stdlib server's coze dialect, written from"
+            " the wire contract, the cloud captures and the SDKs' parsers; takes the less usual legal reading wherever"
+            " the contract leaves one (its module docstring's table). It sends conversation.chat.created but no"
+            " conversation.chat.in_progress (COZE-SSE-006, a SHOULD: the only one it breaks). Beside that: HTTP 200"
+            " code 4100 for a bad key, business errors with HTTP 200, 4200 for another principal's ids, keys in"
+            " another order, update without data, millisecond publish versions, string request ids only, a body"
+            " conversation_id ignored, 4016 for a busy conversation, \\uXXXX escapes, HTTP/1.0, extra fields,"
+            " completed_at/failed_at 0 while unset, usage on every chat, CRLF framing with a space after the colon"
+            " and `; charset=utf-8`, events in several writes (one inside a UTF-8 character, one between CR and LF),"
+            " irregular deltas, verbose and follow_up messages, an error event and no done after a cancel, retrieve"
+            " and message/list by GET and POST, the log id header on every answer.",
+            COZE_KNOBS, COZE_VARIANT_SUFFIX, COZE_VARIANTS, COZE_DIALECT_VARIANTS,
+        ),
+        DialectMatrix(
+            "studio", CLEAN_STUDIO, INDEPENDENT_STUDIO, INDEPENDENT_STUDIO_DECLARES,
+            "tests/independent/studio_dialect.py: the independent stdlib server's studio dialect, written from"
+            " docs/studio-contract.md alone; takes the other legal reading throughout (its module docstring): OpenAPI"
+            " refusals with HTTP 401, business errors with HTTP 400, pre-run chat errors as a JSON envelope, cancel"
+            " in the envelope with status cancelled and the stream ended early after it, `event: x`/`data: y` with a"
+            " space and CRLF, events cut at arbitrary bytes (inside a UTF-8 character, between CR and LF), payload"
+            " keys in another order with extra fields, get_online_info in the envelope, 400 without connector_id,"
+            " 19-digit time-based versions, a lower-case x-log-id header.",
+            STUDIO_KNOBS, STUDIO_VARIANT_SUFFIX, STUDIO_VARIANTS, STUDIO_DIALECT_VARIANTS,
+        ),
+    )
+
+
 FAIL, WARN, PASS, SKIP, NOT_RUN = "FAIL", "WARN", "PASS", "SKIP", "NOT RUN"
 RUN_FILE = "run.json"
 RESULTS_FILE = REPORT_FILES["results"]
@@ -408,61 +579,11 @@ def subjects(
         found[g.name] = Subject(
             g.name, g.kind, knobs=dict(g.knobs), declares=frozenset(g.declares), description=g.description, reading=GENERATED
         )
-    coze: dict[str, Subject] = {
-        CLEAN_COZE: Subject(
-            CLEAN_COZE, "clean", description="The reference server's coze dialect as configured by default.", profile="coze"
-        ),
-        INDEPENDENT_COZE: Subject(
-            INDEPENDENT_COZE,
-            "alternate",
-            server="independent",
-            declares=INDEPENDENT_COZE_DECLARES,
-            description="tests/independent/coze_dialect.py: the independent stdlib server's coze dialect, written from"
-            " the wire contract, the cloud captures and the SDKs' parsers; takes the less usual legal reading wherever"
-            " the contract leaves one (its module docstring's table). It sends conversation.chat.created but no"
-            " conversation.chat.in_progress (COZE-SSE-006, a SHOULD: the only one it breaks). Beside that: HTTP 200"
-            " code 4100 for a bad key, business errors with HTTP 200, 4200 for another principal's ids, keys in"
-            " another order, update without data, millisecond publish versions, string request ids only, a body"
-            " conversation_id ignored, 4016 for a busy conversation, \\uXXXX escapes, HTTP/1.0, extra fields,"
-            " completed_at/failed_at 0 while unset, usage on every chat, CRLF framing with a space after the colon"
-            " and `; charset=utf-8`, events in several writes (one inside a UTF-8 character, one between CR and LF),"
-            " irregular deltas, verbose and follow_up messages, an error event and no done after a cancel, retrieve"
-            " and message/list by GET and POST, the log id header on every answer.",
-            reading="Every contract point of tests/independent/coze_dialect.py's docstring",
-            profile="coze",
-        ),
-    }
-    for name, why in COZE_VARIANTS.items():
-        v = variants.get(name)
-        if v is None:
-            continue
-        if not set(v.knobs) <= COZE_KNOBS or v.declares:
-            raise ValueError(f"variant {name!r} sets knobs the coze dialect does not honour, or declares doc SHOULD ids")
-        coze[name + COZE_VARIANT_SUFFIX] = Subject(
-            name + COZE_VARIANT_SUFFIX,
-            v.kind,
-            knobs=dict(v.knobs),
-            description=f"The coze dialect with `{name}`'s knobs: {v.description} Legal for the coze profile: {why}",
-            reading=v.reading,
-            profile="coze",
-        )
-    for name, cv in COZE_DIALECT_VARIANTS.items():
-        if not set(cv.knobs) <= COZE_KNOBS:
-            raise ValueError(f"coze variant {name!r} sets knobs the coze dialect does not honour")
-        if name + COZE_VARIANT_SUFFIX in coze:
-            raise ValueError(f"coze variant name {name!r} is taken")
-        coze[name + COZE_VARIANT_SUFFIX] = Subject(
-            name + COZE_VARIANT_SUFFIX,
-            "preferred",
-            knobs=dict(cv.knobs),
-            description=f"The coze dialect with {cv.description} Legal for the coze profile: {cv.why}",
-            reading=cv.reading,
-            profile="coze",
-        )
-    for s in coze.values():
-        if s.name in found:
-            raise ValueError(f"subject name {s.name!r} is taken")
-        found[s.name] = s
+    for matrix in dialect_matrices():
+        for subject in matrix.subjects(variants).values():
+            if subject.name in found:
+                raise ValueError(f"subject name {subject.name!r} is taken")
+            found[subject.name] = subject
     ordered = sorted(faults.values(), key=lambda f: PROFILES.index(getattr(f, "dialect", PROFILE)))
     for f in ordered:
         if f.name in found:
@@ -477,8 +598,8 @@ def subjects(
             description=f.description,
             profile=getattr(f, "dialect", PROFILE),
         )
-    # The doc profile's subjects first, then the coze profile's (the order runs and rows
-    # are planned and published in).
+    # The doc profile's subjects first, then the coze profile's, then the studio
+    # profile's (the order runs and rows are planned and published in).
     return {s.name: s for p in PROFILES for s in found.values() if s.profile == p}
 
 

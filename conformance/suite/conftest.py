@@ -197,6 +197,25 @@ def published_bot(
     return Bot(**made["bot"])
 
 
+@pytest.fixture
+def second_published_bot(
+    conformance_settings: Settings, api2: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
+) -> Bot:
+    """A published bot of the second principal, made once per run (its own budget)."""
+
+    def make() -> dict[str, Any]:
+        maker = BotMaker(api2, shared_state, run_id, "principal-2", conformance_settings, profile)
+        try:
+            return {"bot": maker.publish(maker.create("s")).__dict__}
+        except pytest.skip.Exception as blocked_by:
+            return {"blocked": str(blocked_by.msg)}
+
+    made = shared_state.get_or_create("second_published_bot", make)
+    if "blocked" in made:
+        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
+    return Bot(**made["bot"])
+
+
 @pytest.fixture(scope="session")
 def draft_bot(
     conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str, profile: Profile

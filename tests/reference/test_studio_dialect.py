@@ -618,6 +618,12 @@ def _answer(s: Studio) -> dict[str, Any]:
     return answer
 
 
+def _verbose(s: Studio) -> dict[str, Any]:
+    events = s.events(s.bot())
+    verbose: dict[str, Any] = [p for n, p in events if n == "conversation.message.completed" and p["type"] == "verbose"][0]
+    return verbose
+
+
 def _other_conversation(a: Studio, b: Studio) -> bool:
     conversation = chat_of(b.events(b.bot()))["conversation_id"]
     return parse_stream(a.chat(a.bot(), conversation).content)[0][0] != "error"
@@ -742,7 +748,7 @@ PROBES: dict[str, Probe] = {
                                                         != c["conversation_id"])(*(lambda bot: (bot, chat_of(a.events(bot))))(a.bot())),
     "studio_unknown_conversation_error": lambda a, b: _stream_names(a, None, ConversationID=UNKNOWN_ID)[0] == "error",
     "studio_iso_other_conversation": _other_conversation,
-    "studio_no_section_id": lambda a, b: "section_id" not in _answer(a),
+    "studio_no_section_id": lambda a, b: "section_id" in _answer(a) and "section_id" not in _verbose(a),
     "studio_nonstream_without_id": lambda a, b: "id" not in _nonstream_json(a),
     "studio_message_list_empty": _message_list_empty,
     "studio_cancel_without_chat_id_accepted": _cancel_without_chat_id,
@@ -758,6 +764,7 @@ PROBES: dict[str, Probe] = {
     "studio_publish_version_stuck": _version_stuck,
     "studio_publish_any_connector": lambda a, b: a.publish(a.bot(publish=False), connectors={"7": {}}).json()["code"] == 0,
     "studio_online_info_shows_draft": _draft_shown,
+    "studio_online_info_no_name": lambda a, b: a.api.get("/v1/bot/get_online_info", params={"bot_id": a.bot()}).json()["name"] == "",
     "studio_bot_details_not_found": lambda a, b: a.api.get(f"/v1/bots/{a.bot()}").json()["code"] != 0,
     "studio_iso_online_info_other_bot": lambda a, b: "bot_id" in a.api.get("/v1/bot/get_online_info", params={"bot_id": b.bot()}).json(),
     "studio_display_info_not_stored": _display_lost,

@@ -71,7 +71,11 @@ _CHAT = (
     _fault("studio_conversation_not_continued", "STUDIO-CHAT-009", "?conversation_id is ignored: every chat starts a new conversation."),
     _should("studio_unknown_conversation_error", "STUDIO-CHAT-010", "An unknown ?conversation_id is a pre-run error event, not a new conversation."),
     _fault("studio_iso_other_conversation", "STUDIO-CHAT-011", "Another principal's conversation_id is continued, not refused."),
-    _should("studio_no_section_id", "STUDIO-CHAT-012", "Messages carry no section_id although the section_id capability is on."),
+    _should(
+        "studio_no_section_id",
+        "STUDIO-CHAT-012",
+        "Only the answer's messages carry section_id (the verbose message.completed does not), the capability on.",
+    ),
     _fault("studio_nonstream_without_id", "STUDIO-CHAT-013", "The non-stream answer's Chat has no id."),
     _fault("studio_message_list_empty", "STUDIO-CHAT-014", "/v3/chat/message/list answers Messages [] even after the chat completed."),
 )
@@ -93,7 +97,8 @@ _BOT = (
     _fault("studio_update_not_stored", "STUDIO-BOT-003", "update_draft_bot_info answers success and stores nothing."),
     _fault("studio_publish_version_stuck", "STUDIO-BOT-004", "Every publish after the first answers the first publish's version."),
     _fault("studio_publish_any_connector", "STUDIO-BOT-005", "publish accepts a connector other than 999/1024."),
-    _fault("studio_online_info_shows_draft", "STUDIO-BOT-006", "get_online_info answers the draft, not the published version."),
+    _fault("studio_online_info_shows_draft", "STUDIO-BOT-003", "get_online_info answers the draft, not the published version."),
+    _fault("studio_online_info_no_name", "STUDIO-BOT-006", "get_online_info answers the published bot with name \"\"."),
     _fault("studio_bot_details_not_found", "STUDIO-BOT-007", "/v1/bots/:bot_id answers code 100000000 for a published bot."),
     _fault("studio_iso_online_info_other_bot", "STUDIO-BOT-008", "get_online_info answers another principal's published bot."),
     _fault("studio_display_info_not_stored", "STUDIO-BOT-009", "update_display_info answers success and stores nothing."),

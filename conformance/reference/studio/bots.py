@@ -210,7 +210,10 @@ async def online_info(call: Call) -> Response:
     bot = _published(call, bot_id, connector or API_CONNECTOR, any_owner=has("studio_iso_online_info_other_bot"))  # fault
     assert bot.online is not None
     profile = bot.draft if has("studio_online_info_shows_draft") else bot.online  # fault: the draft shown
-    return envelope.json_answer(bot_info(call, bot, profile))
+    info = bot_info(call, bot, profile)
+    if has("studio_online_info_no_name"):
+        info["name"] = ""  # fault: the published bot's name left out
+    return envelope.json_answer(info)
 
 
 async def details(call: Call) -> Response:

@@ -273,8 +273,8 @@ def message_object(
         "chat_id": record.chat_id,
         "created_at": record.created_at,
     }
-    if state.config.studio_section_id and not state.config.has("studio_no_section_id"):  # fault: none with the capability
-        message["section_id"] = record.section_id
+    if state.config.studio_section_id and not (kind != "answer" and state.config.has("studio_no_section_id")):
+        message["section_id"] = record.section_id  # fault: only the answer's messages carry it
     return message
 
 

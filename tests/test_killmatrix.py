@@ -94,9 +94,12 @@ def test_subjects_hold_every_fault_and_variant_once_and_refuse_a_shared_name() -
     doc = set(dialect_faults("doc")) | set(all_variants()) | generated | {km.CLEAN, km.INDEPENDENT}
     coze_variants = {name + km.COZE_VARIANT_SUFFIX for name in [*km.COZE_VARIANTS, *km.COZE_DIALECT_VARIANTS]}
     coze = set(dialect_faults("coze")) | coze_variants | {km.CLEAN_COZE, km.INDEPENDENT_COZE}
-    assert doc | coze == set(found) and doc.isdisjoint(coze)
+    studio_variants = {name + km.STUDIO_VARIANT_SUFFIX for name in [*km.STUDIO_VARIANTS, *km.STUDIO_DIALECT_VARIANTS]}
+    studio = set(dialect_faults("studio")) | studio_variants | {km.CLEAN_STUDIO, km.INDEPENDENT_STUDIO}
+    assert doc | coze | studio == set(found) and doc.isdisjoint(coze) and studio.isdisjoint(doc | coze)
     assert {name for name, s in found.items() if s.profile == "doc"} == doc
     assert {name for name, s in found.items() if s.profile == "coze"} == coze
+    assert {name for name, s in found.items() if s.profile == "studio"} == studio
     # The doc profile's subjects first, then the coze profile's.
     assert [s.profile for s in found.values()] == sorted((s.profile for s in found.values()), key=km.PROFILES.index)
     assert found["stream_wrong_media_type"].knobs == {"faults": frozenset({"stream_wrong_media_type"})}

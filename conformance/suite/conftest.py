@@ -174,6 +174,23 @@ class BotMaker:
         return Bot(bot.id, bot.name, bot.description, bot.icon_url, bot.prompt, published=True)
 
 
+def run_bot(state: SharedState, key: str, make: Callable[[], Bot]) -> Bot:
+    """The run's bot ``key``, made once for every test and worker by ``make``. A failed
+    make is remembered, so that the other tests (and workers) skip at once instead of each
+    spending a bot of the run's budget on the same broken create."""
+
+    def made_once() -> dict[str, Any]:
+        try:
+            return {"bot": make().__dict__}
+        except pytest.skip.Exception as blocked_by:
+            return {"blocked": str(blocked_by.msg)}
+
+    made = state.get_or_create(key, made_once)
+    if "blocked" in made:
+        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
+    return Bot(**made["bot"])
+
+
 @pytest.fixture(scope="session")
 def published_bot(
     conformance_settings: Settings, setup_client: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
@@ -181,20 +198,8 @@ def published_bot(
     """The run's shared, published bot for read-only tests (``--bot-id`` replaces it)."""
     if conformance_settings.bot_id:
         return Bot(conformance_settings.bot_id, "", published=True)
-
-    def make() -> dict[str, Any]:
-        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
-        try:
-            return {"bot": maker.publish(maker.create("s")).__dict__}
-        except pytest.skip.Exception as blocked_by:
-            # Remembered, so that the other tests (and workers) skip at once instead of
-            # each spending a bot of the run's budget on the same broken create.
-            return {"blocked": str(blocked_by.msg)}
-
-    made = shared_state.get_or_create("published_bot", make)
-    if "blocked" in made:
-        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
-    return Bot(**made["bot"])
+    maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
+    return run_bot(shared_state, "published_bot", lambda: maker.publish(maker.create("s")))
 
 
 @pytest.fixture
@@ -202,18 +207,8 @@ def second_published_bot(
     conformance_settings: Settings, api2: ApiClient, shared_state: SharedState, run_id: str, profile: Profile
 ) -> Bot:
     """A published bot of the second principal, made once per run (its own budget)."""
-
-    def make() -> dict[str, Any]:
-        maker = BotMaker(api2, shared_state, run_id, "principal-2", conformance_settings, profile)
-        try:
-            return {"bot": maker.publish(maker.create("s")).__dict__}
-        except pytest.skip.Exception as blocked_by:
-            return {"blocked": str(blocked_by.msg)}
-
-    made = shared_state.get_or_create("second_published_bot", make)
-    if "blocked" in made:
-        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
-    return Bot(**made["bot"])
+    maker = BotMaker(api2, shared_state, run_id, "principal-2", conformance_settings, profile)
+    return run_bot(shared_state, "second_published_bot", lambda: maker.publish(maker.create("s")))
 
 
 @pytest.fixture(scope="session")
@@ -222,18 +217,8 @@ def draft_bot(
 ) -> Bot:
     """The run's shared bot that is never published (one per run, for the tests that
     need a draft: refusals of a bot not online, display state)."""
-
-    def make() -> dict[str, Any]:
-        maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
-        try:
-            return {"bot": maker.create("d").__dict__}
-        except pytest.skip.Exception as blocked_by:
-            return {"blocked": str(blocked_by.msg)}
-
-    made = shared_state.get_or_create("draft_bot", make)
-    if "blocked" in made:
-        raise pytest.skip.Exception(made["blocked"], _use_item_location=True)
-    return Bot(**made["bot"])
+    maker = BotMaker(setup_client, shared_state, run_id, "principal-1", conformance_settings, profile)
+    return run_bot(shared_state, "draft_bot", lambda: maker.create("d"))
 
 
 @pytest.fixture

@@ -832,8 +832,9 @@ def _world(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, km.Subject], dict
     levels = {"doc": LEVELS, "coze": COZE_LEVELS}
     monkeypatch.setattr(cli, "subjects", lambda: everything)
     monkeypatch.setattr(cli, "profile_levels", lambda profile: levels[profile])
+    monkeypatch.setattr(cli, "PROFILES", tuple(levels))  # this world's profiles, not every one
     matrices = km.evaluate_profiles(subjects, results, everything, levels=levels)
-    prints = fingerprint.fingerprints(km.PROFILES, subjects)
+    prints = fingerprint.fingerprints(tuple(levels), subjects)
     return everything, results, km.matrix_document(matrices, {}, prints)
 
 

@@ -155,13 +155,12 @@ class _Run:
         """The run's wall time split into its parts, with the floor the budget sets
         (a ``conformance.run.timing.TimeSplit``; the reporter prints and stores it)."""
         from conformance.oracle.profile import target_profile
+        from conformance.run.pacing import run_budgets
         from conformance.run.timing import summarise
 
         settings = self.config.stash[SETTINGS_KEY]
         limits = target_profile(settings).ratelimits
-        budgets = {g.name: g.limit for g in limits.groups}
-        budgets.update(dict(getattr(settings, "rate_budgets", ()) or ()))
-        return summarise(self.timing, wall, [g.name for g in limits.groups], budgets, limits.window_seconds)
+        return summarise(self.timing, wall, [g.name for g in limits.groups], run_budgets(settings), limits.window_seconds)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput") or not self.records:
@@ -328,9 +327,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         run.server = None
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = config.stash.get(SETTINGS_KEY, None)
-    return settings.header_line() if settings is not None else None
+    if settings is None:
+        return None
+    lines = [settings.header_line()]
+    from conformance.oracle.profile import load_profile
+    from conformance.oracle.strategies import fuzzes
+
+    if fuzzes(load_profile(settings.profile)):
+        from conformance.run.pacing import fuzz_volume
+
+        lines.append(fuzz_volume(settings)[1])
+    return lines
 
 
 # --------------------------------------------------------------------------- clients

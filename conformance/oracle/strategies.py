@@ -52,12 +52,14 @@ from conformance.oracle.schemas import load_index, load_schema
 
 __all__ = [
     "BODY_LADDER",
+    "BudgetPlan",
     "DEEP_NESTING",
     "EMBEDDED_EXAMPLES",
     "GENERATION_DEVIATIONS",
     "KINDS",
     "PRIORITIES",
     "REMOTE_EXAMPLES",
+    "budget_examples",
     "REQUIREMENTS",
     "STREAM_WRONG",
     "UNICODE_EDGES",
@@ -70,6 +72,7 @@ __all__ = [
     "dump_json",
     "edge_cases",
     "edge_counts",
+    "fuzzes",
     "generation_schema",
     "plan",
     "request_schema_name",
@@ -777,6 +780,12 @@ PRIORITIES: Mapping[str, tuple[tuple[str, str | None], ...]] = {
     "bot_detail": (("valid", None), ("wrong-type", None)),
 }
 
+def fuzzes(profile: Profile) -> bool:
+    """Whether the fuzz plan applies to ``profile``: it covers the endpoints of the page's
+    request tables, which a profile without them does not have."""
+    return set(PRIORITIES) <= {e.name for e in profile.endpoints}
+
+
 #: Requests per endpoint against the embedded server, chosen so the fuzz module sends
 #: per principal 10 chat, 4 management (the fuzz bot's create included) and 20 info
 #: requests -- what the budget of 50 / 25 / 90 leaves after the other modules. No
@@ -785,8 +794,77 @@ PRIORITIES: Mapping[str, tuple[tuple[str, str | None], ...]] = {
 EMBEDDED_EXAMPLES: Mapping[str, int] = {
     "chat": 5, "run": 3, "cancel": 2, "create": 0, "update": 2, "publish": 1, "online_info": 10, "bot_detail": 10,
 }
-#: Per endpoint against a remote target when --fuzz-examples is not given.
+#: At most this many drawn examples per endpoint against a remote target when
+#: --fuzz-examples is not given (``budget_examples`` plans fewer when the rate budget
+#: would make the run wait for more windows).
 REMOTE_EXAMPLES = 25
+
+#: What the first principal's other tests send per rate-limit group in one doc run, the
+#: fuzz module aside (tests/test_budget.py counts them at the reference server's limiter
+#: and fails when a module outgrows these).
+OTHER_REQUESTS: Mapping[str, int] = {"chat": 40, "management": 20, "info": 20}
+#: The share of a window's budget the plan spends: a count a little off (a profile's extra
+#: request, a 429 waited out and sent again) must not cost a whole extra window.
+PLANNED_SHARE = 5 / 6
+#: How a group's spare requests are dealt among its fuzzed endpoints (in ``PRIORITIES``
+#: order; the first get the remainders).
+WEIGHTS: Mapping[str, int] = {
+    "chat": 5, "run": 3, "cancel": 2, "create": 1, "update": 2, "publish": 1, "online_info": 1, "bot_detail": 1,
+}
+#: The requests the fuzz module sends before its drawn examples with the first principal:
+#: its own bot's create (a management request).
+FUZZ_SETUP: Mapping[str, int] = {"management": 1}
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """Drawn examples per endpoint planned from the rate budget (``budget_examples``)."""
+
+    examples: Mapping[str, int]
+    #: Rate windows the first principal's requests need (1: no wait before the phase).
+    windows: int
+    #: The groups' budgets per window the plan read.
+    budgets: Mapping[str, int]
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{name} {n}" for name, n in self.examples.items())
+        return (
+            f"examples planned from the rate budget ({', '.join(f'{g}={n}' for g, n in self.budgets.items())} "
+            f"per window; {self.windows} window{'s' if self.windows != 1 else ''}): {shown}"
+        )
+
+
+def budget_examples(profile: Profile, budgets: Mapping[str, int], *, cap: int = REMOTE_EXAMPLES) -> BudgetPlan:
+    """How many drawn examples each fuzzed endpoint gets so that the first principal's
+    requests need as few rate windows as the rest of the run needs anyway.
+
+    Per group, the other modules need ``ceil(OTHER_REQUESTS / planned budget)`` windows
+    (the planned budget is ``PLANNED_SHARE`` of the group's); the run needs the largest of
+    those (at least one). Whatever those windows leave of a group's planned budget, after
+    ``OTHER_REQUESTS`` and ``FUZZ_SETUP``, is dealt over the group's fuzzed endpoints by
+    ``WEIGHTS``, each capped at ``cap``. An endpoint in no group is not paced: it gets
+    ``cap``. Waiting for a window costs a whole window; an example costs milliseconds."""
+    groups = {g.name: g for g in profile.ratelimits.groups}
+    planned = {name: max(1, int(budgets.get(name, g.limit) * PLANNED_SHARE)) for name, g in groups.items()}
+    windows = max(
+        [1, *(-(-(OTHER_REQUESTS.get(name, 0) + FUZZ_SETUP.get(name, 0)) // planned[name]) for name in groups)]
+    )
+    examples: dict[str, int] = {}
+    for name, group in groups.items():
+        mine = [e for e in PRIORITIES if e in group.endpoints]
+        spare = max(0, windows * planned[name] - OTHER_REQUESTS.get(name, 0) - FUZZ_SETUP.get(name, 0))
+        weights = [WEIGHTS.get(e, 1) for e in mine]
+        total = sum(weights) or 1
+        shares = [min(cap, spare * w // total) for w in weights]
+        left = min(spare, cap * sum(1 for w in weights if w)) - sum(shares)
+        while left > 0:  # the remainders one by one, in priority order
+            for i, weight in enumerate(weights):
+                if left > 0 and weight and shares[i] < cap:
+                    shares[i] += 1
+                    left -= 1
+        examples.update(zip(mine, shares, strict=True))
+    ordered = {e: examples.get(e, cap) for e in PRIORITIES}
+    return BudgetPlan(ordered, windows, {name: budgets.get(name, g.limit) for name, g in groups.items()})
 
 #: Which requirement judges each kind; (kind, endpoint) or (kind, endpoint, field)
 #: entries override the kind's default. A row whose requirement the catalogue lacks

@@ -51,6 +51,8 @@ __all__ = [
     "RateLimitedTooLong",
     "pacer_for",
     "parse_retry_after",
+    "fuzz_volume",
+    "run_budgets",
     "run_folder",
     "unpaced",
 ]
@@ -206,6 +208,33 @@ class Pacer:
         """``{"waited": {key: seconds}, "refusals": {key: count}}`` of the whole run."""
         data = self._file.read()
         return {"waited": dict(data.get("waited", {})), "refusals": dict(data.get("refusals", {}))}
+
+
+def run_budgets(settings: Any) -> dict[str, int]:
+    """Requests per window the run allows itself per group: ``--rate-budget`` where
+    given, else the group's limit (the profile's, or ``--rate-limit``)."""
+    from conformance.oracle.profile import target_profile
+
+    budgets = {g.name: g.limit for g in target_profile(settings).ratelimits.groups}
+    budgets.update(dict(getattr(settings, "rate_budgets", ()) or ()))
+    return budgets
+
+
+def fuzz_volume(settings: Any) -> tuple[Mapping[str, int] | int, str]:
+    """Drawn fuzz examples per endpoint, and a line saying why: ``--fuzz-examples`` when
+    given; else the embedded server's quick plan; else, against a remote target, what
+    the rate budget leaves in the windows the run needs anyway
+    (``conformance.oracle.strategies.budget_examples``)."""
+    from conformance.oracle.profile import target_profile
+    from conformance.oracle.strategies import EMBEDDED_EXAMPLES, budget_examples
+
+    if settings.fuzz_examples is not None:
+        return settings.fuzz_examples, f"fuzz: {settings.fuzz_examples} examples per endpoint (--fuzz-examples)"
+    if settings.embedded:
+        shown = ", ".join(f"{name} {n}" for name, n in EMBEDDED_EXAMPLES.items())
+        return EMBEDDED_EXAMPLES, f"fuzz: the embedded server's plan: {shown}"
+    planned = budget_examples(target_profile(settings), run_budgets(settings))
+    return planned.examples, f"fuzz: {planned.describe()}; --fuzz-examples N for more"
 
 
 _PACER_KEY = pytest.StashKey[Pacer]()

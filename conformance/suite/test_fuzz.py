@@ -14,8 +14,11 @@ then one named breakage per kind) and each example is one request, judged at onc
 * The seed is printed and stored as the JUnit property ``fuzz_seed``: random per run,
   derived from the row id in CI (``CI=true``), or pytest's ``--hypothesis-seed``.
 * Volume: ``--fuzz-examples`` requests per endpoint, dealt over its kinds in priority
-  order; by default ``strategies.EMBEDDED_EXAMPLES`` against the embedded server (the
-  request budget) and ``strategies.REMOTE_EXAMPLES`` against a remote target.
+  order; by default (``conformance.run.pacing.fuzz_volume``) ``strategies.EMBEDDED_EXAMPLES``
+  against the embedded server, and against a remote target ``strategies.budget_examples``:
+  what the rate budget leaves in the windows the rest of the run needs anyway (at most
+  ``REMOTE_EXAMPLES``), so fuzzing never makes the run wait for another window. The
+  run's header says which.
 * Edge cases: the boundaries no run may leave to chance (``strategies.edge_cases``: every
   optional parameter of the wrong JSON type, ``stream`` as "yes", "false", 1 and null,
   whole bodies of 64 KiB - 1 to 1 MiB + 1 bytes, deep nesting, the Unicode classes of
@@ -34,7 +37,6 @@ from __future__ import annotations
 import os
 import secrets
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,18 +48,17 @@ from conformance.oracle.catalogue import load_catalogue
 from conformance.oracle.outcomes import Checks
 from conformance.oracle.profile import Profile, load_profile
 from conformance.oracle.strategies import (
-    EMBEDDED_EXAMPLES,
-    PRIORITIES,
-    REMOTE_EXAMPLES,
     FuzzCase,
     Row,
     World,
     cases,
     edge_cases,
     edge_counts,
+    fuzzes,
     plan,
 )
 from conformance.plugin import build_client
+from conformance.run.pacing import fuzz_volume
 from conformance.run.shared_state import SharedState
 from conformance.settings import Settings
 from conformance.suite.conftest import BotMaker
@@ -82,12 +83,6 @@ SHRINK_REQUESTS = 25
 # --------------------------------------------------------------------------- the plan
 
 
-def examples_per_endpoint(settings: Settings) -> Mapping[str, int] | int:
-    if settings.fuzz_examples is not None:
-        return settings.fuzz_examples
-    return EMBEDDED_EXAMPLES if settings.embedded else REMOTE_EXAMPLES
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "row" not in metafunc.fixturenames:
         return
@@ -100,12 +95,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # The fuzz plan covers the endpoints of the page's request tables; a profile without
     # them (or without their requirements) fuzzes nothing here: an empty parameter set,
     # which the plugin deselects.
-    if set(PRIORITIES) <= {e.name for e in profile.endpoints}:
+    if fuzzes(profile):
         # Planned without edge cases first: the edge cases are built from the page's
         # request tables, which only a profile with the plan's requirements has.
-        judged, _ = plan(examples_per_endpoint(settings), lambda rid: rid in catalogue)
+        examples, _why = fuzz_volume(settings)
+        judged, _ = plan(examples, lambda rid: rid in catalogue)
         if judged:
-            rows, _deferred = plan(examples_per_endpoint(settings), lambda rid: rid in catalogue, edge_counts(profile))
+            rows, _deferred = plan(examples, lambda rid: rid in catalogue, edge_counts(profile))
     metafunc.parametrize(
         "row", [pytest.param(row, id=row.id, marks=pytest.mark.requirement(*row.requirements)) for row in rows]
     )

@@ -163,6 +163,23 @@ def test_each_principal_stays_within_the_budget_before_the_phase(run: Documented
     print(f"requests before the phase: {shown}")
 
 
+def test_the_other_modules_stay_within_what_the_fuzz_plan_assumes(run: DocumentedRun) -> None:
+    """``strategies.budget_examples`` plans a remote run's fuzz examples from what the
+    other modules send with the first principal (``OTHER_REQUESTS``): this run's count,
+    less the embedded fuzz plan's own requests, must not exceed it -- else a remote run
+    against the documented limits would wait for a window it was planned not to need."""
+    from conformance.oracle.profile import load_profile
+    from conformance.oracle.strategies import EMBEDDED_EXAMPLES, FUZZ_SETUP, OTHER_REQUESTS
+
+    counts = Counter(group for principal, group, _, _ in run.before_phase() if principal == "principal-1")
+    assert counts, "the ledger is empty: the counting plugin did not run"
+    for group in load_profile("doc").ratelimits.groups:
+        fuzz = FUZZ_SETUP.get(group.name, 0) + sum(n for e, n in EMBEDDED_EXAMPLES.items() if e in group.endpoints)
+        assert counts[group.name] - fuzz <= OTHER_REQUESTS[group.name], (
+            f"{group.name}: the other modules sent {counts[group.name] - fuzz}, OTHER_REQUESTS says {OTHER_REQUESTS[group.name]}"
+        )
+
+
 def test_no_429_before_the_phase(run: DocumentedRun) -> None:
     refused = [(p, g) for p, g, _, was_refused in run.before_phase() if was_refused]
     assert not refused, f"{len(refused)} requests refused before the phase: {Counter(refused)}"

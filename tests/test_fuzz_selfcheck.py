@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,19 @@ from conformance.oracle.strategies import (
     BODY_LADDER,
     DEEP_NESTING,
     EMBEDDED_EXAMPLES,
+    FUZZ_SETUP,
+    OTHER_REQUESTS,
+    PLANNED_SHARE,
     PRIORITIES,
     REMOTE_EXAMPLES,
     REQUIREMENTS,
     STREAM_WRONG,
     UNICODE_EDGES,
+    WEIGHTS,
     FuzzCase,
     World,
     body_spec,
+    budget_examples,
     cases,
     dump_json,
     edge_cases,
@@ -291,6 +296,49 @@ def test_the_remote_default_deals_25_per_endpoint_over_every_kind() -> None:
         assert min(r.examples for r in mine) >= REMOTE_EXAMPLES // len(kinds)
     small, _ = plan(2, lambda rid: True)
     assert [(r.endpoint, r.kind) for r in small if r.endpoint == "chat"] == [("chat", "valid"), ("chat", "wrong-optional")]
+
+
+def _windows_needed(examples: Mapping[str, int], budgets: Mapping[str, int]) -> int:
+    """Windows the first principal's planned requests need, group by group."""
+    need = 1
+    for group in DOC.ratelimits.groups:
+        planned = max(1, int(budgets[group.name] * PLANNED_SHARE))
+        sent = OTHER_REQUESTS[group.name] + FUZZ_SETUP.get(group.name, 0)
+        sent += sum(n for e, n in examples.items() if e in group.endpoints)
+        need = max(need, -(-sent // planned))
+    return need
+
+
+@pytest.mark.parametrize(
+    "budgets",
+    [
+        {"chat": 60, "management": 30, "info": 100},  # the documented limits
+        {"chat": 30, "management": 30, "info": 100},
+        {"chat": 10, "management": 5, "info": 10},
+        {"chat": 1, "management": 1, "info": 1},
+        {"chat": 1000, "management": 1000, "info": 1000},
+    ],
+)
+def test_the_budget_plan_adds_no_window_and_fills_the_ones_needed(budgets: dict[str, int]) -> None:
+    planned = budget_examples(DOC, budgets)
+    without_fuzz = _windows_needed(dict.fromkeys(PRIORITIES, 0), budgets)
+    assert planned.windows == without_fuzz == _windows_needed(planned.examples, budgets)
+    assert set(planned.examples) == set(PRIORITIES)
+    assert all(0 <= n <= REMOTE_EXAMPLES for n in planned.examples.values())
+    for group in DOC.ratelimits.groups:  # one more example of any group would need another window, or hit the cap
+        mine = [e for e in PRIORITIES if e in group.endpoints and WEIGHTS[e]]
+        if all(planned.examples[e] < REMOTE_EXAMPLES for e in mine):
+            more = {**planned.examples, mine[0]: planned.examples[mine[0]] + 1}
+            assert _windows_needed(more, budgets) > planned.windows, group.name
+
+
+def test_the_budget_plan_at_the_documented_limits() -> None:
+    planned = budget_examples(DOC, {g.name: g.limit for g in DOC.ratelimits.groups})
+    assert planned.windows == 1
+    assert dict(planned.examples) == {
+        "chat": 5, "run": 3, "cancel": 2, "create": 1, "update": 2, "publish": 1, "online_info": 25, "bot_detail": 25,
+    }
+    assert "1 window" in planned.describe() and "chat=60" in planned.describe()
 
 
 def test_rows_whose_requirement_is_not_catalogued_are_deferred_not_collected() -> None:

@@ -52,6 +52,10 @@ from conformance.oracle.schemas import load_index, load_schema
 
 __all__ = [
     "BODY_LADDER",
+    "WEIGHTS",
+    "PLANNED_SHARE",
+    "OTHER_REQUESTS",
+    "FUZZ_SETUP",
     "BudgetPlan",
     "DEEP_NESTING",
     "EMBEDDED_EXAMPLES",

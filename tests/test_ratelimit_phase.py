@@ -35,6 +35,7 @@ from conformance.suite.ratelimit_phase import (
     Probe,
     burst_verdict,
     exact_findings,
+    retry_again_at,
     retry_ready_at,
     run_burst,
     send_probe,
@@ -110,10 +111,10 @@ def test_exact_findings_read_the_limit_order_free() -> None:
 @pytest.mark.parametrize(
     ("refusals", "expected"),
     [
-        pytest.param([("5", T0 + 1)], T0 + 6, id="retry-after-seconds"),
-        pytest.param([("5", T0 + 1), ("9", T0 + 2)], T0 + 11, id="the-latest-promise-wins"),
-        pytest.param([("600", T0 + 1)], T0 + 61, id="capped-at-60-s"),
-        pytest.param([("Thu, 15 Jan 2027 08:00:20 GMT", 1_799_999_990.0)], 1_799_999_990.0 + 30, id="http-date"),
+        pytest.param([("5", T0 + 1)], T0 + 6 + WINDOW_MARGIN, id="retry-after-seconds"),
+        pytest.param([("5", T0 + 1), ("9", T0 + 2)], T0 + 11 + WINDOW_MARGIN, id="the-latest-promise-wins"),
+        pytest.param([("600", T0 + 1)], T0 + 61 + WINDOW_MARGIN, id="capped-at-60-s"),
+        pytest.param([("Thu, 15 Jan 2027 08:00:20 GMT", 1_799_999_990.0)], 1_799_999_990.0 + 30 + WINDOW_MARGIN, id="http-date"),
         pytest.param([(None, T0 + 1)], T0 + 0.02 + 60 + WINDOW_MARGIN, id="no-retry-after-one-window-after-the-burst"),
         pytest.param([("soon", T0 + 1)], T0 + 0.02 + 60 + WINDOW_MARGIN, id="unreadable-is-absent"),
     ],
@@ -124,6 +125,15 @@ def test_retry_ready_at(refusals: list[tuple[str | None, float]], expected: floa
     # The HTTP-date case: 2027-01-15T08:00:20Z is 1_800_000_020, 30 s after its answer.
     assert retry_ready_at(burst(attempts), cap=60.0, window=60.0) == pytest.approx(expected)
     assert retry_ready_at(burst([attempt(0, "admitted")]), cap=60.0, window=60.0) is None
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [("5", T0 + 5 + WINDOW_MARGIN), ("600", T0 + 60 + WINDOW_MARGIN), (None, T0 + 60 + WINDOW_MARGIN)],
+)
+def test_a_refused_retry_is_waited_out_once_more(retry_after: str | None, expected: float) -> None:
+    refused = attempt(0, "refused", started=T0, answered=T0, retry_after=retry_after)
+    assert retry_again_at(refused, cap=60.0, window=60.0) == pytest.approx(expected)
 
 
 def test_a_burst_stops_at_the_first_refusal_and_at_its_time_budget() -> None:

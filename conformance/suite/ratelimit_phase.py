@@ -311,7 +311,8 @@ def retry_ready_at(burst: Burst, *, cap: float, window: float, margin: float = W
     """When a request of this group must succeed again (epoch s), None without a
     refusal: every refusal's ``Retry-After`` honoured up to ``cap`` (the latest wins),
     or, when no refusal carried a readable one, one window after the burst's last
-    request left (best practice 3; READING "Retry-After")."""
+    request left (best practice 3; READING "Retry-After"); ``margin`` later either way
+    (delay-seconds are whole: a server may round the true delay down)."""
     refusals = burst.refusals
     if not refusals:
         return None
@@ -321,8 +322,15 @@ def retry_ready_at(burst: Burst, *, cap: float, window: float, margin: float = W
         if (delay := parse_retry_after(a.retry_after, a.answered)) is not None
     ]
     if promised:
-        return max(promised)
+        return max(promised) + margin
     return max(a.started for a in burst.attempts) + window + margin
+
+
+def retry_again_at(refused: Attempt, *, cap: float, window: float, margin: float = WINDOW_MARGIN) -> float:
+    """When to retry once more after a retry was refused: its ``Retry-After`` honoured
+    up to ``cap``, else one window, ``margin`` later."""
+    delay = parse_retry_after(refused.retry_after, refused.answered)
+    return refused.answered + (window if delay is None else min(delay, cap)) + margin
 
 
 def wait_until(when: float, *, sleep: Callable[[float], None] = time.sleep) -> float:

@@ -207,7 +207,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--compare-to", "compare_to", "results.json of an earlier run of the same profile: the terminal, the HTML report "
            "and results.json also say what changed since (the exit code stays this run's).",
            env="COZE_COMPARE_TO", ini="coze_compare_to", parse=_results_file, metavar="FILE"),
-    Option("--fuzz-examples", "fuzz_examples", "Hypothesis examples per fuzzed endpoint (default 25 against a remote target).",
+    Option("--fuzz-examples", "fuzz_examples", "Hypothesis examples per fuzzed endpoint (default against a remote target: what the rate budget leaves in the windows the run needs anyway, at most 25; the header says how many).",
            env="COZE_FUZZ_EXAMPLES", ini="coze_fuzz_examples", parse=_count, metavar="N"),
     Option("--rate-budget", "rate_budgets", "Requests per rate window the suite allows itself per group, e.g. chat=30 "
            "(repeatable; default: the profile's documented limits).",

@@ -12,7 +12,9 @@ Every conformance test talks to the target through :class:`ApiClient`:
   server that trickles a byte a second or sends SSE comments forever (httpx's
   read timeout is per read and never trips). Expiry raises
   :class:`DeadlineExceeded` with what arrived so far.
-* **A size cap** (``max_body_bytes``) on every body and stream.
+* **A size cap** (``max_body_bytes``) on every body and stream, counted on the
+  decoded bytes as they are decoded (``conformance.transport.decoding``): a gzip
+  bomb stops at the cap, not at the end of memory.
 * **No redirects** are followed: a 3xx is an answer to judge.
 * **No cookie jar**: a ``Set-Cookie`` from the target never leaks into a later
   request (an ``auth="none"`` test must send no credential). **No environment**:
@@ -38,6 +40,7 @@ import httpcore
 import httpx
 
 from conformance.transport.deadline import DeadlineTransport, deadline_scope
+from conformance.transport.decoding import ACCEPT_ENCODING, BodyDecoder
 from conformance.transport.exchange import (
     WRONG_API_KEY,
     WRONG_SESSION_KEY,
@@ -366,7 +369,7 @@ class ApiStream:
         if time.monotonic() >= deadline:
             raise _Expired
         if self._iter is None:
-            self._iter = self._response.iter_bytes()
+            self._iter = _decoded(self._response)
         try:
             with deadline_scope(deadline):
                 chunk = next(self._iter)
@@ -546,7 +549,8 @@ class ApiClient:
             trust_env=False,
             follow_redirects=False,
             cookies=_refusing_jar(),
-            headers={"User-Agent": USER_AGENT},
+            # Only the codings the client decodes within its size cap.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
         )
         self._owner = True
 
@@ -761,7 +765,7 @@ class ApiClient:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise _TooLarge(f"Content-Length {declared}")
-        for chunk in response.iter_bytes():
+        for chunk in _decoded(response):
             into += chunk
             if len(into) > self.max_body_bytes:
                 raise _TooLarge(f"more than {self.max_body_bytes} bytes")
@@ -806,6 +810,14 @@ class ApiClient:
 
 class _TooLarge(Exception):
     pass
+
+
+def _decoded(response: httpx.Response) -> Iterator[bytes]:
+    """The body as the test reads it: raw network chunks, their Content-Encoding undone
+    in bounded pieces (httpx's own decoding has no bound: see ``transport.decoding``)."""
+    decoder = BodyDecoder(response.headers.get_list("content-encoding"))
+    for raw in response.iter_raw():
+        yield from decoder.decode(raw)
 
 
 def _header_items(headers: httpx.Headers) -> list[tuple[str, str]]:

@@ -639,6 +639,10 @@ def _surface_failures(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3 else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"{text}\n\nthen the test stopped ({report.when}): {reason}"
+    elif excinfo is not None and _is_transport_error(excinfo.value):
+        # The target broke the exchange (a reset, a deadline, the size cap ...): the
+        # message says what happened, and a traceback would show only the client's insides.
+        report.longrepr = f"{excinfo.value}\n\n{text}"
     else:
         named = _raised_requirements(excinfo.value) if excinfo is not None else set()
         missing = [r for r in pending if r.requirement not in named]
@@ -662,12 +666,16 @@ def _raised_requirements(exc: BaseException) -> set[str]:
     return {exc.record.requirement} if isinstance(exc, RequirementFailed) else set()
 
 
+def _is_transport_error(exc: BaseException) -> bool:
+    from conformance.transport.client import TransportError
+
+    return isinstance(exc, TransportError)
+
+
 def _transport_failure(checks: Checks, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     """A transport error after a good preflight is the server's failure: it FAILs the
     test's requirements that were not judged yet, carrying the transport message."""
-    from conformance.transport.client import TransportError
-
-    if not isinstance(excinfo.value, TransportError):
+    if not _is_transport_error(excinfo.value):
         return
     judged = checks.judged()
     for rid in sorted(checks.declared - judged):

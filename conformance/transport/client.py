@@ -165,7 +165,12 @@ class MissingCredential(Exception):
 
 
 class NotJson(ValueError):
-    """A response body is not a JSON text."""
+    """A response body is not a JSON text; ``reason`` says why, briefly ("not UTF-8 at
+    byte 19 (b'\\xff')", "Expecting value: line 1 column 1 (char 0)")."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 # --------------------------------------------------------------------------- principal
@@ -290,9 +295,12 @@ def parse_json(body: bytes, *, what: str = "response body") -> Any:
     try:
         text = body.decode("utf-8")
         return _json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        preview = body[:80].decode("utf-8", "replace")
-        raise NotJson(f"{what} is not JSON ({exc}): {preview!r}") from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 at byte {exc.start} ({body[exc.start : exc.start + 4]!r})"
+    except ValueError as exc:
+        reason = str(exc)
+    preview = body[:80].decode("utf-8", "replace")
+    raise NotJson(f"{what} is not JSON ({reason}): {preview!r}", reason)
 
 
 class ApiResponse:

@@ -191,6 +191,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ratelimit: a rate-limit test; runs after every other test")
     if not targets_suite(config):
         return
+    _OUTAGES.clear()  # a run in the same process (pytester) does not inherit an outage
     run = _Run(config)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "conformance-run")
@@ -336,11 +337,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 # --------------------------------------------------------------------------- clients
 
 
+#: The run's view of whether its target went down (transport.client.Outage), one per
+#: target and process, shared by every client the run builds; a new run starts afresh.
+_OUTAGES: dict[str, Any] = {}
+
+
 def build_client(settings: Settings, *, second: bool = False, log: Any = None, pacer: Any = None) -> Any:
     """An ApiClient for principal 1 (or 2), with the other principal for isolation modes;
-    paced through ``pacer`` (conformance.run.pacing) when one is given."""
+    paced through ``pacer`` (conformance.run.pacing) when one is given. Every client of
+    the run shares one Outage: once the target stops answering, the rest of the run's
+    requests fail at once instead of each waiting out its deadline."""
     from conformance.run.pacing import PacedClient
-    from conformance.transport.client import Principal
+    from conformance.transport.client import Outage, Principal
     from conformance.transport.redact import Redactor
 
     p1 = Principal("principal-1", settings.api_key, settings.session_key)
@@ -363,6 +371,7 @@ def build_client(settings: Settings, *, second: bool = False, log: Any = None, p
         log=log,
         redactor=Redactor(settings.secrets),
         auth_for_path=functools.partial(_auth_mode, auth),
+        outage=_OUTAGES.setdefault(settings.target_url or "", Outage()),
     )
 
 

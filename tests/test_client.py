@@ -27,8 +27,10 @@ from conformance.transport.client import (
     DeadlineExceeded,
     MissingCredential,
     NotJson,
+    Outage,
     Principal,
     ResponseTooLarge,
+    TargetDown,
     TransportError,
 )
 from conformance.transport.exchange import (
@@ -252,6 +254,53 @@ def test_connection_refused_is_a_clear_transport_error() -> None:
     assert caught.value.cause == "connection refused"
     assert "connection refused (connecting" in str(caught.value)
     assert not isinstance(caught.value, DeadlineExceeded)
+
+
+# --------------------------------------------------------------------------- a target that went down
+
+
+def test_after_requests_in_a_row_got_no_answer_the_rest_fail_at_once(server: ScriptedServer) -> None:
+    outage = Outage(limit=2)
+    down = make_client(closed_port_url(), outage=outage)
+    for _ in range(2):
+        with pytest.raises(TransportError, match="connection refused"):
+            down.request("GET", "/v1/bots/1")
+    started = time.monotonic()
+    with pytest.raises(TargetDown) as caught:
+        down.request("GET", "/v1/bots/1")
+    with pytest.raises(TargetDown), down.stream("POST", "/v3/chat"):
+        pass
+    assert time.monotonic() - started < 0.5
+    assert "the target went down mid-run (2 requests in a row got no answer, the last: connection refused" in str(caught.value)
+    assert down.log[-1].error is not None and "not sent" in down.log[-1].error
+    # The outage is the run's: a client of the same run sharing it is refused too.
+    with make_client(server.url, outage=outage) as same_run, pytest.raises(TargetDown):
+        same_run.request("GET", "/echo")
+    down.close()
+
+
+def test_any_answer_ends_a_run_of_misses(server: ScriptedServer) -> None:
+    outage = Outage(limit=2)
+    with make_client(closed_port_url(), outage=outage) as down, make_client(server.url, outage=outage) as up:
+        for _ in range(3):
+            with pytest.raises(TransportError, match="connection refused"):
+                down.request("GET", "/v1/bots/1")
+            up.request("GET", "/echo")
+        assert outage.down is None
+        # A body cut short (here by the cap) came with an answer: the target is up.
+        with make_client(server.url, outage=outage, max_body_bytes=1000) as capped:
+            for _ in range(3):
+                with pytest.raises(ResponseTooLarge):
+                    capped.request("GET", "/big")
+    assert outage.down is None
+
+
+def test_a_client_without_an_outage_never_refuses_to_send() -> None:
+    with make_client(closed_port_url()) as c:
+        for _ in range(5):
+            with pytest.raises(TransportError) as caught:
+                c.request("GET", "/v1/bots/1")
+            assert not isinstance(caught.value, TargetDown)
 
 
 # --------------------------------------------------------------------------- size cap, redirects, JSON

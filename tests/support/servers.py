@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ __all__ = [
     "RecordedRequest",
     "ScriptedServer",
     "big_body",
+    "close_without_answer",
     "closed_port_url",
     "echo",
     "envelope",
@@ -39,6 +41,7 @@ __all__ = [
     "json_answer",
     "raw_answer",
     "redirect",
+    "reset_without_answer",
     "sequence",
     "sse_comments_forever",
     "sse_events",
@@ -329,6 +332,26 @@ def stall_after_headers(content_length: int = 100) -> Handler:
 def stall_before_headers() -> Handler:
     def handle(ex: Exchange) -> None:
         ex.stopping.wait()
+        ex.close_connection = True
+
+    return handle
+
+
+def close_without_answer() -> Handler:
+    """Read the request, then close the connection without a byte of answer."""
+
+    def handle(ex: Exchange) -> None:
+        ex.close_connection = True
+
+    return handle
+
+
+def reset_without_answer() -> Handler:
+    """Read the request, then abort the connection with a TCP RST (SO_LINGER 0)."""
+
+    def handle(ex: Exchange) -> None:
+        ex.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ex.connection.close()
         ex.close_connection = True
 
     return handle

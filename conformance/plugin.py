@@ -190,6 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ratelimit: a rate-limit test; runs after every other test")
     if not targets_suite(config):
         return
+    _OUTAGES.clear()  # a run in the same process (pytester) does not inherit an outage
     run = _Run(config)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "conformance-run")
@@ -345,11 +346,18 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 # --------------------------------------------------------------------------- clients
 
 
+#: The run's view of whether its target went down (transport.client.Outage), one per
+#: target and process, shared by every client the run builds; a new run starts afresh.
+_OUTAGES: dict[str, Any] = {}
+
+
 def build_client(settings: Settings, *, second: bool = False, log: Any = None, pacer: Any = None) -> Any:
     """An ApiClient for principal 1 (or 2), with the other principal for isolation modes;
-    paced through ``pacer`` (conformance.run.pacing) when one is given."""
+    paced through ``pacer`` (conformance.run.pacing) when one is given. Every client of
+    the run shares one Outage: once the target stops answering, the rest of the run's
+    requests fail at once instead of each waiting out its deadline."""
     from conformance.run.pacing import PacedClient
-    from conformance.transport.client import Principal
+    from conformance.transport.client import Outage, Principal
     from conformance.transport.redact import Redactor
 
     p1 = Principal("principal-1", settings.api_key, settings.session_key)
@@ -372,6 +380,7 @@ def build_client(settings: Settings, *, second: bool = False, log: Any = None, p
         log=log,
         redactor=Redactor(settings.secrets),
         auth_for_path=functools.partial(_auth_mode, auth),
+        outage=_OUTAGES.setdefault(settings.target_url or "", Outage()),
     )
 
 
@@ -648,6 +657,10 @@ def _surface_failures(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3 else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"{text}\n\nthen the test stopped ({report.when}): {reason}"
+    elif excinfo is not None and _is_transport_error(excinfo.value):
+        # The target broke the exchange (a reset, a deadline, the size cap ...): the
+        # message says what happened, and a traceback would show only the client's insides.
+        report.longrepr = f"{excinfo.value}\n\n{text}"
     else:
         named = _raised_requirements(excinfo.value) if excinfo is not None else set()
         missing = [r for r in pending if r.requirement not in named]
@@ -671,12 +684,16 @@ def _raised_requirements(exc: BaseException) -> set[str]:
     return {exc.record.requirement} if isinstance(exc, RequirementFailed) else set()
 
 
+def _is_transport_error(exc: BaseException) -> bool:
+    from conformance.transport.client import TransportError
+
+    return isinstance(exc, TransportError)
+
+
 def _transport_failure(checks: Checks, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     """A transport error after a good preflight is the server's failure: it FAILs the
     test's requirements that were not judged yet, carrying the transport message."""
-    from conformance.transport.client import TransportError
-
-    if not isinstance(excinfo.value, TransportError):
+    if not _is_transport_error(excinfo.value):
         return
     judged = checks.judged()
     for rid in sorted(checks.declared - judged):

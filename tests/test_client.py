@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -25,8 +27,10 @@ from conformance.transport.client import (
     DeadlineExceeded,
     MissingCredential,
     NotJson,
+    Outage,
     Principal,
     ResponseTooLarge,
+    TargetDown,
     TransportError,
 )
 from conformance.transport.exchange import (
@@ -41,6 +45,7 @@ from tests.support.servers import (
     big_body,
     closed_port_url,
     echo,
+    gzip_bomb,
     header_trickle,
     raw_answer,
     redirect,
@@ -58,6 +63,25 @@ API_KEY_2 = "pat_second+/=key%"
 SESSION_KEY_2 = "sess_second/+=%"
 
 DEADLINE = 1.5
+
+#: A JSON body long enough that decoding takes more than one bounded piece.
+PAYLOAD = json.dumps({"code": 0, "msg": "success", "data": {"text": "你好" * 100_000}}).encode()
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    encoder = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return encoder.compress(data) + encoder.flush()
+
+
+ENCODED = {
+    "gzip": ("gzip", _deflate(PAYLOAD, 31)),
+    "x-gzip": ("x-gzip", _deflate(PAYLOAD, 31)),
+    "deflate": ("deflate", _deflate(PAYLOAD, 15)),
+    "raw-deflate": ("deflate", _deflate(PAYLOAD, -15)),
+    "gzip-twice": ("gzip, gzip", _deflate(_deflate(PAYLOAD, 31), 31)),
+    "deflate-then-gzip": ("deflate,gzip", _deflate(_deflate(PAYLOAD, 15), 31)),
+    "identity": ("identity", PAYLOAD),
+}
 SLACK = 1.0  # the issue's bound: ends within deadline + 1 s
 
 
@@ -87,6 +111,11 @@ def server() -> Iterator[ScriptedServer]:
             ]
         ),
         "/short-stream": sse_events([b"event: a\ndata: 1\n\n", b"event: b\ndata: 2\n\n"], keep_open=5.0),
+        "/bomb-1": gzip_bomb(1),
+        "/bomb-2": gzip_bomb(2),
+        "/not-gzip": raw_answer(200, b'{"code":0}', [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]),
+        **{f"/encoded/{name}": raw_answer(200, body, [("Content-Type", "application/json"), ("Content-Encoding", coding)])
+           for name, (coding, body) in ENCODED.items()},
     }
     with ScriptedServer(routes) as s:
         yield s
@@ -227,6 +256,53 @@ def test_connection_refused_is_a_clear_transport_error() -> None:
     assert not isinstance(caught.value, DeadlineExceeded)
 
 
+# --------------------------------------------------------------------------- a target that went down
+
+
+def test_after_requests_in_a_row_got_no_answer_the_rest_fail_at_once(server: ScriptedServer) -> None:
+    outage = Outage(limit=2)
+    down = make_client(closed_port_url(), outage=outage)
+    for _ in range(2):
+        with pytest.raises(TransportError, match="connection refused"):
+            down.request("GET", "/v1/bots/1")
+    started = time.monotonic()
+    with pytest.raises(TargetDown) as caught:
+        down.request("GET", "/v1/bots/1")
+    with pytest.raises(TargetDown), down.stream("POST", "/v3/chat"):
+        pass
+    assert time.monotonic() - started < 0.5
+    assert "the target went down mid-run (2 requests in a row got no answer, the last: connection refused" in str(caught.value)
+    assert down.log[-1].error is not None and "not sent" in down.log[-1].error
+    # The outage is the run's: a client of the same run sharing it is refused too.
+    with make_client(server.url, outage=outage) as same_run, pytest.raises(TargetDown):
+        same_run.request("GET", "/echo")
+    down.close()
+
+
+def test_any_answer_ends_a_run_of_misses(server: ScriptedServer) -> None:
+    outage = Outage(limit=2)
+    with make_client(closed_port_url(), outage=outage) as down, make_client(server.url, outage=outage) as up:
+        for _ in range(3):
+            with pytest.raises(TransportError, match="connection refused"):
+                down.request("GET", "/v1/bots/1")
+            up.request("GET", "/echo")
+        assert outage.down is None
+        # A body cut short (here by the cap) came with an answer: the target is up.
+        with make_client(server.url, outage=outage, max_body_bytes=1000) as capped:
+            for _ in range(3):
+                with pytest.raises(ResponseTooLarge):
+                    capped.request("GET", "/big")
+    assert outage.down is None
+
+
+def test_a_client_without_an_outage_never_refuses_to_send() -> None:
+    with make_client(closed_port_url()) as c:
+        for _ in range(5):
+            with pytest.raises(TransportError) as caught:
+                c.request("GET", "/v1/bots/1")
+            assert not isinstance(caught.value, TargetDown)
+
+
 # --------------------------------------------------------------------------- size cap, redirects, JSON
 
 
@@ -239,6 +315,43 @@ def test_response_size_cap(server: ScriptedServer, path: str) -> None:
         with pytest.raises(ResponseTooLarge), c.stream("GET", path) as stream:
             stream.read_all()
     assert len(c.log[0].response_body) <= c.log.body_cap
+
+
+@pytest.mark.parametrize("name", sorted(ENCODED))
+def test_encoded_bodies_are_decoded(client: ApiClient, name: str) -> None:
+    assert client.request("GET", f"/encoded/{name}").body == PAYLOAD
+    with client.stream("GET", f"/encoded/{name}") as stream:
+        assert stream.read_all() == PAYLOAD
+
+
+def test_only_the_codings_decoded_within_the_cap_are_asked_for(client: ApiClient, server: ScriptedServer) -> None:
+    client.request("GET", "/echo")
+    assert last_request_header(server, "Accept-Encoding") == "gzip, deflate"
+
+
+@pytest.mark.parametrize("layers", [pytest.param(1, id="gzip"), pytest.param(2, id="gzip-twice")])
+def test_a_gzip_bomb_stops_at_the_size_cap_without_decoding_past_it(server: ScriptedServer, layers: int) -> None:
+    """~66 KB that decode to 64 MiB (gzip), or 2.4 KB that decode to 1 GiB (gzip, gzip):
+    decoded in bounded pieces, the cap is met before memory is. httpx's own decoding
+    made each network read one allocation of its whole expansion."""
+    cap = 1_000_000
+    tracemalloc.start()
+    try:
+        with make_client(server.url, max_body_bytes=cap) as c:
+            with pytest.raises(ResponseTooLarge, match=f"more than {cap} bytes"):
+                c.request("GET", f"/bomb-{layers}")
+            with pytest.raises(ResponseTooLarge), c.stream("GET", f"/bomb-{layers}") as stream:
+                stream.read_all()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"{peak} bytes allocated at the peak, for a cap of {cap}"
+
+
+def test_a_body_that_is_not_what_its_encoding_says_is_a_clear_transport_error(client: ApiClient) -> None:
+    with pytest.raises(TransportError, match="body is not valid gzip") as caught:
+        client.request("GET", "/not-gzip")
+    assert not isinstance(caught.value, ResponseTooLarge | DeadlineExceeded)
 
 
 def test_redirects_are_answers_not_followed(client: ApiClient, server: ScriptedServer) -> None:

@@ -21,6 +21,7 @@ from conformance.keys import SUITE_DIR
 from conformance.transport.preflight import PREFLIGHT_TIMEOUT
 from tests.support.servers import (
     ScriptedServer,
+    close_without_answer,
     closed_port_url,
     html_page,
     stall_before_headers,
@@ -80,6 +81,7 @@ def test_unreachable_target_exits_3_within_the_bound() -> None:
         pytest.param(unauthorized, "credentials", id="rejects-credentials"),
         pytest.param(stall_before_headers, "unreachable", id="stalls"),
         pytest.param(lambda: trickle(total=10_000, interval=1.0), "unreachable", id="trickles"),
+        pytest.param(close_without_answer, "unreachable", id="closes-the-socket"),
     ],
     indirect=["server"],
 )

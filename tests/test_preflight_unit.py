@@ -22,12 +22,14 @@ from tests.support.servers import (
     Exchange,
     Handler,
     ScriptedServer,
+    close_without_answer,
     closed_port_url,
     envelope,
     html_page,
     json_answer,
     raw_answer,
     redirect,
+    reset_without_answer,
     sse_comments_forever,
     stall_after_headers,
     stall_before_headers,
@@ -108,6 +110,8 @@ def test_an_event_stream_answer_is_this_api(serve: Any) -> None:
         pytest.param(html_page(502, "502 Bad Gateway"), "unreachable", "answered 502 with an HTML page", id="gateway-502"),
         pytest.param(unauthorized(), "credentials", "rejects the configured credentials with 401: --api-key (COZE_API_KEY)", id="all-401"),
         pytest.param(json_answer(200, envelope(401, "unauthorized")), "credentials", "--api-key (COZE_API_KEY)", id="envelope-code-401"),
+        pytest.param(close_without_answer(), "unreachable", "unreachable: server closed the connection early", id="closes-the-socket"),
+        pytest.param(reset_without_answer(), "unreachable", "unreachable: connection reset by peer", id="resets-the-connection"),
     ],
 )
 def test_wrong_targets_and_rejected_credentials(serve: Any, behaviour: Handler, kind: str, says: str) -> None:

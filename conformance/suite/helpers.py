@@ -26,6 +26,7 @@ from conformance.transport.client import (
     ApiStream,
     DeadlineExceeded,
     NotJson,
+    ResponseTooLarge,
 )
 
 #: A request a real model answers at length, so that a stream lasts (liveness, cancel
@@ -57,6 +58,8 @@ class Answer:
     status: int
     body: Any
     response: ApiResponse
+    #: Why the body is not JSON ("not UTF-8 at byte 19 (b'\\xff')"), "" when it is.
+    not_json: str = ""
 
     @property
     def code(self) -> Any:
@@ -71,8 +74,16 @@ class Answer:
         return self.status < 400 and self.code == 0 and isinstance(self.data, dict)
 
     def describe(self) -> str:
+        """The answer in a line, naming what a client would trip on first: a redirect
+        (the suite follows none) or a body that is not JSON, and why."""
         text = self.response.text
-        return f"HTTP {self.status}: {text[:400]}{'...' if len(text) > 400 else ''}"
+        what = f"HTTP {self.status}"
+        if 300 <= self.status < 400:
+            location = self.response.headers.get("location")
+            what += f", a redirect to {location} (not followed)" if location else ", a redirect without a Location"
+        if self.not_json and self.response.body:
+            what += f", not JSON: {self.not_json}"
+        return f"{what}: {text[:400]}{'...' if len(text) > 400 else ''}"
 
 
 def is_integer(value: Any) -> bool:
@@ -161,10 +172,9 @@ def open_stream_or_skip(answer: ApiStream, rules: StreamRules) -> None:
 
 def envelope(response: ApiResponse) -> Answer:
     try:
-        body = response.json()
-    except (NotJson, ValueError):
-        body = None
-    return Answer(response.status, body, response)
+        return Answer(response.status, response.json(), response)
+    except NotJson as exc:
+        return Answer(response.status, None, response, exc.reason)
 
 
 def id_text(value: Any) -> str | None:
@@ -237,6 +247,8 @@ class StreamResult:
     reading: StreamReading | None
     body: bytes = b""
     elapsed: float = 0.0
+    #: ``stopped``: why the client stopped reading a stream that had not ended (its
+    #: deadline, the size cap), when it did.
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -314,11 +326,12 @@ def read_chat_stream(
         extra: dict[str, Any] = {}
         try:
             reading = read_events(answer, rules, checker=checker)
-        except DeadlineExceeded as exc:
-            # A stream that never ends is judged on what arrived (the grammar then finds
-            # no terminal event), not lost to a transport error.
+        except (DeadlineExceeded, ResponseTooLarge) as exc:
+            # A stream that never ends, or never stops growing, is judged on what
+            # arrived (the grammar then finds no terminal event), not lost to a
+            # transport error; why the client stopped reading goes with the verdicts.
             reading = _reading(checker, rules, "client")
-            extra["deadline"] = str(exc)
+            extra["stopped"] = exc.reason
         return StreamResult(
             answer.status, answer.media_type, content_type, reading, answer.received, time.monotonic() - started, extra
         )

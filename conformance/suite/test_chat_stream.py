@@ -220,6 +220,7 @@ def test_stream_follows_the_sse_format_and_grammar(
     duration = events[-1].arrived - events[0].arrived if events else 0.0
     context = (
         f"{len(events)} events over {duration:.2f} s, closed by the {reading.closed_by}"
+        + (f" ({result.extra['stopped']}, {len(result.body)} bytes received)" if "stopped" in result.extra else "")
         + (f"; outcome {reading.grammar.outcome}" if reading.grammar.outcome else "")
         + (f"; {witness_summary}" if witness_summary else "")
         + (f"; other findings: {'; '.join(unattributed[:FINDINGS_SHOWN])}" if unattributed else "")

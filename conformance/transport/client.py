@@ -12,8 +12,13 @@ Every conformance test talks to the target through :class:`ApiClient`:
   server that trickles a byte a second or sends SSE comments forever (httpx's
   read timeout is per read and never trips). Expiry raises
   :class:`DeadlineExceeded` with what arrived so far.
-* **A size cap** (``max_body_bytes``) on every body and stream.
+* **A size cap** (``max_body_bytes``) on every body and stream, counted on the
+  decoded bytes as they are decoded (``conformance.transport.decoding``): a gzip
+  bomb stops at the cap, not at the end of memory.
 * **No redirects** are followed: a 3xx is an answer to judge.
+* **A target that went down** (an :class:`Outage` shared by a run's clients): after a
+  few requests in a row got no answer at all, the rest fail at once with
+  :class:`TargetDown` instead of each waiting out its deadline.
 * **No cookie jar**: a ``Set-Cookie`` from the target never leaks into a later
   request (an ``auth="none"`` test must send no credential). **No environment**:
   no proxy variables, no ``~/.netrc`` credentials.
@@ -28,6 +33,7 @@ import json as _json
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -38,6 +44,7 @@ import httpcore
 import httpx
 
 from conformance.transport.deadline import DeadlineTransport, deadline_scope
+from conformance.transport.decoding import ACCEPT_ENCODING, BodyDecoder
 from conformance.transport.exchange import (
     WRONG_API_KEY,
     WRONG_SESSION_KEY,
@@ -60,8 +67,10 @@ __all__ = [
     "ExchangeLog",
     "MissingCredential",
     "NotJson",
+    "Outage",
     "Principal",
     "ResponseTooLarge",
+    "TargetDown",
     "TransportError",
     "default_auth_for_path",
     "describe_error",
@@ -157,12 +166,58 @@ class ResponseTooLarge(TransportError):
         self.limit = limit
 
 
+class TargetDown(TransportError):
+    """Not sent: the run's :class:`Outage` found the target down."""
+
+
 class MissingCredential(Exception):
     """An auth mode needs a credential that is not configured (a test should skip)."""
 
 
 class NotJson(ValueError):
-    """A response body is not a JSON text."""
+    """A response body is not a JSON text; ``reason`` says why, briefly ("not UTF-8 at
+    byte 19 (b'\\xff')", "Expecting value: line 1 column 1 (char 0)")."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+# --------------------------------------------------------------------------- outage
+
+
+class Outage:
+    """Whether a target went down mid-run, shared by the clients of one run (thread-safe).
+
+    A request that got no answer at all -- refused, reset, closed or silent before its
+    status line -- is a miss; any answer ends a run of misses. After ``limit`` misses in
+    a row the target is down for the rest of the run: a host that stopped answering would
+    otherwise make every remaining request wait out its whole deadline, one after
+    another, and a run of a hundred tests against it take a hundred deadlines."""
+
+    def __init__(self, limit: int = 3) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._misses: list[str] = []
+
+    def answered(self) -> None:
+        with self._lock:
+            if len(self._misses) < self.limit:
+                self._misses.clear()
+
+    def missed(self, reason: str) -> None:
+        with self._lock:
+            self._misses.append(reason)
+
+    @property
+    def down(self) -> str | None:
+        """Why the target counts as down, or None while it does not."""
+        with self._lock:
+            if len(self._misses) < self.limit:
+                return None
+            return f"{len(self._misses)} requests in a row got no answer, the last: {self._misses[-1]}"
 
 
 # --------------------------------------------------------------------------- principal
@@ -287,9 +342,12 @@ def parse_json(body: bytes, *, what: str = "response body") -> Any:
     try:
         text = body.decode("utf-8")
         return _json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        preview = body[:80].decode("utf-8", "replace")
-        raise NotJson(f"{what} is not JSON ({exc}): {preview!r}") from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 at byte {exc.start} ({body[exc.start : exc.start + 4]!r})"
+    except ValueError as exc:
+        reason = str(exc)
+    preview = body[:80].decode("utf-8", "replace")
+    raise NotJson(f"{what} is not JSON ({reason}): {preview!r}", reason)
 
 
 class ApiResponse:
@@ -366,7 +424,7 @@ class ApiStream:
         if time.monotonic() >= deadline:
             raise _Expired
         if self._iter is None:
-            self._iter = self._response.iter_bytes()
+            self._iter = _decoded(self._response)
         try:
             with deadline_scope(deadline):
                 chunk = next(self._iter)
@@ -503,6 +561,7 @@ class ApiClient:
         log: ExchangeLog | None = None,
         redactor: Redactor | None = None,
         auth_for_path: Callable[[str], str] | None = None,
+        outage: Outage | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -524,6 +583,7 @@ class ApiClient:
         self.max_body_bytes = max_body_bytes
         self.extra_headers = dict(extra_headers)
         self.auth_for_path = auth_for_path or default_auth_for_path
+        self.outage = outage
         self.log = log if log is not None else ExchangeLog()
         own = Redactor(
             [
@@ -546,7 +606,8 @@ class ApiClient:
             trust_env=False,
             follow_redirects=False,
             cookies=_refusing_jar(),
-            headers={"User-Agent": USER_AGENT},
+            # Only the codings the client decodes within its size cap.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
         )
         self._owner = True
 
@@ -684,6 +745,22 @@ class ApiClient:
             redactor=self.redactor,
         )
 
+    def _refuse_if_down(self, exchange: Exchange) -> None:
+        why = self.outage.down if self.outage is not None else None
+        if why is None:
+            return
+        cause = f"the target went down mid-run ({why}); not sent"
+        exchange._finish(0.0, cause)
+        raise TargetDown(f"{exchange.method} {exchange.url}: {cause}", exchange=exchange, elapsed=0.0, cause=cause)
+
+    def _answered(self) -> None:
+        if self.outage is not None:
+            self.outage.answered()
+
+    def _missed(self, failure: TransportError) -> None:
+        if self.outage is not None:
+            self.outage.missed(failure.reason)
+
     def _fail(self, exchange: Exchange, exc: BaseException, started: float, budget: float, phase: str) -> TransportError:
         elapsed = time.monotonic() - started
         what = f"{exchange.method} {exchange.url}"
@@ -730,11 +807,13 @@ class ApiClient:
             method, path, json=json, params=params, content=content, headers=headers, auth=auth, budget=budget
         )
         exchange = self._begin(request, mode, body, stream=False)
+        self._refuse_if_down(exchange)
         phase = "waiting for the response headers"
         received = bytearray()
         try:
             with deadline_scope(deadline):
                 response = self._http.send(request, stream=True)
+                self._answered()
                 try:
                     exchange._set_response(response.status_code, response.reason_phrase, _header_items(response.headers))
                     phase = "reading the response body"
@@ -751,7 +830,10 @@ class ApiClient:
             ) from None
         except (_Expired, httpcore.TimeoutException, *_TRANSPORT_ERRORS) as exc:
             exchange._set_body(bytes(received))
-            raise self._fail(exchange, exc, started, budget, phase) from exc
+            failure = self._fail(exchange, exc, started, budget, phase)
+            if exchange.status is None:
+                self._missed(failure)
+            raise failure from exc
         elapsed = time.monotonic() - started
         exchange._set_body(bytes(received))
         exchange._finish(elapsed)
@@ -761,7 +843,7 @@ class ApiClient:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise _TooLarge(f"Content-Length {declared}")
-        for chunk in response.iter_bytes():
+        for chunk in _decoded(response):
             into += chunk
             if len(into) > self.max_body_bytes:
                 raise _TooLarge(f"more than {self.max_body_bytes} bytes")
@@ -791,11 +873,15 @@ class ApiClient:
             method, path, json=json, params=params, content=content, headers=headers, auth=auth, budget=budget
         )
         exchange = self._begin(request, mode, body, stream=True)
+        self._refuse_if_down(exchange)
         try:
             with deadline_scope(deadline):
                 response = self._http.send(request, stream=True)
         except (httpcore.TimeoutException, *_TRANSPORT_ERRORS) as exc:
-            raise self._fail(exchange, exc, started, budget, "waiting for the response headers") from exc
+            failure = self._fail(exchange, exc, started, budget, "waiting for the response headers")
+            self._missed(failure)
+            raise failure from exc
+        self._answered()
         exchange._set_response(response.status_code, response.reason_phrase, _header_items(response.headers))
         answer = ApiStream(response, exchange, started=started, deadline=deadline, max_bytes=self.max_body_bytes)
         try:
@@ -806,6 +892,14 @@ class ApiClient:
 
 class _TooLarge(Exception):
     pass
+
+
+def _decoded(response: httpx.Response) -> Iterator[bytes]:
+    """The body as the test reads it: raw network chunks, their Content-Encoding undone
+    in bounded pieces (httpx's own decoding has no bound: see ``transport.decoding``)."""
+    decoder = BodyDecoder(response.headers.get_list("content-encoding"))
+    for raw in response.iter_raw():
+        yield from decoder.decode(raw)
 
 
 def _header_items(headers: httpx.Headers) -> list[tuple[str, str]]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,14 +30,18 @@ __all__ = [
     "RecordedRequest",
     "ScriptedServer",
     "big_body",
+    "close_without_answer",
     "closed_port_url",
     "echo",
     "envelope",
+    "gzip_bomb",
+    "gzip_bomb_pieces",
     "header_trickle",
     "html_page",
     "json_answer",
     "raw_answer",
     "redirect",
+    "reset_without_answer",
     "sequence",
     "sse_comments_forever",
     "sse_events",
@@ -331,6 +337,26 @@ def stall_before_headers() -> Handler:
     return handle
 
 
+def close_without_answer() -> Handler:
+    """Read the request, then close the connection without a byte of answer."""
+
+    def handle(ex: Exchange) -> None:
+        ex.close_connection = True
+
+    return handle
+
+
+def reset_without_answer() -> Handler:
+    """Read the request, then abort the connection with a TCP RST (SO_LINGER 0)."""
+
+    def handle(ex: Exchange) -> None:
+        ex.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ex.connection.close()
+        ex.close_connection = True
+
+    return handle
+
+
 def sse_comments_forever(interval: float = 0.1) -> Handler:
     """An event stream of keep-alive comments that never ends."""
 
@@ -379,3 +405,55 @@ def sequence(*handlers: Handler) -> Handler:
 
     return handle
 
+
+#: Deflate of 1 MiB of zeros, full-flushed: every such block is the same 1037 bytes, so
+#: an endless gzip member of zeros is its header and this block, repeated.
+_ZEROS_MIB = 1 << 20
+
+
+def _zero_block() -> bytes:
+    encoder = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    encoder.compress(bytes(_ZEROS_MIB))
+    encoder.flush(zlib.Z_FULL_FLUSH)  # the first block differs (no history yet): skip it
+    block = encoder.compress(bytes(_ZEROS_MIB)) + encoder.flush(zlib.Z_FULL_FLUSH)
+    return block
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # RFC 1952: deflate, no name, no time
+
+
+def gzip_bomb_pieces(layers: int = 1, *, mib_per_piece: int = 64) -> Iterator[bytes]:
+    """An endless gzip member of zeros, gzipped ``layers`` (1 or 2) times, made as it is
+    read. One layer: each piece is ~66 KB and decodes to ``mib_per_piece`` MiB. Two
+    layers: each piece is ~2.4 KB and decodes to 1 GiB."""
+    block = _zero_block()
+    inner = _GZIP_HEADER + block * (mib_per_piece - 1)
+    if layers == 1:
+        yield inner
+        while True:
+            yield block * mib_per_piece
+    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    gib = block * 1024
+    first = outer.compress(_GZIP_HEADER + gib) + outer.flush(zlib.Z_SYNC_FLUSH)
+    yield first
+    while True:
+        yield outer.compress(gib) + outer.flush(zlib.Z_SYNC_FLUSH)
+
+
+def gzip_bomb(layers: int = 1, content_type: str = "application/json") -> Handler:
+    """A 200 with ``Content-Encoding: gzip`` (``layers`` times, close-delimited) whose
+    body decodes to endless zeros (:func:`gzip_bomb_pieces`)."""
+
+    def handle(ex: Exchange) -> None:
+        ex.send_response(200)
+        ex.send_header("Content-Type", content_type)
+        ex.send_header("Content-Encoding", ", ".join(["gzip"] * layers))
+        ex.send_header("Connection", "close")
+        ex.end_headers()
+        ex.close_connection = True
+        for piece in gzip_bomb_pieces(layers):
+            if ex.stopping.is_set():
+                return
+            ex.write(piece)
+
+    return handle

@@ -295,6 +295,28 @@ def test_any_answer_ends_a_run_of_misses(server: ScriptedServer) -> None:
     assert outage.down is None
 
 
+def test_a_target_down_is_looked_at_again_once_per_cooldown(server: ScriptedServer) -> None:
+    now = [100.0]
+    outage = Outage(limit=2, cooldown=10.0, clock=lambda: now[0])
+    with make_client(closed_port_url(), outage=outage) as down, make_client(server.url, outage=outage) as up:
+        for _ in range(2):
+            with pytest.raises(TransportError, match="connection refused"):
+                down.request("GET", "/v1/bots/1")
+        now[0] += 9.0
+        with pytest.raises(TargetDown):
+            up.request("GET", "/echo")
+        now[0] += 1.0  # the cooldown is over: one request is sent; it misses, so down again
+        with pytest.raises(TransportError, match="connection refused") as probe:
+            down.request("GET", "/v1/bots/1")
+        assert not isinstance(probe.value, TargetDown)
+        with pytest.raises(TargetDown):
+            up.request("GET", "/echo")
+        now[0] += 10.0  # the next look finds it answering: the outage is over
+        up.request("GET", "/echo")
+        assert outage.down is None
+        up.request("GET", "/echo")
+
+
 def test_a_client_without_an_outage_never_refuses_to_send() -> None:
     with make_client(closed_port_url()) as c:
         for _ in range(5):

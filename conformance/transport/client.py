@@ -191,33 +191,56 @@ class Outage:
 
     A request that got no answer at all -- refused, reset, closed or silent before its
     status line -- is a miss; any answer ends a run of misses. After ``limit`` misses in
-    a row the target is down for the rest of the run: a host that stopped answering would
-    otherwise make every remaining request wait out its whole deadline, one after
-    another, and a run of a hundred tests against it take a hundred deadlines."""
+    a row the target counts as down: a host that stopped answering would otherwise make
+    every remaining request wait out its whole deadline, one after another, and a run of
+    a hundred tests against it take a hundred deadlines. While it is down, requests fail
+    at once, except one every ``cooldown`` seconds, sent to see whether it came back (a
+    circuit breaker's half-open state): a blip of a few seconds fails the requests it
+    hit, not the rest of the run."""
 
-    def __init__(self, limit: int = 3) -> None:
+    def __init__(self, limit: int = 3, *, cooldown: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
+        self.cooldown = cooldown
+        self._clock = clock
         self._lock = threading.Lock()
         self._misses: list[str] = []
+        self._probe_at = 0.0
 
     def answered(self) -> None:
         with self._lock:
-            if len(self._misses) < self.limit:
-                self._misses.clear()
+            self._misses.clear()
 
     def missed(self, reason: str) -> None:
         with self._lock:
             self._misses.append(reason)
+            if len(self._misses) >= self.limit:
+                self._probe_at = self._clock() + self.cooldown
 
     @property
     def down(self) -> str | None:
         """Why the target counts as down, or None while it does not."""
         with self._lock:
-            if len(self._misses) < self.limit:
+            return self._why()
+
+    def refusal(self) -> str | None:
+        """Why a request must not be sent now, or None: the target is up, or it is down
+        and this request is the one that looks whether it came back."""
+        with self._lock:
+            why = self._why()
+            if why is None:
                 return None
-            return f"{len(self._misses)} requests in a row got no answer, the last: {self._misses[-1]}"
+            now = self._clock()
+            if now >= self._probe_at:
+                self._probe_at = now + self.cooldown
+                return None
+            return why
+
+    def _why(self) -> str | None:
+        if len(self._misses) < self.limit:
+            return None
+        return f"{len(self._misses)} requests in a row got no answer, the last: {self._misses[-1]}"
 
 
 # --------------------------------------------------------------------------- principal
@@ -746,7 +769,7 @@ class ApiClient:
         )
 
     def _refuse_if_down(self, exchange: Exchange) -> None:
-        why = self.outage.down if self.outage is not None else None
+        why = self.outage.refusal() if self.outage is not None else None
         if why is None:
             return
         cause = f"the target went down mid-run ({why}); not sent"

@@ -108,7 +108,10 @@ def server() -> Iterator[ScriptedServer]:
                 b"event: conversation.message.delta\ndata: {\"content\":\"" + API_KEY_2[:6].encode(),
                 API_KEY_2[6:].encode() + b"\"}\n\n",
                 b"event: done\ndata: {}\n\n",
-            ]
+            ],
+            # Far enough apart that a loaded machine does not read two writes as one
+            # chunk (the test checks the chunks stay aligned).
+            gap=0.3,
         ),
         "/short-stream": sse_events([b"event: a\ndata: 1\n\n", b"event: b\ndata: 2\n\n"], keep_open=5.0),
         "/bomb-1": gzip_bomb(1),

@@ -34,12 +34,12 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support.servers import gzip_bomb_pieces
+from tests.support.servers import ServerThread, Stoppable, gzip_bomb_pieces
 
 __all__ = [
     "HOP_BY_HOP",
@@ -253,7 +253,7 @@ def _forward(conn: Conn) -> None:
     conn.relay()
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(Stoppable):
     daemon_threads = True
 
     def __init__(self, upstream: str, rule: Rule | None, tls: ssl.SSLContext | None) -> None:
@@ -280,43 +280,19 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that hung up, a refused certificate: the test judges the client's side
 
 
-class HostileProxy:
+class HostileProxy(ServerThread["_Server"]):
     """A threaded reverse proxy to ``upstream`` on 127.0.0.1 (port 0), over TLS when
     ``tls`` (a server-side context) is given; ``rule`` picks the requests it spoils.
     ``hits`` are the requests that met the rule's behaviour."""
 
+    what = "proxy"
+
     def __init__(self, upstream: str, rule: Rule | None = None, *, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__()
         self._args = (upstream, rule, tls)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> HostileProxy:
-        self._server = _Server(*self._args)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self) -> HostileProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def _live(self) -> _Server:
-        if self._server is None:
-            raise RuntimeError("proxy not started")
-        return self._server
+    def _make(self) -> _Server:
+        return _Server(*self._args)
 
     @property
     def url(self) -> str:

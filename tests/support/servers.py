@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
@@ -138,7 +138,13 @@ class Exchange(BaseHTTPRequestHandler):
 Handler = Callable[[Exchange], None]
 
 
-class _Server(ThreadingHTTPServer):
+class Stoppable(ThreadingHTTPServer):
+    """A threaded stdlib server with an event its handlers watch to end early."""
+
+    stopping: threading.Event
+
+
+class _Server(Stoppable):
     daemon_threads = True
 
     def __init__(self, routes: Mapping[str, Handler]) -> None:
@@ -156,20 +162,24 @@ class _Server(ThreadingHTTPServer):
             self.errors.append(exc)
 
 
-class ScriptedServer:
-    """A threaded HTTP server whose routes are behaviours (see the factories below).
+S = TypeVar("S", bound=Stoppable)
 
-    ``routes`` keys are ``"/path"``, ``"METHOD /path"`` or ``"*"`` (anything else);
-    unknown paths answer a 404 JSON envelope. ``requests`` records what arrived.
-    """
 
-    def __init__(self, routes: Mapping[str, Handler] | Handler) -> None:
-        self._routes = routes if isinstance(routes, Mapping) else {"*": routes}
-        self._server: _Server | None = None
+class ServerThread(Generic[S]):
+    """Serves a :class:`Stoppable` server on a daemon thread: ``start``/``stop`` and a
+    context manager; subclasses say how to make the server (``_make``)."""
+
+    what = "server"
+
+    def __init__(self) -> None:
+        self._server: S | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> ScriptedServer:
-        self._server = _Server(self._routes)
+    def _make(self) -> S:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._server = self._make()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -184,17 +194,32 @@ class ScriptedServer:
         self._thread.join(5)
         self._server = None
 
-    def __enter__(self) -> ScriptedServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
-    def _live(self) -> _Server:
+    def _live(self) -> S:
         if self._server is None:
-            raise RuntimeError("server not started")
+            raise RuntimeError(f"{self.what} not started")
         return self._server
+
+
+class ScriptedServer(ServerThread["_Server"]):
+    """A threaded HTTP server whose routes are behaviours (see the factories below).
+
+    ``routes`` keys are ``"/path"``, ``"METHOD /path"`` or ``"*"`` (anything else);
+    unknown paths answer a 404 JSON envelope. ``requests`` records what arrived.
+    """
+
+    def __init__(self, routes: Mapping[str, Handler] | Handler) -> None:
+        super().__init__()
+        self._routes = routes if isinstance(routes, Mapping) else {"*": routes}
+
+    def _make(self) -> _Server:
+        return _Server(self._routes)
 
     @property
     def url(self) -> str:
